@@ -1,0 +1,307 @@
+//! Engine subcommands: score, generate, perplexity, tokenize, models.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use fairlm_model::generate::{generate as sample, SamplingConfig};
+use fairlm_model::score::{score_items, sliding_nll, ScoreItem, TextScore};
+use fairlm_model::{fetch, Checkpoint, NumericPath};
+
+/// The held-out English text written for this project (quality check; never trained on).
+pub const HELDOUT: &str = include_str!("../../../data/heldout.txt");
+
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// `smollm2` (the default model, fetched if missing), a GGUF file, or a Hugging Face
+    /// directory with config.json and *.safetensors.
+    #[arg(long, default_value = fetch::DEFAULT_MODEL)]
+    pub model: String,
+    /// Numeric path: `f32` (weights dequantized; matches transformers; fastest here for
+    /// batched work) or `quantized` (GGUF blocks as stored; matches llama.cpp).
+    #[arg(long, default_value = "f32")]
+    pub dtype: NumericPath,
+}
+
+impl ModelArgs {
+    pub fn open(&self) -> Result<Checkpoint> {
+        let path = fetch::resolve(&self.model)?;
+        Ok(Checkpoint::open(&path, self.dtype)?)
+    }
+}
+
+/// The token that precedes a text when it is scored: `auto` (the model's `<|endoftext|>`),
+/// `none`, or an id.
+fn context_ids(ck: &Checkpoint, spec: &str) -> Result<Vec<u32>> {
+    match spec {
+        "auto" => Ok(ck.tokenizer.document_start().into_iter().collect()),
+        "none" => Ok(Vec::new()),
+        id => Ok(vec![id.parse().with_context(|| {
+            format!("--context-token: `{id}` is not auto, none or an id")
+        })?]),
+    }
+}
+
+fn read_lines(file: &Path) -> Result<Vec<String>> {
+    let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line =
+            line.with_context(|| format!("{}:{}: not valid UTF-8", file.display(), i + 1))?;
+        out.push(line);
+    }
+    Ok(out)
+}
+
+fn texts_from(texts: &[String], file: &Option<PathBuf>) -> Result<Vec<String>> {
+    let mut all = texts.to_vec();
+    if let Some(f) = file {
+        all.extend(read_lines(f)?.into_iter().filter(|l| !l.is_empty()));
+    }
+    if all.is_empty() {
+        bail!("no text given: pass TEXT arguments or --file FILE");
+    }
+    Ok(all)
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// Texts to score.
+    pub texts: Vec<String>,
+    /// A file with one text per line (empty lines skipped).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Context token before each text: auto (<|endoftext|>), none, or an id.
+    #[arg(long, default_value = "auto")]
+    pub context_token: String,
+    /// Include per-token ids and log-probabilities.
+    #[arg(long)]
+    pub per_token: bool,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+}
+
+#[derive(serde::Serialize)]
+struct ScoreLine<'a> {
+    text: &'a str,
+    logprob_sum: f64,
+    logprob_mean: f64,
+    n_tokens: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_ids: Option<&'a [u32]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_logprobs: Option<&'a [f64]>,
+}
+
+pub fn score(a: ScoreArgs) -> Result<()> {
+    let texts = texts_from(&a.texts, &a.file)?;
+    let ck = a.model.open()?;
+    let model = ck.build()?;
+    let ctx = context_ids(&ck, &a.context_token)?;
+    let mut items = Vec::with_capacity(texts.len());
+    let mut ids_all = Vec::with_capacity(texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        let ids = ck
+            .tokenizer
+            .encode(t)
+            .with_context(|| format!("text {}", i + 1))?;
+        if ids.is_empty() || (ctx.is_empty() && ids.len() < 2) {
+            bail!("text {} ({t:?}) has no token to score", i + 1);
+        }
+        items.push(if ctx.is_empty() {
+            ScoreItem {
+                tokens: ids.clone(),
+                first_scored: 1,
+            }
+        } else {
+            ScoreItem::after_context(&ctx, &ids)
+        });
+        ids_all.push(ids);
+    }
+    let scores = score_items(model.as_ref(), &items, a.batch_size, |_| {})?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for ((text, ids), lps) in texts.iter().zip(&ids_all).zip(scores) {
+        let s = TextScore::from_logprobs(lps);
+        let scored_ids = &ids[ids.len() - s.n_tokens..];
+        let line = ScoreLine {
+            text,
+            logprob_sum: s.logprob_sum,
+            logprob_mean: s.logprob_mean,
+            n_tokens: s.n_tokens,
+            token_ids: a.per_token.then_some(scored_ids),
+            token_logprobs: a.per_token.then_some(&s.token_logprobs[..]),
+        };
+        writeln!(out, "{}", serde_json::to_string(&line)?)?;
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Prompts.
+    #[arg(required = true)]
+    pub prompts: Vec<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Samples per prompt.
+    #[arg(short, long, default_value_t = 1)]
+    pub n: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    #[arg(long, default_value_t = 32)]
+    pub max_tokens: usize,
+    /// Stop a sample once its text contains this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+}
+
+pub fn generate(a: GenerateArgs) -> Result<()> {
+    let cfg = SamplingConfig {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        max_new_tokens: a.max_tokens,
+        stop: a.stop.clone(),
+    };
+    cfg.validate()?;
+    let ck = a.model.open()?;
+    let model = ck.build()?;
+    let stdout = std::io::stdout();
+    for (pi, prompt) in a.prompts.iter().enumerate() {
+        let ids = ck.tokenizer.encode(prompt)?;
+        let ids = if ids.is_empty() {
+            ck.tokenizer.document_start().into_iter().collect()
+        } else {
+            ids
+        };
+        let gens = sample(
+            model.as_ref(),
+            &ck.tokenizer,
+            &ids,
+            a.n,
+            &cfg,
+            a.seed,
+            pi as u64,
+        )?;
+        let mut out = stdout.lock();
+        for g in gens {
+            let line = serde_json::json!({
+                "prompt": prompt, "sample": g.sample, "seed": a.seed, "text": g.text,
+                "token_ids": g.token_ids, "finish": g.finish,
+            });
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PerplexityArgs {
+    /// Text file (default: the held-out text embedded in fairlm).
+    #[arg(long)]
+    pub text: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Window length in tokens (default: the model's context, at most 1024).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Window step (default: half the window).
+    #[arg(long)]
+    pub stride: Option<usize>,
+}
+
+pub fn perplexity(a: PerplexityArgs) -> Result<()> {
+    let (name, text) = match &a.text {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| p.display().to_string())?,
+        ),
+        None => ("heldout (embedded)".to_string(), HELDOUT.to_string()),
+    };
+    let ck = a.model.open()?;
+    let model = ck.build()?;
+    let ids = ck.tokenizer.encode(&text).with_context(|| name.clone())?;
+    let window = a.window.unwrap_or(model.info().context_length.min(1024));
+    let stride = a.stride.unwrap_or(window / 2);
+    let (nll, n) =
+        sliding_nll(model.as_ref(), &ids, window, stride, |_| {}).with_context(|| name.clone())?;
+    let line = serde_json::json!({
+        "text": name, "n_tokens": ids.len(), "n_predicted": n, "nll_sum": nll,
+        "mean_nll": nll / n as f64, "perplexity": (nll / n as f64).exp(),
+        "window": window, "stride": stride, "numeric_path": model.info().numeric_path,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct TokenizeArgs {
+    #[arg(required = true)]
+    pub texts: Vec<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+pub fn tokenize(a: TokenizeArgs) -> Result<()> {
+    let ck = a.model.open()?;
+    for t in &a.texts {
+        let ids = ck.tokenizer.encode(t)?;
+        println!(
+            "{}",
+            serde_json::json!({"text": t, "ids": ids, "tokens": ck.tokenizer.tokens(&ids)})
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ModelsArgs {
+    /// Fetch the default model if it is missing.
+    #[arg(long)]
+    pub fetch: bool,
+}
+
+pub fn models(a: ModelsArgs) -> Result<()> {
+    let default = fetch::default_model_path();
+    if a.fetch && !default.is_file() {
+        fetch::fetch_default(&default)?;
+    }
+    println!("home: {}", fetch::home().display());
+    println!(
+        "default: {} -> {} ({})",
+        fetch::DEFAULT_MODEL,
+        default.display(),
+        if default.is_file() {
+            "present"
+        } else {
+            "missing; fetched on first use"
+        }
+    );
+    let dir = fetch::home().join("models");
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        paths.sort();
+        for p in paths {
+            let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            println!("cached: {} ({:.1} MB)", p.display(), size as f64 / 1e6);
+        }
+    }
+    Ok(())
+}

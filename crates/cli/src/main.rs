@@ -1,0 +1,57 @@
+//! The `fairlm` binary: parses arguments, calls one library function per subcommand, prints
+//! results, and maps the outcome to an exit code (0 pass, 1 gate failed, 2 error). Every
+//! error is printed once, on one line.
+
+mod engine;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "fairlm",
+    version,
+    about = "Measure and reduce social bias in generative language models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Log-probability of each text (one JSON object per line on stdout).
+    Score(engine::ScoreArgs),
+    /// Sample continuations of prompts (JSONL on stdout).
+    Generate(engine::GenerateArgs),
+    /// Perplexity of a text (the embedded held-out text by default).
+    Perplexity(engine::PerplexityArgs),
+    /// Token ids and strings of each text.
+    Tokenize(engine::TokenizeArgs),
+    /// The default model and the cached models, with their paths.
+    Models(engine::ModelsArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FAIRLM_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Score(a) => engine::score(a),
+        Command::Generate(a) => engine::generate(a),
+        Command::Perplexity(a) => engine::perplexity(a),
+        Command::Tokenize(a) => engine::tokenize(a),
+        Command::Models(a) => engine::models(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("fairlm: error: {}", chain.join(": "));
+            ExitCode::from(2)
+        }
+    }
+}

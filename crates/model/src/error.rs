@@ -1,0 +1,71 @@
+//! Typed errors of the model crate. Each variant names the file (and, where it helps, the
+//! tensor or key) so that the CLI can print one line that tells the user what to fix.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {reason}")]
+    File { path: PathBuf, reason: String },
+
+    #[error("{path}: not a valid GGUF file: {reason}")]
+    Gguf { path: PathBuf, reason: String },
+
+    #[error("{path}: not a valid safetensors file: {reason}")]
+    Safetensors { path: PathBuf, reason: String },
+
+    #[error("{path}: unsupported architecture `{arch}` (fairlm supports llama and gpt2)")]
+    UnknownArchitecture { path: PathBuf, arch: String },
+
+    #[error("{path}: tensor `{tensor}` has type {dtype}, which fairlm does not support (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0)")]
+    UnsupportedTensorType {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
+
+    #[error("{path}: missing tensor `{tensor}`")]
+    MissingTensor { path: PathBuf, tensor: String },
+
+    #[error("{path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+
+    #[error("{path}: tokenizer: {reason}")]
+    Tokenizer { path: PathBuf, reason: String },
+
+    #[error("no tokenizer found for {path}: expected tokenizer.json, or vocab.json and merges.txt, beside the weights")]
+    TokenizerMissing { path: PathBuf },
+
+    #[error("text {index} has {tokens} tokens, more than the model's context of {context} (split it, or use `fairlm perplexity`, which slides a window)")]
+    TooLong {
+        index: usize,
+        tokens: usize,
+        context: usize,
+    },
+
+    #[error("text {index} is empty: there is no token to score")]
+    EmptyText { index: usize },
+
+    #[error("fetching the default model failed: {0}")]
+    Fetch(String),
+
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Error::File {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}

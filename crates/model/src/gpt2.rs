@@ -1,0 +1,221 @@
+//! GPT-2 (the seed's architecture) under Hugging Face names: learned positions, Conv1D
+//! ([in, out]) weights, pre-norm blocks, lm_head tied to the token embedding.
+
+use candle_core::{Result, Tensor};
+
+use crate::error::Error;
+use crate::lm::{CausalLm, KvCache, ModelInfo, Output};
+use crate::ops::{self, Kernels, Linear};
+use crate::weights::Weights;
+
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct Gpt2Config {
+    pub vocab_size: usize,
+    pub n_positions: usize,
+    pub n_embd: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    #[serde(default)]
+    pub n_inner: Option<usize>,
+    #[serde(default = "default_eps")]
+    pub layer_norm_epsilon: f64,
+    #[serde(default = "default_activation")]
+    pub activation_function: String,
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_activation() -> String {
+    "gelu_new".into()
+}
+
+#[derive(Clone, Copy)]
+enum Activation {
+    /// The tanh approximation (`gelu_new`, GPT-2's own).
+    GeluTanh,
+    /// The exact erf form (`gelu`).
+    GeluErf,
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    fn new(w: &Weights, p: &str, n: usize) -> crate::Result<Self> {
+        Ok(LayerNorm {
+            weight: w.get(&format!("{p}.weight"), &[n])?,
+            bias: w.get(&format!("{p}.bias"), &[n])?,
+        })
+    }
+    fn forward(&self, x: &Tensor, eps: f64, k: Kernels) -> Result<Tensor> {
+        ops::layer_norm(x, &self.weight, &self.bias, eps, k)
+    }
+}
+
+fn conv1d(w: &Weights, p: &str, inp: usize, out: usize) -> crate::Result<Linear> {
+    Ok(Linear::Dense {
+        weight: w.get(&format!("{p}.weight"), &[inp, out])?,
+        bias: Some(w.get(&format!("{p}.bias"), &[out])?),
+        in_out: true,
+    })
+}
+
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Linear,
+    attn_proj: Linear,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    mlp_proj: Linear,
+}
+
+pub struct Gpt2 {
+    wte: Tensor,
+    wpe: Tensor,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    heads: usize,
+    eps: f64,
+    activation: Activation,
+    kernels: Kernels,
+    info: ModelInfo,
+}
+
+impl Gpt2 {
+    pub fn new(cfg: &Gpt2Config, w: &Weights, kernels: Kernels) -> crate::Result<Self> {
+        let e = cfg.n_embd;
+        if cfg.n_head == 0 || e % cfg.n_head != 0 {
+            return Err(Error::Config {
+                path: w.path().to_path_buf(),
+                reason: format!("n_embd {e} is not a multiple of n_head {}", cfg.n_head),
+            });
+        }
+        let activation = match cfg.activation_function.as_str() {
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "gelu" => Activation::GeluErf,
+            other => {
+                return Err(Error::Config {
+                    path: w.path().to_path_buf(),
+                    reason: format!("unsupported activation_function `{other}`"),
+                })
+            }
+        };
+        let inner = cfg.n_inner.unwrap_or(4 * e);
+        let mut blocks = Vec::with_capacity(cfg.n_layer);
+        for i in 0..cfg.n_layer {
+            let p = format!("transformer.h.{i}");
+            blocks.push(Block {
+                ln_1: LayerNorm::new(w, &format!("{p}.ln_1"), e)?,
+                c_attn: conv1d(w, &format!("{p}.attn.c_attn"), e, 3 * e)?,
+                attn_proj: conv1d(w, &format!("{p}.attn.c_proj"), e, e)?,
+                ln_2: LayerNorm::new(w, &format!("{p}.ln_2"), e)?,
+                c_fc: conv1d(w, &format!("{p}.mlp.c_fc"), e, inner)?,
+                mlp_proj: conv1d(w, &format!("{p}.mlp.c_proj"), inner, e)?,
+            });
+        }
+        Ok(Gpt2 {
+            wte: w.get("transformer.wte.weight", &[cfg.vocab_size, e])?,
+            wpe: w.get("transformer.wpe.weight", &[cfg.n_positions, e])?,
+            blocks,
+            ln_f: LayerNorm::new(w, "transformer.ln_f", e)?,
+            heads: cfg.n_head,
+            eps: cfg.layer_norm_epsilon,
+            activation,
+            kernels,
+            info: ModelInfo {
+                architecture: "gpt2".into(),
+                vocab_size: cfg.vocab_size,
+                context_length: cfg.n_positions,
+                n_layers: cfg.n_layer,
+                hidden_size: e,
+                numeric_path: "f32".into(),
+            },
+        })
+    }
+
+    fn attention(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Result<Tensor> {
+        let (b, s, e) = x.dims3()?;
+        let hd = e / self.heads;
+        let qkv = blk.c_attn.forward(x)?;
+        let split = |i: usize| -> Result<Tensor> {
+            qkv.narrow(2, i * e, e)?
+                .reshape((b, s, self.heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+        let (k, v) = cache.append(layer, k, v)?;
+        let y = ops::attention(&q, &k, &v, mask, self.kernels)?;
+        blk.attn_proj
+            .forward(&y.transpose(1, 2)?.reshape((b, s, e))?)
+    }
+}
+
+impl CausalLm for Gpt2 {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn forward(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Output> {
+        let (b, s) = ids.dims2()?;
+        let offset = cache.len();
+        if offset + s > self.info.context_length {
+            candle_core::bail!(
+                "{} positions exceed GPT-2's n_positions of {}",
+                offset + s,
+                self.info.context_length
+            );
+        }
+        let e = self.info.hidden_size;
+        let tok = self
+            .wte
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, s, e))?;
+        let pos = self.wpe.narrow(0, offset, s)?;
+        let mut x = tok.broadcast_add(&pos)?;
+        let mask = if s > 1 {
+            Some(ops::causal_mask(s, offset, ids.device())?)
+        } else {
+            None
+        };
+        let k = self.kernels;
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let a = self.attention(
+                blk,
+                &blk.ln_1.forward(&x, self.eps, k)?,
+                mask.as_ref(),
+                cache,
+                i,
+            )?;
+            x = (x + a)?;
+            let h = blk.c_fc.forward(&blk.ln_2.forward(&x, self.eps, k)?)?;
+            let h = match self.activation {
+                Activation::GeluTanh => h.gelu()?,
+                Activation::GeluErf => h.gelu_erf()?,
+            };
+            x = (x + blk.mlp_proj.forward(&h)?)?;
+        }
+        let hidden = self.ln_f.forward(&x, self.eps, k)?;
+        let lm_head = Linear::Dense {
+            weight: self.wte.clone(),
+            bias: None,
+            in_out: false,
+        };
+        let logits = lm_head.forward(&hidden)?;
+        Ok(Output { logits, hidden })
+    }
+}

@@ -1,0 +1,20 @@
+//! fairlm's language-model engine: tokenizers, GPT-2 and Llama-family models on candle,
+//! loading from GGUF and Hugging Face directories, batched scoring, seeded sampling, and the
+//! default model's fetch. It knows nothing of bias metrics or training loops.
+
+pub mod error;
+pub mod fetch;
+pub mod generate;
+pub mod gpt2;
+pub mod llama;
+pub mod lm;
+pub mod loader;
+pub mod ops;
+pub mod score;
+pub mod tokenizer;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use lm::{CausalLm, KvCache, ModelInfo, Output};
+pub use loader::{ArchConfig, Checkpoint, Format, NumericPath};
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,336 @@
+//! Opens a checkpoint (a GGUF file, or a Hugging Face directory with `config.json` and
+//! `*.safetensors`), checks it, and builds the model for one numeric path.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor, Var};
+
+use crate::error::{Error, Result};
+use crate::gpt2::{Gpt2, Gpt2Config};
+use crate::llama::{Llama, LlamaConfig};
+use crate::lm::CausalLm;
+use crate::ops::Kernels;
+use crate::tokenizer::Tokenizer;
+use crate::weights::Weights;
+
+/// The numeric path a model computes on. Anything that compares log-probabilities must
+/// sample and score on one path (engine-notes.md, trap 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NumericPath {
+    /// Weights dequantized to f32: the reference path (matches transformers) and the faster
+    /// one for batched work on this CPU.
+    F32,
+    /// GGUF blocks as stored (matches llama.cpp to its own rounding).
+    Quantized,
+}
+
+impl std::str::FromStr for NumericPath {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(NumericPath::F32),
+            "quantized" | "q" => Ok(NumericPath::Quantized),
+            other => Err(Error::Invalid(format!(
+                "unknown --dtype `{other}` (expected f32 or quantized)"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Gguf,
+    Safetensors,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "model_type", rename_all = "lowercase")]
+pub enum ArchConfig {
+    Llama(LlamaConfig),
+    Gpt2(Gpt2Config),
+}
+
+/// A checkpoint's config, weights and tokenizer; builds inference or trainable models.
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub format: Format,
+    pub config: ArchConfig,
+    pub weights: Weights,
+    pub tokenizer: Tokenizer,
+    /// Q/K rows in llama.cpp's interleaved rotary order (quantized GGUF path only).
+    interleaved_rope: bool,
+}
+
+impl Checkpoint {
+    pub fn open(path: &Path, numeric: NumericPath) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::file(path, "no such file or directory"));
+        }
+        if path.is_dir() {
+            if numeric == NumericPath::Quantized {
+                return Err(Error::file(path, "the quantized path needs a GGUF file; use --dtype f32 for a safetensors directory"));
+            }
+            return open_hf_dir(path);
+        }
+        open_gguf(path, numeric)
+    }
+
+    /// An inference model (fused kernels).
+    pub fn build(&self) -> Result<Box<dyn CausalLm>> {
+        self.build_with(Kernels::Fused)
+    }
+
+    pub fn build_with(&self, kernels: Kernels) -> Result<Box<dyn CausalLm>> {
+        Ok(match &self.config {
+            ArchConfig::Llama(c) => Box::new(Llama::new(
+                c,
+                &self.weights,
+                self.interleaved_rope,
+                kernels,
+            )?),
+            ArchConfig::Gpt2(c) => Box::new(Gpt2::new(c, &self.weights, kernels)?),
+        })
+    }
+
+    /// Turns the weights into `Var`s and builds a differentiable model over them.
+    pub fn trainable(&mut self) -> Result<(Box<dyn CausalLm>, Vec<(String, Var)>)> {
+        let vars = self.weights.make_trainable()?;
+        Ok((self.build_with(Kernels::Differentiable)?, vars))
+    }
+}
+
+fn open_hf_dir(dir: &Path) -> Result<Checkpoint> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|e| Error::file(&config_path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+        path: config_path.clone(),
+        reason: format!("invalid JSON: {e}"),
+    })?;
+    let model_type = value
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    let parse_err = |e: serde_json::Error| Error::Config {
+        path: config_path.clone(),
+        reason: e.to_string(),
+    };
+    let config = match model_type.as_str() {
+        "llama" => ArchConfig::Llama(serde_json::from_value(value).map_err(parse_err)?),
+        "gpt2" => ArchConfig::Gpt2(serde_json::from_value(value).map_err(parse_err)?),
+        other => {
+            return Err(Error::UnknownArchitecture {
+                path: config_path,
+                arch: other.to_string(),
+            })
+        }
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::file(dir, "no *.safetensors file beside config.json"));
+    }
+    let mut dense = HashMap::new();
+    for f in &files {
+        let tensors =
+            candle_core::safetensors::load(f, &Device::Cpu).map_err(|e| Error::Safetensors {
+                path: f.clone(),
+                reason: e.to_string(),
+            })?;
+        for (name, t) in tensors {
+            let t = match t.dtype() {
+                DType::F32 => t,
+                DType::F16 | DType::BF16 | DType::F64 => t.to_dtype(DType::F32)?,
+                other => {
+                    return Err(Error::UnsupportedTensorType {
+                        path: f.clone(),
+                        tensor: name,
+                        dtype: format!("{other:?}"),
+                    })
+                }
+            };
+            // The original GPT-2 checkpoints omit the `transformer.` prefix.
+            let name = match &config {
+                ArchConfig::Gpt2(_)
+                    if !name.starts_with("transformer.") && name != "lm_head.weight" =>
+                {
+                    format!("transformer.{name}")
+                }
+                _ => name,
+            };
+            dense.insert(name, t);
+        }
+    }
+    let tokenizer = Tokenizer::from_dir(dir)?;
+    Ok(Checkpoint {
+        path: dir.to_path_buf(),
+        format: Format::Safetensors,
+        config,
+        weights: Weights::new(&files[0], dense, HashMap::new()),
+        tokenizer,
+        interleaved_rope: false,
+    })
+}
+
+fn meta_u32(c: &gguf_file::Content, path: &Path, key: &str) -> Result<usize> {
+    c.metadata
+        .get(key)
+        .and_then(|v| {
+            v.to_u32()
+                .ok()
+                .or_else(|| v.to_u64().ok().map(|x| x as u32))
+        })
+        .map(|v| v as usize)
+        .ok_or_else(|| Error::Gguf {
+            path: path.to_path_buf(),
+            reason: format!("missing or non-integer metadata `{key}`"),
+        })
+}
+
+fn meta_f64(c: &gguf_file::Content, key: &str) -> Option<f64> {
+    c.metadata
+        .get(key)
+        .and_then(|v| v.to_f32().ok().map(f64::from).or_else(|| v.to_f64().ok()))
+}
+
+/// GGUF tensor name → Hugging Face name.
+fn hf_name(gguf: &str) -> Option<String> {
+    let fixed = match gguf {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(n) = fixed {
+        return Some(n.to_string());
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let part = match part {
+        "attn_norm.weight" => "input_layernorm.weight",
+        "attn_q.weight" => "self_attn.q_proj.weight",
+        "attn_k.weight" => "self_attn.k_proj.weight",
+        "attn_v.weight" => "self_attn.v_proj.weight",
+        "attn_output.weight" => "self_attn.o_proj.weight",
+        "ffn_norm.weight" => "post_attention_layernorm.weight",
+        "ffn_gate.weight" => "mlp.gate_proj.weight",
+        "ffn_up.weight" => "mlp.up_proj.weight",
+        "ffn_down.weight" => "mlp.down_proj.weight",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{part}"))
+}
+
+/// Undoes llama.cpp's rotary permutation of Q/K rows (engine-notes.md, trap 3).
+fn unpermute(w: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    w.reshape((heads, out / heads / 2, 2, inp))?
+        .transpose(1, 2)?
+        .reshape((out, inp))
+}
+
+fn open_gguf(path: &Path, numeric: NumericPath) -> Result<Checkpoint> {
+    let gguf_err = |reason: String| Error::Gguf {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = File::open(path).map_err(|e| Error::file(path, e))?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| gguf_err(e.to_string()))?;
+    let arch = content
+        .metadata
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .ok_or_else(|| gguf_err("missing metadata `general.architecture`".into()))?;
+    if arch != "llama" {
+        return Err(Error::UnknownArchitecture {
+            path: path.to_path_buf(),
+            arch,
+        });
+    }
+    let tokenizer = Tokenizer::from_gguf(&content, path)?;
+    let heads = meta_u32(&content, path, "llama.attention.head_count")?;
+    let cfg = LlamaConfig {
+        vocab_size: tokenizer.vocab_size(),
+        hidden_size: meta_u32(&content, path, "llama.embedding_length")?,
+        intermediate_size: meta_u32(&content, path, "llama.feed_forward_length")?,
+        num_hidden_layers: meta_u32(&content, path, "llama.block_count")?,
+        num_attention_heads: heads,
+        num_key_value_heads: meta_u32(&content, path, "llama.attention.head_count_kv").ok(),
+        rms_norm_eps: meta_f64(&content, "llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+        rope_theta: meta_f64(&content, "llama.rope.freq_base").unwrap_or(10_000.0),
+        max_position_embeddings: meta_u32(&content, path, "llama.context_length")?,
+        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        bos_token_id: meta_u32(&content, path, "tokenizer.ggml.bos_token_id")
+            .ok()
+            .map(|v| v as u32),
+        eos_token_id: meta_u32(&content, path, "tokenizer.ggml.eos_token_id")
+            .ok()
+            .map(|v| v as u32),
+    };
+    let kv_heads = cfg.kv_heads();
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let (mut dense, mut quantized) = (HashMap::new(), HashMap::new());
+    for name in names {
+        let info = &content.tensor_infos[name];
+        if !matches!(
+            info.ggml_dtype,
+            GgmlDType::F32
+                | GgmlDType::F16
+                | GgmlDType::BF16
+                | GgmlDType::Q4_0
+                | GgmlDType::Q4_1
+                | GgmlDType::Q8_0
+        ) {
+            return Err(Error::UnsupportedTensorType {
+                path: path.to_path_buf(),
+                tensor: name.clone(),
+                dtype: format!("{:?}", info.ggml_dtype),
+            });
+        }
+        let Some(hf) = hf_name(name) else {
+            // Tensors llama.cpp keeps for itself (e.g. rope_freqs) are not weights here.
+            continue;
+        };
+        let q: QTensor = content.tensor(&mut file, name, &Device::Cpu).map_err(|e| {
+            gguf_err(format!(
+                "tensor `{name}`: {e} (the file is truncated or garbled)"
+            ))
+        })?;
+        let is_matmul = q.rank() == 2;
+        match numeric {
+            NumericPath::Quantized if is_matmul => {
+                quantized.insert(hf, Arc::new(q));
+            }
+            _ => {
+                let mut t = q.dequantize(&Device::Cpu)?;
+                if numeric == NumericPath::F32 {
+                    if hf.ends_with("q_proj.weight") {
+                        t = unpermute(&t, heads)?;
+                    } else if hf.ends_with("k_proj.weight") {
+                        t = unpermute(&t, kv_heads)?;
+                    }
+                }
+                dense.insert(hf, t);
+            }
+        }
+    }
+    Ok(Checkpoint {
+        path: path.to_path_buf(),
+        format: Format::Gguf,
+        config: ArchConfig::Llama(cfg),
+        weights: Weights::new(path, dense, quantized),
+        tokenizer,
+        interleaved_rope: numeric == NumericPath::Quantized,
+    })
+}

@@ -1,0 +1,192 @@
+//! Operations shared by the architectures: norms, softmax, rotary embeddings, masks, linear
+//! layers. Each op has a fast inference form and a differentiable form: candle-nn's fused
+//! kernels have no backward pass and would silently stop gradients (engine-notes.md, trap 1).
+
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+
+/// Which kernels a forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// candle-nn's fused kernels: fastest, no gradient.
+    Fused,
+    /// Compositions of primitive ops that backpropagate.
+    Differentiable,
+}
+
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, k: Kernels) -> Result<Tensor> {
+    match k {
+        Kernels::Fused => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
+        Kernels::Differentiable => candle_nn::ops::rms_norm_slow(x, weight, eps as f32),
+    }
+}
+
+pub fn layer_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    k: Kernels,
+) -> Result<Tensor> {
+    match k {
+        Kernels::Fused => candle_nn::ops::layer_norm(&x.contiguous()?, weight, bias, eps as f32),
+        Kernels::Differentiable => candle_nn::ops::layer_norm_slow(x, weight, bias, eps as f32),
+    }
+}
+
+pub fn softmax_last_dim(x: &Tensor, k: Kernels) -> Result<Tensor> {
+    match k {
+        Kernels::Fused => candle_nn::ops::softmax_last_dim(x),
+        Kernels::Differentiable => candle_nn::ops::softmax(x, D::Minus1),
+    }
+}
+
+/// Rotary position embedding tables for positions `0..max_positions`.
+pub struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+    /// GGUF keeps Q/K rows in llama.cpp's interleaved order; Hugging Face in halves.
+    interleaved: bool,
+}
+
+impl Rotary {
+    pub fn new(
+        head_dim: usize,
+        max_positions: usize,
+        theta: f64,
+        interleaved: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        let inv_freq: Vec<f32> = (0..head_dim)
+            .step_by(2)
+            .map(|i| (1.0 / theta.powf(i as f64 / head_dim as f64)) as f32)
+            .collect();
+        let n = inv_freq.len();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, n), device)?;
+        let positions = Tensor::arange(0u32, max_positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((max_positions, 1))?;
+        let freqs = positions.matmul(&inv_freq)?;
+        Ok(Rotary {
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+            interleaved,
+        })
+    }
+
+    /// Rotates `x` of shape [batch, heads, seq, head_dim] whose first position is `offset`.
+    pub fn apply(&self, x: &Tensor, offset: usize, k: Kernels) -> Result<Tensor> {
+        let seq = x.dim(2)?;
+        let cos = self.cos.narrow(0, offset, seq)?;
+        let sin = self.sin.narrow(0, offset, seq)?;
+        use candle_nn::rotary_emb as re;
+        match (k, self.interleaved) {
+            (Kernels::Fused, false) => re::rope(&x.contiguous()?, &cos, &sin),
+            (Kernels::Fused, true) => re::rope_i(&x.contiguous()?, &cos, &sin),
+            (Kernels::Differentiable, false) => re::rope_slow(x, &cos, &sin),
+            (Kernels::Differentiable, true) => re::rope_i_slow(x, &cos, &sin),
+        }
+    }
+}
+
+/// Additive causal mask [seq, offset + seq]: query i sees keys 0..=offset + i.
+pub fn causal_mask(seq: usize, offset: usize, device: &Device) -> Result<Tensor> {
+    let total = offset + seq;
+    let mask: Vec<f32> = (0..seq)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j > offset + i {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(mask, (seq, total), device)
+}
+
+/// Repeats key/value heads for grouped-query attention: [b, kv, s, d] → [b, kv * n_rep, s, d].
+pub fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x);
+    }
+    let (b, kv, s, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, kv, n_rep, s, d))?
+        .reshape((b, kv * n_rep, s, d))
+}
+
+/// Scaled dot-product attention over [b, h, s, d] tensors with an optional additive mask.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    kern: Kernels,
+) -> Result<Tensor> {
+    let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
+    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    softmax_last_dim(&scores, kern)?.matmul(&v.contiguous()?)
+}
+
+/// A dense or quantized linear map over the last dimension.
+pub enum Linear {
+    /// `weight` is [out, in] (PyTorch Linear) or, when `in_out`, [in, out] (GPT-2 Conv1D).
+    Dense {
+        weight: Tensor,
+        bias: Option<Tensor>,
+        in_out: bool,
+    },
+    Quantized {
+        weight: QMatMul,
+        bias: Option<Tensor>,
+    },
+}
+
+impl Linear {
+    pub fn quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
+        Ok(Linear::Quantized {
+            weight: QMatMul::from_arc(weight)?,
+            bias,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let (rows, features) = (
+            dims[..dims.len() - 1].iter().product::<usize>(),
+            dims[dims.len() - 1],
+        );
+        let x2 = x.reshape((rows, features))?;
+        let (y, bias) = match self {
+            Linear::Dense {
+                weight,
+                bias,
+                in_out,
+            } => {
+                let y = if *in_out {
+                    x2.matmul(weight)?
+                } else {
+                    x2.matmul(&weight.t()?)?
+                };
+                (y, bias)
+            }
+            Linear::Quantized { weight, bias } => (weight.forward(&x2)?, bias),
+        };
+        let y = match bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        let last = out_dims.len() - 1;
+        out_dims[last] = y.dim(1)?;
+        y.reshape(out_dims)
+    }
+}

@@ -1,0 +1,186 @@
+//! Batched scoring: per-token log-probabilities of token sequences under a model, padded on
+//! the right (exact under the causal mask, engine-notes.md trap 7), accumulated in f64.
+//! Log-probabilities come from a log-sum-exp per position and the target's logit, so the
+//! full-vocabulary log-softmax is never materialised.
+
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::lm::CausalLm;
+
+/// One sequence to score: `tokens[first_scored..]` are scored given everything before.
+#[derive(Debug, Clone)]
+pub struct ScoreItem {
+    pub tokens: Vec<u32>,
+    pub first_scored: usize,
+}
+
+impl ScoreItem {
+    /// A text's ids after a context (e.g. `<|endoftext|>`): every text token is scored.
+    pub fn after_context(context: &[u32], ids: &[u32]) -> Self {
+        let mut tokens = context.to_vec();
+        tokens.extend_from_slice(ids);
+        ScoreItem {
+            tokens,
+            first_scored: context.len().max(1),
+        }
+    }
+}
+
+/// Scores of one text under the two conventions fairlm names.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TextScore {
+    /// `sum`: total log-probability of the text's tokens after the context token.
+    pub logprob_sum: f64,
+    /// `mean`: mean token log-probability (log of the geometric-mean token probability),
+    /// the first token scored from the context token alone (bias-bench's convention).
+    pub logprob_mean: f64,
+    pub n_tokens: usize,
+    pub token_logprobs: Vec<f64>,
+}
+
+impl TextScore {
+    pub fn from_logprobs(token_logprobs: Vec<f64>) -> Self {
+        let sum: f64 = token_logprobs.iter().sum();
+        let n = token_logprobs.len();
+        TextScore {
+            logprob_sum: sum,
+            logprob_mean: if n == 0 { 0.0 } else { sum / n as f64 },
+            n_tokens: n,
+            token_logprobs,
+        }
+    }
+}
+
+/// Per-token log-probabilities of each item's scored tokens, in the order given.
+/// Items are grouped by length to cut padding; `on_batch` is told how many items are done.
+pub fn score_items(
+    model: &dyn CausalLm,
+    items: &[ScoreItem],
+    batch_size: usize,
+    mut on_batch: impl FnMut(usize),
+) -> Result<Vec<Vec<f64>>> {
+    let ctx = model.info().context_length;
+    for (i, it) in items.iter().enumerate() {
+        if it.tokens.len() > ctx {
+            return Err(Error::TooLong {
+                index: i,
+                tokens: it.tokens.len(),
+                context: ctx,
+            });
+        }
+        if it.first_scored == 0 || it.first_scored > it.tokens.len() {
+            return Err(Error::Invalid(format!(
+                "item {i}: first scored position {} outside 1..={}",
+                it.first_scored,
+                it.tokens.len()
+            )));
+        }
+    }
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(items[i].tokens.len()));
+    let mut out: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let rows: Vec<&ScoreItem> = chunk.iter().map(|&i| &items[i]).collect();
+        let scores = score_batch(model, &rows)?;
+        for (&i, s) in chunk.iter().zip(scores) {
+            out[i] = s;
+        }
+        on_batch(chunk.len());
+    }
+    Ok(out)
+}
+
+fn score_batch(model: &dyn CausalLm, rows: &[&ScoreItem]) -> Result<Vec<Vec<f64>>> {
+    let width = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
+    let mut flat = Vec::with_capacity(rows.len() * width);
+    for r in rows {
+        flat.extend_from_slice(&r.tokens);
+        flat.extend(std::iter::repeat_n(0u32, width - r.tokens.len()));
+    }
+    let ids = Tensor::from_vec(flat, (rows.len(), width), &Device::Cpu)?;
+    let mut cache = model.new_cache();
+    let logits = model.forward(&ids, &mut cache)?.logits;
+    let vocab = logits.dim(2)?;
+    let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+    Ok(rows
+        .par_iter()
+        .enumerate()
+        .map(|(b, r)| {
+            (r.first_scored..r.tokens.len())
+                .map(|t| {
+                    let row = &logits[(b * width + t - 1) * vocab..(b * width + t) * vocab];
+                    target_logprob(row, r.tokens[t] as usize)
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// log softmax(row)[target], with the sum of exponentials accumulated in f64.
+pub fn target_logprob(row: &[f32], target: usize) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = row.iter().map(|&x| f64::from((x - max).exp())).sum();
+    f64::from(row[target] - max) - sum.ln()
+}
+
+/// Negative log-likelihood of a long token sequence with a sliding window of `window`
+/// positions advanced by `stride` (Hugging Face's perplexity recipe); every token after the
+/// first is predicted exactly once, with up to `window - stride` tokens of extra context.
+pub fn sliding_nll(
+    model: &dyn CausalLm,
+    ids: &[u32],
+    window: usize,
+    stride: usize,
+    on_window: impl FnMut(usize),
+) -> Result<(f64, usize)> {
+    if ids.len() < 2 {
+        return Err(Error::Invalid(
+            "perplexity needs at least two tokens".into(),
+        ));
+    }
+    if stride == 0 || stride > window {
+        return Err(Error::Invalid(format!(
+            "stride {stride} must be in 1..={window}"
+        )));
+    }
+    let mut items = Vec::new();
+    let mut predicted_to = 1; // tokens [0, predicted_to) are done
+    let mut begin = 0;
+    while predicted_to < ids.len() {
+        let end = (begin + window).min(ids.len());
+        items.push(ScoreItem {
+            tokens: ids[begin..end].to_vec(),
+            first_scored: predicted_to - begin,
+        });
+        predicted_to = end;
+        begin += stride;
+        if begin >= predicted_to {
+            begin = predicted_to - 1;
+        }
+    }
+    let scores = score_items(model, &items, 1, on_window)?;
+    let n: usize = scores.iter().map(|s| s.len()).sum();
+    let nll: f64 = -scores.iter().flatten().sum::<f64>();
+    Ok((nll, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_logprob;
+
+    #[test]
+    fn logprob_of_uniform_row_is_minus_log_n() {
+        let row = [3.0f32; 8];
+        assert!((target_logprob(&row, 5) + (8f64).ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn logprob_is_shift_invariant_and_stable() {
+        let a = [1000.0f32, 999.0, 990.0];
+        let b = [0.0f32, -1.0, -10.0];
+        assert!((target_logprob(&a, 1) - target_logprob(&b, 1)).abs() < 1e-9);
+        assert!(target_logprob(&a, 0).is_finite());
+    }
+}

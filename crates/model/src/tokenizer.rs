@@ -1,0 +1,203 @@
+//! Byte-level BPE tokenizer built from a GGUF file's metadata, a `tokenizer.json`, or GPT-2's
+//! `vocab.json` + `merges.txt`. It must give exactly the ids Hugging Face gives; it does not
+//! add special tokens, and it refuses text with bytes the vocabulary cannot represent
+//! (tokenizers 0.23 would silently drop them and every score would be of another text).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use candle_core::quantized::{gguf_file, tokenizer::TokenizerFromGguf};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::{AddedToken, PreTokenizerWrapper};
+
+use crate::error::{Error, Result};
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// Bytes that have no token of their own in the byte-level alphabet.
+    unrepresentable: HashSet<u8>,
+    /// Document-start token used as scoring context (`<|endoftext|>` when the vocab has it).
+    document_start: Option<u32>,
+    eos: Option<u32>,
+}
+
+impl Tokenizer {
+    /// From the GGUF metadata (`tokenizer.ggml.*`). candle's builder gets the pre-tokenizer
+    /// of `smollm` and `gpt2` wrong (it adds a prefix space), so those are set here.
+    pub fn from_gguf(content: &gguf_file::Content, path: &Path) -> Result<Self> {
+        let mut inner =
+            tokenizers::Tokenizer::from_gguf(content).map_err(|e| Error::Tokenizer {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let pre = content
+            .metadata
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_else(|| "gpt2".to_string());
+        let byte_level = ByteLevel::new(false, true, true);
+        match pre.as_str() {
+            "smollm" => {
+                let seq = Sequence::new(vec![
+                    PreTokenizerWrapper::Digits(Digits::new(true)),
+                    PreTokenizerWrapper::ByteLevel(byte_level),
+                ]);
+                inner.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(seq)));
+            }
+            "gpt2" | "default" => {
+                inner.with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(byte_level)));
+            }
+            _ => {}
+        }
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        let eos = content
+            .metadata
+            .get("tokenizer.ggml.eos_token_id")
+            .and_then(|v| v.to_u32().ok());
+        Self::finish(inner, eos, path)
+    }
+
+    /// From a directory holding `tokenizer.json`, or `vocab.json` + `merges.txt` (GPT-2).
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        let eos = read_eos_from_config(dir);
+        if json.is_file() {
+            let inner = tokenizers::Tokenizer::from_file(&json).map_err(|e| Error::Tokenizer {
+                path: json.clone(),
+                reason: e.to_string(),
+            })?;
+            return Self::finish(inner, eos, &json);
+        }
+        let vocab = dir.join("vocab.json");
+        let merges = dir.join("merges.txt");
+        if vocab.is_file() && merges.is_file() {
+            let bpe = BPE::from_file(&vocab.to_string_lossy(), &merges.to_string_lossy())
+                .build()
+                .map_err(|e| Error::Tokenizer {
+                    path: vocab.clone(),
+                    reason: e.to_string(),
+                })?;
+            let mut inner = tokenizers::Tokenizer::new(bpe);
+            inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+            inner.with_decoder(Some(ByteLevelDecoder::default()));
+            if inner.token_to_id(ENDOFTEXT).is_some() {
+                inner
+                    .add_special_tokens(vec![AddedToken::from(ENDOFTEXT, true)])
+                    .map_err(|e| Error::Tokenizer {
+                        path: vocab.clone(),
+                        reason: e.to_string(),
+                    })?;
+            }
+            return Self::finish(inner, eos, &vocab);
+        }
+        Err(Error::TokenizerMissing {
+            path: dir.to_path_buf(),
+        })
+    }
+
+    fn finish(inner: tokenizers::Tokenizer, eos: Option<u32>, path: &Path) -> Result<Self> {
+        if inner.get_vocab_size(true) == 0 {
+            return Err(Error::Tokenizer {
+                path: path.to_path_buf(),
+                reason: "the vocabulary is empty".into(),
+            });
+        }
+        let unrepresentable = (0u8..=255)
+            .filter(|b| {
+                let ch = byte_level_char(*b);
+                inner.token_to_id(&ch.to_string()).is_none()
+            })
+            .collect();
+        let document_start = inner.token_to_id(ENDOFTEXT);
+        let eos = eos.or(document_start);
+        Ok(Tokenizer {
+            inner,
+            unrepresentable,
+            document_start,
+            eos,
+        })
+    }
+
+    /// Token ids of `text`, no special tokens added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        if let Some(b) = text.bytes().find(|b| self.unrepresentable.contains(b)) {
+            return Err(Error::Invalid(format!(
+                "the text contains byte 0x{b:02x}, which this vocabulary cannot represent: {text:?}"
+            )));
+        }
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Invalid(format!("cannot tokenize {text:?}: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| Error::Invalid(format!("cannot decode {ids:?}: {e}")))
+    }
+
+    /// The token strings (byte-level alphabet) of `ids`.
+    pub fn tokens(&self, ids: &[u32]) -> Vec<String> {
+        ids.iter()
+            .map(|id| self.inner.id_to_token(*id).unwrap_or_default())
+            .collect()
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn document_start(&self) -> Option<u32> {
+        self.document_start
+    }
+
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+}
+
+const ENDOFTEXT: &str = "<|endoftext|>";
+
+/// GPT-2's byte-to-unicode map: printable bytes map to themselves, the rest to U+0100 onward.
+fn byte_level_char(b: u8) -> char {
+    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || b >= 0xAE;
+    if printable(b) {
+        return b as char;
+    }
+    let offset = (0u8..b).filter(|x| !printable(*x)).count() as u32;
+    char::from_u32(256 + offset).unwrap_or('\u{FFFD}')
+}
+
+fn read_eos_from_config(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value
+        .get("eos_token_id")
+        .and_then(|v| v.as_u64())
+        .map(|v| v as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_level_char;
+
+    #[test]
+    fn byte_level_alphabet_matches_gpt2() {
+        assert_eq!(byte_level_char(b'A'), 'A');
+        assert_eq!(byte_level_char(b' '), '\u{120}');
+        assert_eq!(byte_level_char(b'\n'), '\u{10A}');
+        assert_eq!(byte_level_char(0), '\u{100}');
+        assert_eq!(byte_level_char(0xAD), '\u{143}');
+    }
+}
