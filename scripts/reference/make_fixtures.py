@@ -20,7 +20,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import tokenizers
 import torch
+from tokenizers import pre_tokenizers
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,20 +142,35 @@ def smollm2(gguf_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     d, name = os.path.split(os.path.abspath(gguf_path))
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    gguf_tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    # transformers' GGUF converter builds a plain ByteLevel pre-tokenizer for `smollm`; the
+    # model's own tokenizer.json (and llama.cpp's `smollm` pre-tokenizer) first split digits
+    # individually. The reference is the model's own pipeline: the converted vocabulary and
+    # merges with that pre-tokenizer restored. Both id lists are recorded.
+    tok = tokenizers.Tokenizer.from_str(gguf_tok.backend_tokenizer.to_str())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)])
+    encode = lambda s: tok.encode(s, add_special_tokens=False).ids
+    try:
+        import llama_cpp
+        llm = llama_cpp.Llama(model_path=gguf_path, n_ctx=512, n_threads=2, logits_all=True, verbose=False)
+    except ImportError:
+        llama_cpp, llm = None, None
+        print("llama-cpp-python missing: llama.cpp fixtures skipped", file=sys.stderr)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, torch_dtype=torch.float32)
     model.eval()
     ctx = 0  # <|endoftext|>
     sentences = []
     for s in SENTENCES:
-        ids = tok(s, add_special_tokens=False)["input_ids"]
+        ids = encode(s)
         with torch.no_grad():
             logits = model(torch.tensor([[ctx] + ids])).logits[0, :-1].float()
         lps = logprobs_from_logits(logits, ids)
         sentences.append({"text": s, "ids": ids, "hf_token_logprobs": lps, "hf_logprob_sum": sum(lps)})
 
     text = (ROOT / "data" / "heldout.txt").read_text()
-    ids = tok(text, add_special_tokens=False)["input_ids"]
+    ids = encode(text)
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0, :-1].float()
     nll = -sum(logprobs_from_logits(logits, ids[1:]))
@@ -161,23 +178,23 @@ def smollm2(gguf_path):
                "hf_nll_sum": nll, "hf_perplexity": float(np.exp(nll / (len(ids) - 1))),
                "note": "one forward pass, no context token, predicts tokens 2..N"}
 
-    prompt = tok("The nurse said that", add_special_tokens=False)["input_ids"]
+    prompt = encode("The nurse said that")
     with torch.no_grad():
         greedy = model.generate(torch.tensor([prompt]), max_new_tokens=32, do_sample=False)[0, len(prompt):].tolist()
 
     strings = tokenizer_strings()
     tok_cases = []
     for s in strings:
-        ids = tok(s, add_special_tokens=False)["input_ids"]
-        tok_cases.append({"text": s, "ids": ids, "roundtrip": tok.decode(ids) == s})
+        ids = encode(s)
+        case = {"text": s, "ids": ids, "roundtrip": tok.decode(ids, skip_special_tokens=False) == s,
+                "transformers_gguf_ids": gguf_tok(s, add_special_tokens=False)["input_ids"]}
+        if llm is not None:
+            case["llama_ids"] = llm.tokenize(s.encode("utf-8"), add_bos=False, special=True)
+        tok_cases.append(case)
 
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}
-    try:
-        import llama_cpp
-        from llama_cpp import Llama
-
+    if llm is not None:
         versions["llama_cpp_python"] = llama_cpp.__version__
-        llm = Llama(model_path=gguf_path, n_ctx=512, n_threads=2, logits_all=True, verbose=False)
         for entry in sentences:
             toks = [ctx] + entry["ids"]
             llm.reset()
@@ -186,8 +203,6 @@ def smollm2(gguf_path):
             lps = logprobs_from_logits(scores, entry["ids"])
             entry["llama_token_logprobs"] = lps
             entry["llama_logprob_sum"] = sum(lps)
-    except ImportError:
-        print("llama-cpp-python missing: quantized fixtures skipped", file=sys.stderr)
 
     fixture = {"model": name, "sha256": sha256(gguf_path), "context_token": ctx, "versions": versions,
                "sentences": sentences, "heldout": heldout,

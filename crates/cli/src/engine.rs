@@ -305,3 +305,29 @@ pub fn models(a: ModelsArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct SpeedArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Timed runs per piece of work (after one warm-up); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Batch sizes for the sampling measurement.
+    #[arg(long, value_delimiter = ',', default_value = "16,32")]
+    pub sample_batches: Vec<usize>,
+}
+
+pub fn speed(a: SpeedArgs) -> Result<()> {
+    let ck = a.model.open()?;
+    let model = ck.build()?;
+    let report = fairlm_model::speed::measure(
+        model.as_ref(),
+        &ck.tokenizer,
+        HELDOUT,
+        a.runs.max(1),
+        &a.sample_batches,
+    )?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}

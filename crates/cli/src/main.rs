@@ -31,6 +31,8 @@ enum Command {
     Tokenize(engine::TokenizeArgs),
     /// The default model and the cached models, with their paths.
     Models(engine::ModelsArgs),
+    /// Engine throughput on fixed work (JSON on stdout), for BENCHMARKS.md.
+    Speed(engine::SpeedArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,11 +47,16 @@ fn main() -> ExitCode {
         Command::Perplexity(a) => engine::perplexity(a),
         Command::Tokenize(a) => engine::tokenize(a),
         Command::Models(a) => engine::models(a),
+        Command::Speed(a) => engine::speed(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            // One line: each cause's first line (candle appends backtraces on later lines).
+            let chain: Vec<String> = e
+                .chain()
+                .map(|c| c.to_string().lines().next().unwrap_or_default().to_string())
+                .collect();
             eprintln!("fairlm: error: {}", chain.join(": "));
             ExitCode::from(2)
         }

@@ -91,7 +91,7 @@ pub struct Gpt2 {
 impl Gpt2 {
     pub fn new(cfg: &Gpt2Config, w: &Weights, kernels: Kernels) -> crate::Result<Self> {
         let e = cfg.n_embd;
-        if cfg.n_head == 0 || e % cfg.n_head != 0 {
+        if cfg.n_head == 0 || !e.is_multiple_of(cfg.n_head) {
             return Err(Error::Config {
                 path: w.path().to_path_buf(),
                 reason: format!("n_embd {e} is not a multiple of n_head {}", cfg.n_head),

@@ -11,6 +11,7 @@ pub mod lm;
 pub mod loader;
 pub mod ops;
 pub mod score;
+pub mod speed;
 pub mod tokenizer;
 pub mod weights;
 

@@ -84,6 +84,9 @@ impl Attention {
         })
     }
 
+    /// `offset` is the position of `x`'s first row: the cache length before this step, read
+    /// once by the caller (layer 0's cache has grown by the time later layers run).
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         x: &Tensor,
@@ -91,10 +94,10 @@ impl Attention {
         mask: Option<&Tensor>,
         cache: &mut KvCache,
         layer: usize,
+        offset: usize,
         kern: Kernels,
     ) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
-        let offset = cache.len();
         let split = |t: Tensor, n: usize| t.reshape((b, s, n, self.head_dim))?.transpose(1, 2);
         let q = rot.apply(&split(self.q.forward(x)?, self.heads)?, offset, kern)?;
         let k = rot.apply(&split(self.k.forward(x)?, self.kv_heads)?, offset, kern)?;
@@ -156,8 +159,8 @@ impl Llama {
     ) -> crate::Result<Self> {
         let h = cfg.hidden_size;
         if cfg.num_attention_heads == 0
-            || h % cfg.num_attention_heads != 0
-            || cfg.num_attention_heads % cfg.kv_heads() != 0
+            || !h.is_multiple_of(cfg.num_attention_heads)
+            || !cfg.num_attention_heads.is_multiple_of(cfg.kv_heads())
         {
             return Err(Error::Config {
                 path: w.path().to_path_buf(),
@@ -264,6 +267,7 @@ impl CausalLm for Llama {
                 mask.as_ref(),
                 cache,
                 i,
+                offset,
                 k,
             )?;
             x = (x + a)?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor, Var};
 
-use crate::error::{Error, Result};
+use crate::error::{candle_message, Error, Result};
 use crate::gpt2::{Gpt2, Gpt2Config};
 use crate::llama::{Llama, LlamaConfig};
 use crate::lm::CausalLm;
@@ -56,6 +56,9 @@ pub enum ArchConfig {
     Gpt2(Gpt2Config),
 }
 
+/// A differentiable model and its weights as named `Var`s.
+pub type Trainable = (Box<dyn CausalLm>, Vec<(String, Var)>);
+
 /// A checkpoint's config, weights and tokenizer; builds inference or trainable models.
 pub struct Checkpoint {
     pub path: PathBuf,
@@ -99,7 +102,7 @@ impl Checkpoint {
     }
 
     /// Turns the weights into `Var`s and builds a differentiable model over them.
-    pub fn trainable(&mut self) -> Result<(Box<dyn CausalLm>, Vec<(String, Var)>)> {
+    pub fn trainable(&mut self) -> Result<Trainable> {
         let vars = self.weights.make_trainable()?;
         Ok((self.build_with(Kernels::Differentiable)?, vars))
     }
@@ -244,7 +247,7 @@ fn open_gguf(path: &Path, numeric: NumericPath) -> Result<Checkpoint> {
         reason,
     };
     let mut file = File::open(path).map_err(|e| Error::file(path, e))?;
-    let content = gguf_file::Content::read(&mut file).map_err(|e| gguf_err(e.to_string()))?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| gguf_err(candle_message(&e)))?;
     let arch = content
         .metadata
         .get("general.architecture")
@@ -256,6 +259,26 @@ fn open_gguf(path: &Path, numeric: NumericPath) -> Result<Checkpoint> {
             path: path.to_path_buf(),
             arch,
         });
+    }
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    for name in &names {
+        let dtype = content.tensor_infos[*name].ggml_dtype;
+        if !matches!(
+            dtype,
+            GgmlDType::F32
+                | GgmlDType::F16
+                | GgmlDType::BF16
+                | GgmlDType::Q4_0
+                | GgmlDType::Q4_1
+                | GgmlDType::Q8_0
+        ) {
+            return Err(Error::UnsupportedTensorType {
+                path: path.to_path_buf(),
+                tensor: (*name).clone(),
+                dtype: format!("{dtype:?}"),
+            });
+        }
     }
     let tokenizer = Tokenizer::from_gguf(&content, path)?;
     let heads = meta_u32(&content, path, "llama.attention.head_count")?;
@@ -278,33 +301,16 @@ fn open_gguf(path: &Path, numeric: NumericPath) -> Result<Checkpoint> {
             .map(|v| v as u32),
     };
     let kv_heads = cfg.kv_heads();
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
     let (mut dense, mut quantized) = (HashMap::new(), HashMap::new());
     for name in names {
-        let info = &content.tensor_infos[name];
-        if !matches!(
-            info.ggml_dtype,
-            GgmlDType::F32
-                | GgmlDType::F16
-                | GgmlDType::BF16
-                | GgmlDType::Q4_0
-                | GgmlDType::Q4_1
-                | GgmlDType::Q8_0
-        ) {
-            return Err(Error::UnsupportedTensorType {
-                path: path.to_path_buf(),
-                tensor: name.clone(),
-                dtype: format!("{:?}", info.ggml_dtype),
-            });
-        }
         let Some(hf) = hf_name(name) else {
             // Tensors llama.cpp keeps for itself (e.g. rope_freqs) are not weights here.
             continue;
         };
         let q: QTensor = content.tensor(&mut file, name, &Device::Cpu).map_err(|e| {
             gguf_err(format!(
-                "tensor `{name}`: {e} (the file is truncated or garbled)"
+                "tensor `{name}`: {} (the file is truncated or garbled)",
+                candle_message(&e)
             ))
         })?;
         let is_matmul = q.rank() == 2;

