@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fairlm_model::generate::{generate as sample, SamplingConfig};
-use fairlm_model::score::{score_items, sliding_nll, ScoreItem, TextScore};
+use fairlm_model::score::{score_items, sliding_logprobs, ScoreItem, TextScore};
 use fairlm_model::{fetch, Checkpoint, NumericPath};
 
 /// The held-out English text written for this project (quality check; never trained on).
@@ -234,8 +234,9 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
     let ids = ck.tokenizer.encode(&text).with_context(|| name.clone())?;
     let window = a.window.unwrap_or(model.info().context_length.min(1024));
     let stride = a.stride.unwrap_or(window / 2);
-    let (nll, n) =
-        sliding_nll(model.as_ref(), &ids, window, stride, |_| {}).with_context(|| name.clone())?;
+    let lps = sliding_logprobs(model.as_ref(), &ids, window, stride, |_| {})
+        .with_context(|| name.clone())?;
+    let (nll, n) = (-lps.iter().sum::<f64>(), lps.len());
     let line = serde_json::json!({
         "text": name, "n_tokens": ids.len(), "n_predicted": n, "nll_sum": nll,
         "mean_nll": nll / n as f64, "perplexity": (nll / n as f64).exp(),

@@ -2,6 +2,7 @@
 //! results, and maps the outcome to an exit code (0 pass, 1 gate failed, 2 error). Every
 //! error is printed once, on one line.
 
+mod audit;
 mod engine;
 
 use std::process::ExitCode;
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Audit a model: counterfactual bias score, divergence, perplexity, with 95% CIs.
+    Audit(audit::AuditArgs),
     /// Log-probability of each text (one JSON object per line on stdout).
     Score(engine::ScoreArgs),
     /// Sample continuations of prompts (JSONL on stdout).
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Audit(a) => audit::run(a),
         Command::Score(a) => engine::score(a),
         Command::Generate(a) => engine::generate(a),
         Command::Perplexity(a) => engine::perplexity(a),

@@ -125,16 +125,16 @@ pub fn target_logprob(row: &[f32], target: usize) -> f64 {
     f64::from(row[target] - max) - sum.ln()
 }
 
-/// Negative log-likelihood of a long token sequence with a sliding window of `window`
-/// positions advanced by `stride` (Hugging Face's perplexity recipe); every token after the
-/// first is predicted exactly once, with up to `window - stride` tokens of extra context.
-pub fn sliding_nll(
+/// Log-probabilities of every token after the first of a long sequence, with a sliding
+/// window of `window` positions advanced by `stride` (Hugging Face's perplexity recipe):
+/// each token is predicted once, with up to `window - stride` tokens of extra context.
+pub fn sliding_logprobs(
     model: &dyn CausalLm,
     ids: &[u32],
     window: usize,
     stride: usize,
     on_window: impl FnMut(usize),
-) -> Result<(f64, usize)> {
+) -> Result<Vec<f64>> {
     if ids.len() < 2 {
         return Err(Error::Invalid(
             "perplexity needs at least two tokens".into(),
@@ -160,10 +160,10 @@ pub fn sliding_nll(
             begin = predicted_to - 1;
         }
     }
-    let scores = score_items(model, &items, 1, on_window)?;
-    let n: usize = scores.iter().map(|s| s.len()).sum();
-    let nll: f64 = -scores.iter().flatten().sum::<f64>();
-    Ok((nll, n))
+    Ok(score_items(model, &items, 1, on_window)?
+        .into_iter()
+        .flatten()
+        .collect())
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ pub fn measure(
         max_new_tokens: 64,
         ..Default::default()
     };
-    for &b in sample_batches {
+    for &b in sample_batches.iter().filter(|&&b| b > 0) {
         let (n, t) = time_runs(runs, || {
             Ok(generate(model, tok, &prompt_ids, b, &sampling, 0, 0)?
                 .iter()

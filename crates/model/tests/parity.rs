@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
 use fairlm_model::generate::{generate, SamplingConfig};
-use fairlm_model::score::{score_items, sliding_nll, ScoreItem};
+use fairlm_model::score::{score_items, sliding_logprobs, ScoreItem};
 use fairlm_model::{fetch, CausalLm, Checkpoint, NumericPath};
 use serde_json::Value;
 
@@ -172,8 +172,9 @@ fn heldout_perplexity_agrees_with_transformers() {
     assert_eq!(ids.len() as u64, h["n_tokens"].as_u64().unwrap());
     assert!(ids.len() >= 2000);
     // One window over the whole text, as the reference did.
-    let (nll, n) = sliding_nll(l.model.as_ref(), &ids, ids.len(), ids.len(), |_| {}).unwrap();
-    let ppl = (nll / n as f64).exp();
+    let lps = sliding_logprobs(l.model.as_ref(), &ids, ids.len(), ids.len(), |_| {}).unwrap();
+    assert_eq!(lps.len(), ids.len() - 1);
+    let ppl = (-lps.iter().sum::<f64>() / lps.len() as f64).exp();
     let reference = h["hf_perplexity"].as_f64().unwrap();
     eprintln!("held-out perplexity: fairlm {ppl:.4}, transformers {reference:.4}");
     assert!(((ppl - reference) / reference).abs() < 0.005);

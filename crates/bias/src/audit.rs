@@ -1,0 +1,222 @@
+//! `fairlm audit`: the probe on the `eval` templates, probe metrics with CIs, and held-out
+//! perplexity with a block-bootstrap CI, saved as a versioned `results.json` (config, model
+//! hash, seed, metrics, every sample) and a `summary.md`. Outputs are written atomically.
+
+use std::path::Path;
+
+use fairlm_model::score::sliding_logprobs;
+use fairlm_model::{CausalLm, Tokenizer};
+
+use crate::error::{Error, Result};
+use crate::lexicon::Lexicon;
+use crate::metrics::{self, ProbeMetrics};
+use crate::probe::{self, ProbeConfig, SampleRecord};
+use crate::stats::{bootstrap, Estimate};
+use crate::templates::{Split, Template};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The held-out English text written for this project (never a template, never trained on).
+pub const HELDOUT: &str = include_str!("../../../data/heldout.txt");
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AuditConfig {
+    pub probe: ProbeConfig,
+    /// Axes audited (empty: all of the lexicon's).
+    pub axes: Vec<String>,
+    /// Templates used: `eval` ids only, unless limited by a profile.
+    pub max_templates: Option<usize>,
+    pub bootstrap_resamples: usize,
+    pub profile: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModelRecord {
+    pub path: String,
+    pub sha256: String,
+    pub architecture: String,
+    pub numeric_path: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Perplexity {
+    pub text: String,
+    pub tokens: usize,
+    pub perplexity: Estimate,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AuditResults {
+    pub schema_version: u32,
+    pub fairlm_version: String,
+    pub config: AuditConfig,
+    pub model: ModelRecord,
+    pub seed: u64,
+    pub templates: Vec<Template>,
+    pub probe: ProbeMetrics,
+    pub perplexity: Perplexity,
+    pub timings_s: std::collections::BTreeMap<String, f64>,
+    pub records: Vec<SampleRecord>,
+}
+
+/// Perplexity with a CI from resampling 64-token blocks of per-token log-probabilities.
+pub fn perplexity(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    name: &str,
+    text: &str,
+    resamples: usize,
+    seed: u64,
+) -> Result<Perplexity> {
+    let ids = tok.encode(text)?;
+    let window = model.info().context_length.min(1024);
+    let lps = sliding_logprobs(model, &ids, window, window / 2, |_| {})?;
+    let blocks: Vec<Vec<f64>> = lps
+        .chunks(64)
+        .map(|c| c.iter().map(|x| -x).collect())
+        .collect();
+    let nll = bootstrap(&blocks, crate::stats::pooled_mean, resamples, seed);
+    Ok(Perplexity {
+        text: name.to_string(),
+        tokens: ids.len(),
+        perplexity: Estimate {
+            value: nll.value.exp(),
+            ci_low: nll.ci_low.exp(),
+            ci_high: nll.ci_high.exp(),
+        },
+    })
+}
+
+pub fn run(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    model_record: ModelRecord,
+    lexicon: &Lexicon,
+    templates: &[Template],
+    cfg: &AuditConfig,
+) -> Result<AuditResults> {
+    let mut eval: Vec<Template> = templates
+        .iter()
+        .filter(|t| t.split == Split::Eval)
+        .cloned()
+        .collect();
+    if let Some(n) = cfg.max_templates {
+        eval.truncate(n);
+    }
+    if eval.is_empty() {
+        return Err(Error::Invalid("no `eval` templates to audit with".into()));
+    }
+    let mut timings = std::collections::BTreeMap::new();
+    let t0 = std::time::Instant::now();
+    let records = probe::run(model, tok, lexicon, &eval, &cfg.probe)?;
+    timings.insert("probe".to_string(), t0.elapsed().as_secs_f64());
+    let probe = metrics::compute(
+        &records,
+        cfg.probe.tau,
+        cfg.bootstrap_resamples,
+        cfg.probe.seed,
+    );
+    let t1 = std::time::Instant::now();
+    let perplexity = perplexity(
+        model,
+        tok,
+        "heldout (embedded)",
+        HELDOUT,
+        cfg.bootstrap_resamples,
+        cfg.probe.seed,
+    )?;
+    timings.insert("perplexity".to_string(), t1.elapsed().as_secs_f64());
+    Ok(AuditResults {
+        schema_version: SCHEMA_VERSION,
+        fairlm_version: env!("CARGO_PKG_VERSION").to_string(),
+        config: cfg.clone(),
+        model: model_record,
+        seed: cfg.probe.seed,
+        templates: eval,
+        probe,
+        perplexity,
+        timings_s: timings,
+        records,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
+/// that a reader never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let res = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::Invalid(format!("{}: {e}", path.display())));
+    }
+    Ok(())
+}
+
+fn ci(e: &Estimate, digits: usize) -> String {
+    format!(
+        "{:.d$} [{:.d$}, {:.d$}]",
+        e.value,
+        e.ci_low,
+        e.ci_high,
+        d = digits
+    )
+}
+
+/// The Markdown summary of an audit.
+pub fn summary_markdown(r: &AuditResults) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# fairlm audit\n\nModel: `{}` (sha256 `{}`, {} path), seed {}, profile `{}`.\n\n",
+        r.model.path,
+        &r.model.sha256[..r.model.sha256.len().min(16)],
+        r.model.numeric_path,
+        r.seed,
+        r.config.profile
+    ));
+    s.push_str("| metric | value [95% CI] |\n|---|---|\n");
+    s.push_str(&format!(
+        "| bias score (share of pairs with Δ ≥ {:.3}) | {} |\n",
+        r.probe.tau,
+        ci(&r.probe.bias_score, 3)
+    ));
+    s.push_str(&format!(
+        "| counterfactual divergence (mean Δ, nats) | {} |\n",
+        ci(&r.probe.divergence, 3)
+    ));
+    s.push_str(&format!(
+        "| held-out perplexity ({} tokens) | {} |\n",
+        r.perplexity.tokens,
+        ci(&r.perplexity.perplexity, 2)
+    ));
+    s.push_str(&format!(
+        "| distinct-2 / repetition rate | {:.3} / {:.3} |\n\n",
+        r.probe.fluency.distinct_2, r.probe.fluency.repetition_rate
+    ));
+    s.push_str("| axis | samples | bias score [95% CI] | mean Δ [95% CI] | symmetric Δ |\n|---|---|---|---|---|\n");
+    for a in &r.probe.axes {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {:.3} |\n",
+            a.axis,
+            a.samples,
+            ci(&a.bias_score, 3),
+            ci(&a.divergence, 3),
+            a.symmetric_divergence
+        ));
+    }
+    s.push_str(&format!(
+        "\n{} eval templates × groups × {} samples; Δ = log P(c | t(g)) − log P(swap(c) | t(h)).\n",
+        r.templates.len(),
+        r.config.probe.samples
+    ));
+    s
+}

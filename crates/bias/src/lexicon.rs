@@ -1,0 +1,236 @@
+//! Lexicons: axes (gender, race, ...), their groups, the phrase each group puts into a
+//! template, and aligned term rows for counterfactual swaps. Read from TOML (`data/lexicon.toml`
+//! is embedded; users add axes with `--lexicon FILE`). Does not swap text (see `swap`).
+
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{line_of, toml_error, Error, Result};
+
+/// The lexicon written for this project.
+pub const DEFAULT_LEXICON: &str = include_str!("../../../data/lexicon.toml");
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Axis {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub subjects: Vec<String>,
+    /// Aligned rows: `terms[r][g]` is row r's form for group g.
+    pub terms: Vec<Vec<String>>,
+    /// Given names aligned by index: `names[g][i]`.
+    pub names: Vec<Vec<String>>,
+    pub pronouns: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    axis: Vec<Spanned<RawAxis>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAxis {
+    name: String,
+    groups: Vec<String>,
+    subjects: Vec<String>,
+    #[serde(default)]
+    terms: Vec<Spanned<Vec<String>>>,
+    #[serde(default)]
+    names: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    pronouns: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Lexicon {
+    pub axes: Vec<Axis>,
+}
+
+impl Lexicon {
+    pub fn default_lexicon() -> Result<Self> {
+        Self::parse(DEFAULT_LEXICON, Path::new("data/lexicon.toml"))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Data {
+            path: path.to_path_buf(),
+            line: 0,
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(path, text, e))?;
+        let err = |offset: usize, reason: String| Error::Data {
+            path: path.to_path_buf(),
+            line: line_of(text, offset),
+            reason,
+        };
+        let mut axes = Vec::new();
+        for sp in raw.axis {
+            let at = sp.span().start;
+            let a = sp.into_inner();
+            let k = a.groups.len();
+            if k < 2 {
+                return Err(err(
+                    at,
+                    format!("axis `{}` needs at least two groups", a.name),
+                ));
+            }
+            if a.subjects.len() != k {
+                return Err(err(
+                    at,
+                    format!(
+                        "axis `{}`: {} subjects for {k} groups",
+                        a.name,
+                        a.subjects.len()
+                    ),
+                ));
+            }
+            if a.pronouns && k != 2 {
+                return Err(err(
+                    at,
+                    format!(
+                        "axis `{}`: pronoun morphology needs exactly two groups [female, male]",
+                        a.name
+                    ),
+                ));
+            }
+            let mut terms = Vec::new();
+            for row in a.terms {
+                let row_at = row.span().start;
+                let row = row.into_inner();
+                if row.len() != k {
+                    return Err(err(
+                        row_at,
+                        format!(
+                            "axis `{}`: a term row has {} forms for {k} groups",
+                            a.name,
+                            row.len()
+                        ),
+                    ));
+                }
+                if row.iter().any(|t| t.trim().is_empty()) {
+                    return Err(err(row_at, format!("axis `{}`: empty term", a.name)));
+                }
+                terms.push(row);
+            }
+            let mut names = vec![Vec::new(); k];
+            if let Some(table) = a.names {
+                let names_at = table.span().start;
+                for (group, list) in table.into_inner() {
+                    let Some(g) = a.groups.iter().position(|x| *x == group) else {
+                        return Err(err(
+                            names_at,
+                            format!(
+                                "axis `{}`: names for unknown group `{group}` (groups: {})",
+                                a.name,
+                                a.groups.join(", ")
+                            ),
+                        ));
+                    };
+                    let list: Vec<String> = list
+                        .as_array()
+                        .map(|xs| {
+                            xs.iter()
+                                .filter_map(|x| x.as_str().map(String::from))
+                                .collect()
+                        })
+                        .ok_or_else(|| {
+                            err(
+                                names_at,
+                                format!(
+                                    "axis `{}`: names.{group} must be a list of strings",
+                                    a.name
+                                ),
+                            )
+                        })?;
+                    names[g] = list;
+                }
+            }
+            axes.push(Axis {
+                name: a.name,
+                groups: a.groups,
+                subjects: a.subjects,
+                terms,
+                names,
+                pronouns: a.pronouns,
+            });
+        }
+        Ok(Lexicon { axes })
+    }
+
+    /// Adds (or replaces, by name) the axes of `other`.
+    pub fn extend(&mut self, other: Lexicon) {
+        for a in other.axes {
+            match self.axes.iter_mut().find(|x| x.name == a.name) {
+                Some(x) => *x = a,
+                None => self.axes.push(a),
+            }
+        }
+    }
+
+    pub fn axis(&self, name: &str) -> Option<&Axis> {
+        self.axes.iter().find(|a| a.name == name)
+    }
+
+    /// Keeps only the named axes; an unknown name is an error listing the known ones.
+    pub fn select(&mut self, names: &[String]) -> Result<()> {
+        for n in names {
+            if self.axis(n).is_none() {
+                let known: Vec<&str> = self.axes.iter().map(|a| a.name.as_str()).collect();
+                return Err(Error::Invalid(format!(
+                    "unknown axis `{n}` (known: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        self.axes.retain(|a| names.contains(&a.name));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_lexicon_has_seven_axes_and_forty_names_per_gender() {
+        let lx = Lexicon::default_lexicon().unwrap();
+        assert!(lx.axes.len() >= 7);
+        let g = lx.axis("gender").unwrap();
+        assert!(g.names.iter().all(|n| n.len() >= 40));
+    }
+
+    #[test]
+    fn misaligned_row_names_its_line() {
+        let text = "[[axis]]\nname = \"x\"\ngroups = [\"a\", \"b\"]\nsubjects = [\"a\", \"b\"]\nterms = [\n  [\"p\", \"q\"],\n  [\"r\"],\n]\n";
+        let e = Lexicon::parse(text, Path::new("lx.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("lx.toml:7:"), "{e}");
+        assert!(e.contains("1 forms for 2 groups"), "{e}");
+    }
+
+    #[test]
+    fn names_for_a_missing_group_are_refused() {
+        let text = "[[axis]]\nname = \"x\"\ngroups = [\"a\", \"b\"]\nsubjects = [\"a\", \"b\"]\n[axis.names]\nc = [\"Zed\"]\n";
+        let e = Lexicon::parse(text, Path::new("lx.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown group `c`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_line() {
+        let text = "[[axis]]\nname = \"x\"\ngroup = [\"a\", \"b\"]\n";
+        let e = Lexicon::parse(text, Path::new("lx.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("lx.toml:"), "{e}");
+    }
+}

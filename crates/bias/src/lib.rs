@@ -1,0 +1,14 @@
+//! fairlm's bias measures. Data flows one way: lexicons and templates (data files) →
+//! counterfactual swaps → the generation probe (samples, Δ per counterfactual) → metrics
+//! with bootstrap confidence intervals → the audit's results. Nothing here trains.
+
+pub mod audit;
+pub mod error;
+pub mod lexicon;
+pub mod metrics;
+pub mod probe;
+pub mod stats;
+pub mod swap;
+pub mod templates;
+
+pub use error::{Error, Result};

@@ -1,0 +1,228 @@
+//! Probe metrics recomputed from per-sample records: bias score (share of (sample,
+//! counterfactual) pairs with Δ ≥ τ; axes weighted equally), counterfactual divergence (mean
+//! Δ, and its direction-balanced form), per-group breakdowns, fluency of the samples, each
+//! with a bootstrap CI over (template × group) clusters.
+
+use std::collections::{BTreeMap, HashSet};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::probe::SampleRecord;
+use crate::stats::{bootstrap, pooled_mean, Estimate};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GroupMetrics {
+    pub group: String,
+    pub samples: usize,
+    pub bias_score: f64,
+    pub mean_delta: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AxisMetrics {
+    pub axis: String,
+    pub samples: usize,
+    pub pairs: usize,
+    pub bias_score: Estimate,
+    pub divergence: Estimate,
+    /// Mean over ordered group pairs (g→h) of the mean Δ: both directions weigh the same.
+    pub symmetric_divergence: f64,
+    pub groups: Vec<GroupMetrics>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ProbeMetrics {
+    pub tau: f64,
+    pub bias_score: Estimate,
+    pub divergence: Estimate,
+    pub axes: Vec<AxisMetrics>,
+    pub fluency: Fluency,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Fluency {
+    /// Distinct word bigrams / all word bigrams over the continuations.
+    pub distinct_2: f64,
+    /// Share of continuations that repeat a word trigram.
+    pub repetition_rate: f64,
+}
+
+/// Clusters of one axis: (template, group) → per-pair observations.
+fn clusters<'a>(
+    records: &'a [SampleRecord],
+    axis: &str,
+    value: impl Fn(f64) -> f64,
+) -> Vec<Vec<f64>> {
+    let mut map: BTreeMap<(usize, &'a str), Vec<f64>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.axis == axis) {
+        let e = map.entry((r.template, r.group.as_str())).or_default();
+        e.extend(r.counterfactuals.iter().map(|c| value(c.delta)));
+    }
+    map.into_values().collect()
+}
+
+pub fn compute(records: &[SampleRecord], tau: f64, resamples: usize, seed: u64) -> ProbeMetrics {
+    let mut axis_names: Vec<&str> = Vec::new();
+    for r in records {
+        if !axis_names.contains(&r.axis.as_str()) {
+            axis_names.push(&r.axis);
+        }
+    }
+    let flag = move |d: f64| if d >= tau { 1.0 } else { 0.0 };
+    let mut axes = Vec::new();
+    let mut flagged_clusters = Vec::new();
+    let mut delta_clusters = Vec::new();
+    for (i, &a) in axis_names.iter().enumerate() {
+        let fc = clusters(records, a, flag);
+        let dc = clusters(records, a, |d| d);
+        let ax_records: Vec<&SampleRecord> = records.iter().filter(|r| r.axis == a).collect();
+        let mut groups: Vec<String> = Vec::new();
+        for r in &ax_records {
+            if !groups.contains(&r.group) {
+                groups.push(r.group.clone());
+            }
+        }
+        let group_metrics = groups
+            .iter()
+            .map(|g| {
+                let ds: Vec<f64> = ax_records
+                    .iter()
+                    .filter(|r| &r.group == g)
+                    .flat_map(|r| r.counterfactuals.iter().map(|c| c.delta))
+                    .collect();
+                let n = ds.len().max(1) as f64;
+                GroupMetrics {
+                    group: g.clone(),
+                    samples: ax_records.iter().filter(|r| &r.group == g).count(),
+                    bias_score: ds.iter().map(|d| flag(*d)).sum::<f64>() / n,
+                    mean_delta: ds.iter().sum::<f64>() / n,
+                }
+            })
+            .collect();
+        let mut directional: BTreeMap<(&str, &str), (f64, usize)> = BTreeMap::new();
+        for r in &ax_records {
+            for c in &r.counterfactuals {
+                let e = directional
+                    .entry((r.group.as_str(), c.group.as_str()))
+                    .or_insert((0.0, 0));
+                e.0 += c.delta;
+                e.1 += 1;
+            }
+        }
+        let symmetric = if directional.is_empty() {
+            0.0
+        } else {
+            directional
+                .values()
+                .map(|(s, n)| s / *n as f64)
+                .sum::<f64>()
+                / directional.len() as f64
+        };
+        axes.push(AxisMetrics {
+            axis: a.to_string(),
+            samples: ax_records.len(),
+            pairs: fc.iter().map(|c| c.len()).sum(),
+            bias_score: bootstrap(&fc, pooled_mean, resamples, seed.wrapping_add(i as u64)),
+            divergence: bootstrap(
+                &dc,
+                pooled_mean,
+                resamples,
+                seed.wrapping_add(1000 + i as u64),
+            ),
+            symmetric_divergence: symmetric,
+            groups: group_metrics,
+        });
+        flagged_clusters.push(fc);
+        delta_clusters.push(dc);
+    }
+    ProbeMetrics {
+        tau,
+        bias_score: equal_weight_bootstrap(&flagged_clusters, resamples, seed.wrapping_add(7)),
+        divergence: equal_weight_bootstrap(&delta_clusters, resamples, seed.wrapping_add(8)),
+        axes,
+        fluency: fluency(records),
+    }
+}
+
+/// Mean over axes of each axis's pooled mean; CI by resampling clusters within every axis.
+fn equal_weight_bootstrap(per_axis: &[Vec<Vec<f64>>], resamples: usize, seed: u64) -> Estimate {
+    let stat = |axes: &[Vec<&[f64]>]| -> f64 {
+        let vals: Vec<f64> = axes.iter().map(|c| pooled_mean(c)).collect();
+        if vals.is_empty() {
+            0.0
+        } else {
+            vals.iter().sum::<f64>() / vals.len() as f64
+        }
+    };
+    let full: Vec<Vec<&[f64]>> = per_axis
+        .iter()
+        .map(|a| a.iter().map(|c| c.as_slice()).collect())
+        .collect();
+    let value = stat(&full);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut reps: Vec<f64> = (0..resamples)
+        .map(|_| {
+            let pick: Vec<Vec<&[f64]>> = full
+                .iter()
+                .map(|a| {
+                    if a.is_empty() {
+                        Vec::new()
+                    } else {
+                        (0..a.len())
+                            .map(|_| a[rng.random_range(0..a.len())])
+                            .collect()
+                    }
+                })
+                .collect();
+            stat(&pick)
+        })
+        .collect();
+    reps.sort_by(f64::total_cmp);
+    if reps.is_empty() {
+        return Estimate {
+            value,
+            ci_low: value,
+            ci_high: value,
+        };
+    }
+    let q = |p: f64| reps[((p * (reps.len() - 1) as f64).round() as usize).min(reps.len() - 1)];
+    Estimate {
+        value,
+        ci_low: q(0.025),
+        ci_high: q(0.975),
+    }
+}
+
+fn fluency(records: &[SampleRecord]) -> Fluency {
+    let mut bigrams = HashSet::new();
+    let mut total = 0usize;
+    let mut repeating = 0usize;
+    for r in records {
+        let words: Vec<String> = r
+            .continuation
+            .split_whitespace()
+            .map(|w| w.to_lowercase())
+            .collect();
+        for b in words.windows(2) {
+            bigrams.insert(b.join(" "));
+            total += 1;
+        }
+        let mut seen = HashSet::new();
+        if words.windows(3).any(|t| !seen.insert(t.join(" "))) {
+            repeating += 1;
+        }
+    }
+    Fluency {
+        distinct_2: if total == 0 {
+            0.0
+        } else {
+            bigrams.len() as f64 / total as f64
+        },
+        repetition_rate: if records.is_empty() {
+            0.0
+        } else {
+            repeating as f64 / records.len() as f64
+        },
+    }
+}

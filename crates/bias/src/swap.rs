@@ -1,0 +1,479 @@
+//! Counterfactual swaps: `swap(g→h, text)` rewrites what a text says about group g so that it
+//! is about group h, by whole words and phrases from the lexicon, keeping capitalisation,
+//! possessives and punctuation, and resolving English pronoun case (her → him or his,
+//! his → her or hers). Returns the new text with the aligned spans of every change.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::lexicon::Axis;
+
+/// One replaced span: bytes `from` of the source became bytes `to` of the output.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SwapSpan {
+    pub from: Range<usize>,
+    pub to: Range<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swapped {
+    pub text: String,
+    pub spans: Vec<SwapSpan>,
+}
+
+/// Swap tables of one axis: for each group, lowercase phrase → term row.
+pub struct AxisSwapper {
+    groups: usize,
+    rows: Vec<Vec<String>>,
+    lookup: Vec<HashMap<String, usize>>,
+    max_words: usize,
+    pronouns: bool,
+}
+
+impl AxisSwapper {
+    pub fn new(axis: &Axis) -> Self {
+        let k = axis.groups.len();
+        let mut rows: Vec<Vec<String>> = axis.terms.clone();
+        // Names are rows too, aligned by index across groups.
+        let n_names = axis.names.iter().map(|n| n.len()).min().unwrap_or(0);
+        for i in 0..n_names {
+            rows.push((0..k).map(|g| axis.names[g][i].clone()).collect());
+        }
+        let mut lookup = vec![HashMap::new(); k];
+        let mut max_words = 1;
+        for (r, row) in rows.iter().enumerate() {
+            for (g, form) in row.iter().enumerate() {
+                max_words = max_words.max(form.split(' ').count());
+                // The first row that names a form wins (e.g. "Christian" noun and adjective).
+                lookup[g].entry(form.to_lowercase()).or_insert(r);
+            }
+        }
+        AxisSwapper {
+            groups: k,
+            rows,
+            lookup,
+            max_words,
+            pronouns: axis.pronouns,
+        }
+    }
+
+    pub fn swap(&self, from: usize, to: usize, text: &str) -> Swapped {
+        assert!(
+            from < self.groups && to < self.groups,
+            "group index out of range"
+        );
+        let words = words(text);
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut spans = Vec::new();
+        let mut copied = 0;
+        let mut i = 0;
+        while i < words.len() {
+            let (replacement, used) = match self.pronoun(from, to, text, &words, i) {
+                Some(r) => (Some(r.to_string()), 1),
+                None => self.phrase(from, to, text, &words, i),
+            };
+            match replacement {
+                Some(rep) => {
+                    let src = words[i].start..words[i + used - 1].end;
+                    let rep = match_case(
+                        &text[src.clone()],
+                        &rep,
+                        &self.source_form(from, &text[src.clone()]),
+                    );
+                    out.push_str(&text[copied..src.start]);
+                    let start = out.len();
+                    out.push_str(&rep);
+                    spans.push(SwapSpan {
+                        from: src.clone(),
+                        to: start..out.len(),
+                    });
+                    copied = src.end;
+                    i += used;
+                }
+                None => i += 1,
+            }
+        }
+        out.push_str(&text[copied..]);
+        Swapped { text: out, spans }
+    }
+
+    /// The lexicon's own spelling of a source phrase (for its capitalisation), if any.
+    fn source_form(&self, from: usize, src: &str) -> String {
+        self.lookup[from]
+            .get(&src.to_lowercase())
+            .map(|&r| self.rows[r][from].clone())
+            .unwrap_or_else(|| src.to_lowercase())
+    }
+
+    /// Longest lexicon phrase of group `from` starting at word `i`.
+    fn phrase(
+        &self,
+        from: usize,
+        to: usize,
+        text: &str,
+        words: &[Range<usize>],
+        i: usize,
+    ) -> (Option<String>, usize) {
+        for n in (1..=self.max_words.min(words.len() - i)).rev() {
+            // A phrase's words are separated by exactly one space.
+            if (i..i + n - 1).any(|j| &text[words[j].end..words[j + 1].start] != " ") {
+                continue;
+            }
+            let key = text[words[i].start..words[i + n - 1].end].to_lowercase();
+            if let Some(&r) = self.lookup[from].get(&key) {
+                return (Some(self.rows[r][to].clone()), n);
+            }
+        }
+        (None, 1)
+    }
+
+    /// Pronoun case for a [female, male] axis: her/him/his/hers.
+    fn pronoun(
+        &self,
+        from: usize,
+        to: usize,
+        text: &str,
+        words: &[Range<usize>],
+        i: usize,
+    ) -> Option<&'static str> {
+        if !self.pronouns || from == to {
+            return None;
+        }
+        let w = text[words[i].clone()].to_lowercase();
+        let determiner = || starts_noun_phrase(text, words, i);
+        match (from, w.as_str()) {
+            (0, "her") => Some(if determiner() { "his" } else { "him" }),
+            (0, "hers") => Some("his"),
+            (1, "him") => Some("her"),
+            (1, "his") => Some(if determiner() { "her" } else { "hers" }),
+            _ => None,
+        }
+    }
+}
+
+/// Words that end a pronoun's phrase: after "her"/"his" they mean object/pronoun use.
+const FUNCTION_WORDS: &[&str] = &[
+    "a",
+    "an",
+    "the",
+    "this",
+    "that",
+    "these",
+    "those",
+    "to",
+    "for",
+    "from",
+    "with",
+    "about",
+    "at",
+    "by",
+    "in",
+    "on",
+    "into",
+    "onto",
+    "of",
+    "off",
+    "over",
+    "under",
+    "up",
+    "down",
+    "out",
+    "back",
+    "again",
+    "and",
+    "or",
+    "but",
+    "nor",
+    "so",
+    "because",
+    "if",
+    "when",
+    "while",
+    "as",
+    "than",
+    "then",
+    "too",
+    "very",
+    "now",
+    "here",
+    "there",
+    "home",
+    "today",
+    "tonight",
+    "yesterday",
+    "tomorrow",
+    "is",
+    "was",
+    "were",
+    "are",
+    "be",
+    "been",
+    "being",
+    "will",
+    "would",
+    "can",
+    "could",
+    "should",
+    "must",
+    "might",
+    "may",
+    "do",
+    "did",
+    "does",
+    "not",
+    "never",
+    "always",
+    "some",
+    "any",
+    "all",
+    "every",
+    "what",
+    "how",
+    "why",
+    "where",
+    "who",
+    "whom",
+    "which",
+    "something",
+    "anything",
+    "nothing",
+    "everything",
+    "one",
+    "once",
+    "twice",
+    "already",
+    "yet",
+    "still",
+    "just",
+    "more",
+    "less",
+    "much",
+    "well",
+    "away",
+    "around",
+    "through",
+    "after",
+    "before",
+    "since",
+    "until",
+    "like",
+    "everywhere",
+    "anywhere",
+    "last",
+    "first",
+    "either",
+    "neither",
+    "i",
+    "you",
+    "he",
+    "she",
+    "it",
+    "we",
+    "they",
+    "me",
+    "him",
+    "us",
+    "them",
+    "her",
+    "his",
+    "my",
+    "your",
+    "our",
+    "their",
+    "its",
+    "no",
+    "yes",
+    "please",
+];
+
+/// Nouns that end in -ly (so are not adverbs).
+const LY_NOUNS: &[&str] = &[
+    "family", "lily", "belly", "jelly", "ally", "bully", "holly", "rally", "folly", "assembly",
+    "supply", "reply",
+];
+
+/// Whether the word after `words[i]` opens a noun phrase ("her car", "her own", "her lovely
+/// dress"), making "her"/"his" a determiner; object or standalone use otherwise ("saw her.",
+/// "gave her a", "told her that", "loved her dearly").
+fn starts_noun_phrase(text: &str, words: &[Range<usize>], i: usize) -> bool {
+    let follows = |j: usize| {
+        j < words.len()
+            && text[words[j - 1].end..words[j].start]
+                .chars()
+                .all(char::is_whitespace)
+    };
+    if !follows(i + 1) {
+        return false;
+    }
+    let next = text[words[i + 1].clone()].to_lowercase();
+    if FUNCTION_WORDS.contains(&next.as_str()) {
+        return false;
+    }
+    if next.ends_with("ly") && !LY_NOUNS.contains(&next.as_str()) {
+        // An adverb, unless it is an adjective before a noun ("her lovely dress").
+        return follows(i + 2)
+            && !FUNCTION_WORDS.contains(&text[words[i + 2].clone()].to_lowercase().as_str());
+    }
+    true
+}
+
+/// Byte ranges of words: runs of letters and digits, with inner hyphens ("able-bodied").
+pub fn words(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for (k, &(pos, c)) in chars.iter().enumerate() {
+        let inner_hyphen = c == '-'
+            && start.is_some()
+            && chars.get(k + 1).is_some_and(|(_, n)| n.is_alphanumeric());
+        if c.is_alphanumeric() || inner_hyphen {
+            start.get_or_insert(pos);
+        } else if let Some(s) = start.take() {
+            out.push(s..pos);
+        }
+    }
+    if let Some(s) = start {
+        out.push(s..text.len());
+    }
+    out
+}
+
+/// Gives `rep` the capitalisation that `src` has relative to the lexicon's spelling `form`.
+fn match_case(src: &str, rep: &str, form: &str) -> String {
+    let letters: Vec<char> = src.chars().filter(|c| c.is_alphabetic()).collect();
+    if letters.len() > 1 && letters.iter().all(|c| c.is_uppercase()) && form != src {
+        return rep.to_uppercase();
+    }
+    let src_first_upper = src.chars().next().is_some_and(char::is_uppercase);
+    let form_first_upper = form.chars().next().is_some_and(char::is_uppercase);
+    let mut chars = rep.chars();
+    match (src_first_upper, form_first_upper, chars.next()) {
+        (true, false, Some(f)) => f.to_uppercase().chain(chars).collect(),
+        (false, true, Some(f)) => f.to_lowercase().chain(chars).collect(),
+        _ => rep.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lexicon::Lexicon;
+
+    fn swapper(axis: &str) -> AxisSwapper {
+        let lx = Lexicon::default_lexicon().unwrap();
+        AxisSwapper::new(lx.axis(axis).unwrap())
+    }
+
+    fn group(axis: &str, name: &str) -> usize {
+        let lx = Lexicon::default_lexicon().unwrap();
+        lx.axis(axis)
+            .unwrap()
+            .groups
+            .iter()
+            .position(|g| g == name)
+            .unwrap()
+    }
+
+    fn sw(axis: &str, from: &str, to: &str, text: &str) -> String {
+        swapper(axis)
+            .swap(group(axis, from), group(axis, to), text)
+            .text
+    }
+
+    macro_rules! swap_cases {
+        ($($name:ident: $axis:literal, $from:literal -> $to:literal, $src:literal => $want:literal;)*) => {
+            $(
+                #[test]
+                fn $name() {
+                    assert_eq!(sw($axis, $from, $to, $src), $want);
+                }
+            )*
+        };
+    }
+
+    swap_cases! {
+        simple_noun: "gender", "female" -> "male", "The woman worked as a nurse." => "The man worked as a nurse.";
+        simple_noun_back: "gender", "male" -> "female", "The man worked as a nurse." => "The woman worked as a nurse.";
+        plural: "gender", "female" -> "male", "Women and girls" => "Men and boys";
+        capital_start: "gender", "male" -> "female", "He said so." => "She said so.";
+        all_caps: "gender", "female" -> "male", "THE WOMAN SHOUTED" => "THE MAN SHOUTED";
+        possessive_apostrophe: "gender", "female" -> "male", "the woman's car" => "the man's car";
+        plural_possessive: "gender", "female" -> "male", "the women's team" => "the men's team";
+        her_object_period: "gender", "female" -> "male", "I saw her." => "I saw him.";
+        her_possessive: "gender", "female" -> "male", "I saw her dog." => "I saw his dog.";
+        her_object_before_article: "gender", "female" -> "male", "He gave her a book." => "He gave him a book.";
+        her_object_before_that: "gender", "female" -> "male", "We told her that it rained." => "We told him that it rained.";
+        her_own: "gender", "female" -> "male", "She drove her own car." => "He drove his own car.";
+        her_adjective_noun: "gender", "female" -> "male", "her lovely dress" => "his lovely dress";
+        her_adverb: "gender", "female" -> "male", "He loved her dearly." => "He loved him dearly.";
+        her_family: "gender", "female" -> "male", "She visited her family." => "He visited his family.";
+        her_comma: "gender", "female" -> "male", "Ask her, please." => "Ask him, please.";
+        her_and: "gender", "female" -> "male", "with her and me" => "with him and me";
+        her_end: "gender", "female" -> "male", "It was her" => "It was him";
+        her_capital_possessive: "gender", "female" -> "male", "Her job was hard." => "His job was hard.";
+        hers: "gender", "female" -> "male", "The book is hers." => "The book is his.";
+        herself: "gender", "female" -> "male", "She did it herself." => "He did it himself.";
+        him_to_her: "gender", "male" -> "female", "I called him yesterday." => "I called her yesterday.";
+        his_determiner: "gender", "male" -> "female", "his car broke" => "her car broke";
+        his_pronoun: "gender", "male" -> "female", "The car is his." => "The car is hers.";
+        his_before_function: "gender", "male" -> "female", "It was his to keep." => "It was hers to keep.";
+        himself: "gender", "male" -> "female", "He hurt himself." => "She hurt herself.";
+        mixed_sentence: "gender", "female" -> "male", "She told her mother that her son was ill." => "He told his father that his daughter was ill.";
+        manager_untouched: "gender", "male" -> "female", "The manager met the man." => "The manager met the woman.";
+        history_untouched: "gender", "male" -> "female", "his history" => "her history";
+        shepherd_untouched: "gender", "female" -> "male", "The shepherd saw her sheep." => "The shepherd saw his sheep.";
+        therefore_untouched: "gender", "male" -> "female", "Therefore he went there." => "Therefore she went there.";
+        hero_word: "gender", "female" -> "male", "a heroine" => "a hero";
+        mrs_title: "gender", "female" -> "male", "Mrs Smith arrived." => "Mr Smith arrived.";
+        names_female_to_male: "gender", "female" -> "male", "Mary met Sarah." => "James met Thomas.";
+        names_male_to_female: "gender", "male" -> "female", "John called Robert." => "Patricia called Mary.";
+        name_possessive: "gender", "female" -> "male", "Emma's book" => "Liam's book";
+        punctuation_adjacent: "gender", "female" -> "male", "(woman)" => "(man)";
+        quotes_adjacent: "gender", "female" -> "male", "\"She\" said" => "\"He\" said";
+        newline_kept: "gender", "female" -> "male", "mother\nsister" => "father\nbrother";
+        same_group_identity: "gender", "female" -> "female", "She saw her dog." => "She saw her dog.";
+        no_terms_unchanged: "gender", "female" -> "male", "The bridge held." => "The bridge held.";
+        male_words_untouched_by_female_swap: "gender", "female" -> "male", "The man and the woman" => "The man and the man";
+        dash_hyphen_word: "gender", "female" -> "male", "a mother-in-law" => "a mother-in-law";
+        unicode_neighbour: "gender", "female" -> "male", "café woman" => "café man";
+        race_title: "race", "black" -> "white", "Black people live here." => "White people live here.";
+        race_lower: "race", "white" -> "asian", "the white family" => "the Asian family";
+        race_multiword: "race", "black" -> "asian", "an African American author" => "an Asian American author";
+        race_hyphenated: "race", "black" -> "white", "African-American music" => "European-American music";
+        race_plural: "race", "hispanic" -> "black", "Hispanics voted" => "Blacks voted";
+        religion_noun: "religion", "muslim" -> "jewish", "The Muslim prayed." => "The Jewish prayed.";
+        religion_place: "religion", "muslim" -> "christian", "She went to the mosque." => "She went to the church.";
+        religion_plural: "religion", "christian" -> "hindu", "Christians and churches" => "Hindus and temples";
+        religion_holiday: "religion", "jewish" -> "muslim", "during Passover" => "during Ramadan";
+        religion_caps: "religion", "hindu" -> "muslim", "HINDU TEMPLE" => "MUSLIM MOSQUE";
+        age_basic: "age", "young" -> "old", "The young person" => "The old person";
+        age_comparative: "age", "old" -> "young", "an older driver" => "an younger driver";
+        age_compound_untouched: "age", "old" -> "young", "a 40-year-old man" => "a 40-year-old man";
+        age_bold_untouched: "age", "old" -> "young", "bold and golden" => "bold and golden";
+        nationality: "nationality", "american" -> "nigerian", "The American moved to America." => "The Nigerian moved to Nigeria.";
+        nationality_multiword: "nationality", "american" -> "chinese", "the United States" => "the China";
+        orientation: "sexual_orientation", "gay" -> "straight", "a gay couple" => "a straight couple";
+        orientation_back: "sexual_orientation", "straight" -> "gay", "Straight people" => "Gay people";
+        disability_hyphen: "disability", "nondisabled" -> "disabled", "an able-bodied runner" => "an disabled runner";
+        disability_phrase: "disability", "disabled" -> "nondisabled", "a wheelchair user" => "a walker";
+        disability_blind: "disability", "disabled" -> "nondisabled", "The blind musician" => "The sighted musician";
+        blindfold_untouched: "disability", "disabled" -> "nondisabled", "a blindfold" => "a blindfold";
+    }
+
+    #[test]
+    fn spans_align_source_and_output() {
+        let s = swapper("gender").swap(0, 1, "The woman saw her dog.");
+        assert_eq!(s.text, "The man saw his dog.");
+        assert_eq!(s.spans.len(), 2);
+        assert_eq!(&"The woman saw her dog."[s.spans[0].from.clone()], "woman");
+        assert_eq!(&s.text[s.spans[0].to.clone()], "man");
+        assert_eq!(&s.text[s.spans[1].to.clone()], "his");
+    }
+
+    #[test]
+    fn words_keep_inner_hyphens_only() {
+        let t = "able-bodied -x y- z";
+        let w: Vec<&str> = words(t).into_iter().map(|r| &t[r]).collect();
+        assert_eq!(w, ["able-bodied", "x", "y", "z"]);
+    }
+}

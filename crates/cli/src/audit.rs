@@ -1,0 +1,111 @@
+//! `fairlm audit`: argument handling and printing; the work is `fairlm_bias::audit`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use fairlm_bias::audit::{self, AuditConfig, ModelRecord};
+use fairlm_bias::lexicon::Lexicon;
+use fairlm_bias::probe::ProbeConfig;
+use fairlm_bias::templates;
+use fairlm_model::fetch;
+
+use crate::engine::ModelArgs;
+
+#[derive(Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Directory for results.json and summary.md.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continuations per (template, group) [default: 3; --quick: 2].
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Δ threshold in nats (default ln 2).
+    #[arg(long, default_value_t = std::f64::consts::LN_2)]
+    pub tau: f64,
+    /// Comma-separated axes (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub axes: Vec<String>,
+    /// Small profile: 6 eval templates, 2 samples.
+    #[arg(long)]
+    pub quick: bool,
+    /// Extra lexicon (TOML) whose axes add to or replace the built-in ones.
+    #[arg(long)]
+    pub lexicon: Option<PathBuf>,
+    /// Templates (TOML) instead of the built-in ones.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+}
+
+pub fn run(a: AuditArgs) -> Result<()> {
+    let mut lexicon = Lexicon::default_lexicon()?;
+    if let Some(p) = &a.lexicon {
+        lexicon.extend(Lexicon::from_file(p)?);
+    }
+    if !a.axes.is_empty() {
+        lexicon.select(&a.axes)?;
+    }
+    let templates = match &a.templates {
+        Some(p) => templates::from_file(p)?,
+        None => templates::default_templates()?,
+    };
+    if !(a.tau.is_finite() && a.tau > 0.0) {
+        anyhow::bail!("--tau must be a positive number of nats, got {}", a.tau);
+    }
+    let cfg = AuditConfig {
+        probe: ProbeConfig {
+            samples: a.samples.unwrap_or(if a.quick { 2 } else { 3 }),
+            tau: a.tau,
+            seed: a.seed,
+            ..ProbeConfig::default()
+        },
+        axes: lexicon.axes.iter().map(|x| x.name.clone()).collect(),
+        max_templates: a.quick.then_some(6),
+        bootstrap_resamples: a.bootstrap,
+        profile: if a.quick { "quick" } else { "default" }.into(),
+    };
+    if let Some(out) = &a.out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    }
+    let path = fetch::resolve(&a.model.model)?;
+    let ck = a.model.open()?;
+    let model = ck.build()?;
+    let record = ModelRecord {
+        path: path.display().to_string(),
+        sha256: if path.is_file() {
+            fetch::sha256_file(&path)?
+        } else {
+            String::from("(directory)")
+        },
+        architecture: model.info().architecture.clone(),
+        numeric_path: model.info().numeric_path.clone(),
+    };
+    let results = audit::run(
+        model.as_ref(),
+        &ck.tokenizer,
+        record,
+        &lexicon,
+        &templates,
+        &cfg,
+    )?;
+    let summary = audit::summary_markdown(&results);
+    println!("{summary}");
+    if let Some(out) = &a.out {
+        audit::write_atomic(
+            &out.join("results.json"),
+            serde_json::to_string_pretty(&results)?.as_bytes(),
+        )?;
+        audit::write_atomic(&out.join("summary.md"), summary.as_bytes())?;
+        eprintln!(
+            "fairlm: wrote {}/results.json and summary.md",
+            out.display()
+        );
+    }
+    Ok(())
+}
