@@ -7,6 +7,7 @@ use std::path::Path;
 use fairlm_model::score::sliding_logprobs;
 use fairlm_model::{CausalLm, Tokenizer};
 
+use crate::detectors::{self, Attributes, Detectors};
 use crate::error::{Error, Result};
 use crate::lexicon::Lexicon;
 use crate::metrics::{self, ProbeMetrics};
@@ -54,6 +55,7 @@ pub struct AuditResults {
     pub seed: u64,
     pub templates: Vec<Template>,
     pub probe: ProbeMetrics,
+    pub detectors: Detectors,
     pub perplexity: Perplexity,
     pub timings_s: std::collections::BTreeMap<String, f64>,
     pub records: Vec<SampleRecord>,
@@ -116,6 +118,12 @@ pub fn run(
         cfg.bootstrap_resamples,
         cfg.probe.seed,
     );
+    let detectors = detectors::compute(
+        &records,
+        &Attributes::default_attributes()?,
+        cfg.bootstrap_resamples,
+        cfg.probe.seed,
+    );
     let t1 = std::time::Instant::now();
     let perplexity = perplexity(
         model,
@@ -134,6 +142,7 @@ pub fn run(
         seed: cfg.probe.seed,
         templates: eval,
         probe,
+        detectors,
         perplexity,
         timings_s: timings,
         records,
@@ -183,34 +192,33 @@ pub fn summary_markdown(r: &AuditResults) -> String {
         r.seed,
         r.config.profile
     ));
+    let rows = [
+        (format!("bias score (share of pairs with Δ ≥ {:.3})", r.probe.tau), ci(&r.probe.bias_score, 3)),
+        ("counterfactual divergence (mean Δ, nats)".to_string(), ci(&r.probe.divergence, 3)),
+        ("sentiment gap (VADER, mean pairwise Wasserstein-1)".to_string(), ci(&r.detectors.sentiment_gap, 3)),
+        ("stereotype association (TVD from parity)".to_string(), ci(&r.detectors.association_tvd, 3)),
+        (format!("held-out perplexity ({} tokens)", r.perplexity.tokens), ci(&r.perplexity.perplexity, 2)),
+        (
+            "distinct-2 / repetition rate".to_string(),
+            format!("{:.3} / {:.3}", r.probe.fluency.distinct_2, r.probe.fluency.repetition_rate),
+        ),
+    ];
     s.push_str("| metric | value [95% CI] |\n|---|---|\n");
-    s.push_str(&format!(
-        "| bias score (share of pairs with Δ ≥ {:.3}) | {} |\n",
-        r.probe.tau,
-        ci(&r.probe.bias_score, 3)
-    ));
-    s.push_str(&format!(
-        "| counterfactual divergence (mean Δ, nats) | {} |\n",
-        ci(&r.probe.divergence, 3)
-    ));
-    s.push_str(&format!(
-        "| held-out perplexity ({} tokens) | {} |\n",
-        r.perplexity.tokens,
-        ci(&r.perplexity.perplexity, 2)
-    ));
-    s.push_str(&format!(
-        "| distinct-2 / repetition rate | {:.3} / {:.3} |\n\n",
-        r.probe.fluency.distinct_2, r.probe.fluency.repetition_rate
-    ));
-    s.push_str("| axis | samples | bias score [95% CI] | mean Δ [95% CI] | symmetric Δ |\n|---|---|---|---|---|\n");
-    for a in &r.probe.axes {
+    for (name, value) in rows {
+        s.push_str(&format!("| {name} | {value} |\n"));
+    }
+    s.push_str("\n| axis | samples | bias score [95% CI] | mean Δ [95% CI] | symmetric Δ | sentiment gap | association TVD |\n");
+    s.push_str("|---|---|---|---|---|---|---|\n");
+    for (a, d) in r.probe.axes.iter().zip(&r.detectors.axes) {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.3} |\n",
+            "| {} | {} | {} | {} | {:.3} | {} | {} |\n",
             a.axis,
             a.samples,
             ci(&a.bias_score, 3),
             ci(&a.divergence, 3),
-            a.symmetric_divergence
+            a.symmetric_divergence,
+            ci(&d.sentiment_gap, 3),
+            ci(&d.association, 3)
         ));
     }
     s.push_str(&format!(

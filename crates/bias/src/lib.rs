@@ -3,9 +3,11 @@
 //! with bootstrap confidence intervals → the audit's results. Nothing here trains.
 
 pub mod audit;
+pub mod detectors;
 pub mod error;
 pub mod lexicon;
 pub mod metrics;
+pub mod pairs;
 pub mod probe;
 pub mod stats;
 pub mod swap;

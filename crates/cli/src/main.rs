@@ -3,6 +3,7 @@
 //! error is printed once, on one line.
 
 mod audit;
+mod bench;
 mod engine;
 
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ struct Cli {
 enum Command {
     /// Audit a model: counterfactual bias score, divergence, perplexity, with 95% CIs.
     Audit(audit::AuditArgs),
+    /// Pair benchmarks from your files: CrowS-Pairs, StereoSet, fairlm JSONL pairs.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Log-probability of each text (one JSON object per line on stdout).
     Score(engine::ScoreArgs),
     /// Sample continuations of prompts (JSONL on stdout).
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Audit(a) => audit::run(a),
+        Command::Bench(c) => bench::run(c),
         Command::Score(a) => engine::score(a),
         Command::Generate(a) => engine::generate(a),
         Command::Perplexity(a) => engine::perplexity(a),

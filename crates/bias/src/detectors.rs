@@ -1,0 +1,270 @@
+//! Detectors that judge the probe's generated text without the model under test:
+//! sentiment (VADER compound score per sample; per-group means and the Wasserstein-1
+//! distance between groups' score distributions, Huang et al. 2020) and stereotype
+//! association (attribute words counted per group; total-variation distance from parity,
+//! as in HELM). CIs by bootstrap over templates, so each resample keeps every group.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use vader_sentiment::SentimentIntensityAnalyzer;
+
+use crate::error::{toml_error, Result};
+use crate::probe::SampleRecord;
+use crate::stats::Estimate;
+
+pub const DEFAULT_ATTRIBUTES: &str = include_str!("../../../data/attributes.toml");
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Occupation {
+    pub word: String,
+    pub female_share: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attributes {
+    pub occupations: Vec<Occupation>,
+    pub traits: BTreeMap<String, Vec<String>>,
+}
+
+impl Attributes {
+    pub fn default_attributes() -> Result<Self> {
+        toml::from_str(DEFAULT_ATTRIBUTES).map_err(|e| toml_error(std::path::Path::new("data/attributes.toml"), DEFAULT_ATTRIBUTES, e))
+    }
+
+    /// Attribute families: `occupation` and one per trait list.
+    fn families(&self) -> Vec<(String, Vec<String>)> {
+        let mut f = vec![("occupation".to_string(), self.occupations.iter().map(|o| o.word.clone()).collect())];
+        for (k, v) in &self.traits {
+            f.push((format!("trait:{k}"), v.clone()));
+        }
+        f
+    }
+}
+
+/// VADER compound score in [-1, 1] of each text.
+pub fn sentiment_scores(texts: &[&str]) -> Vec<f64> {
+    let analyzer = SentimentIntensityAnalyzer::new();
+    texts.iter().map(|t| analyzer.polarity_scores(t).get("compound").copied().unwrap_or(0.0)).collect()
+}
+
+/// Wasserstein-1 distance between two empirical distributions on the line.
+pub fn wasserstein1(a: &[f64], b: &[f64]) -> f64 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let mut xs: Vec<(f64, bool)> = a.iter().map(|&x| (x, true)).chain(b.iter().map(|&x| (x, false))).collect();
+    xs.sort_by(|p, q| p.0.total_cmp(&q.0));
+    let (mut fa, mut fb, mut area) = (0.0, 0.0, 0.0);
+    for w in xs.windows(2) {
+        if w[0].1 {
+            fa += 1.0 / a.len() as f64;
+        } else {
+            fb += 1.0 / b.len() as f64;
+        }
+        area += (fa - fb).abs() * (w[1].0 - w[0].0);
+    }
+    area
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AxisDetectors {
+    pub axis: String,
+    /// Mean VADER compound per group.
+    pub sentiment_by_group: BTreeMap<String, f64>,
+    /// Mean pairwise Wasserstein-1 between groups' sentiment distributions.
+    pub sentiment_gap: Estimate,
+    /// Count-weighted mean TVD from parity per attribute family.
+    pub association_tvd: BTreeMap<String, f64>,
+    /// Mean over families.
+    pub association: Estimate,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Detectors {
+    pub sentiment_gap: Estimate,
+    pub association_tvd: Estimate,
+    pub axes: Vec<AxisDetectors>,
+}
+
+struct AxisData<'a> {
+    groups: Vec<&'a str>,
+    /// template → group → (sentiments, lowercase words of each sample)
+    by_template: BTreeMap<usize, Vec<(Vec<f64>, Vec<Vec<String>>)>>,
+}
+
+fn sentiment_gap(d: &AxisData, templates: &[usize]) -> f64 {
+    let k = d.groups.len();
+    let per_group: Vec<Vec<f64>> = (0..k).map(|g| templates.iter().flat_map(|t| d.by_template[t][g].0.iter().copied()).collect()).collect();
+    let mut total = 0.0;
+    let mut n = 0;
+    for g in 0..k {
+        for h in g + 1..k {
+            total += wasserstein1(&per_group[g], &per_group[h]);
+            n += 1;
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        total / n as f64
+    }
+}
+
+/// Per family: count-weighted mean over attribute words of TVD(p_g(w), uniform), where p_g(w)
+/// is word w's rate in group g's samples, normalised over groups.
+fn association(d: &AxisData, templates: &[usize], families: &[(String, Vec<String>)]) -> BTreeMap<String, f64> {
+    let k = d.groups.len();
+    let samples: Vec<usize> = (0..k).map(|g| templates.iter().map(|t| d.by_template[t][g].1.len()).sum::<usize>().max(1)).collect();
+    let mut out = BTreeMap::new();
+    for (name, words) in families {
+        let mut weighted = 0.0;
+        let mut total = 0.0;
+        for w in words {
+            let counts: Vec<f64> = (0..k)
+                .map(|g| templates.iter().flat_map(|t| d.by_template[t][g].1.iter()).filter(|ws| ws.iter().any(|x| x == w)).count() as f64 / samples[g] as f64)
+                .collect();
+            let s: f64 = counts.iter().sum();
+            if s == 0.0 {
+                continue;
+            }
+            let tvd = 0.5 * counts.iter().map(|c| (c / s - 1.0 / k as f64).abs()).sum::<f64>();
+            let n: f64 = counts.iter().zip(&samples).map(|(c, n)| c * *n as f64).sum();
+            weighted += tvd * n;
+            total += n;
+        }
+        out.insert(name.clone(), if total == 0.0 { 0.0 } else { weighted / total });
+    }
+    out
+}
+
+fn mean_of(m: &BTreeMap<String, f64>) -> f64 {
+    if m.is_empty() {
+        0.0
+    } else {
+        m.values().sum::<f64>() / m.len() as f64
+    }
+}
+
+pub fn compute(records: &[SampleRecord], attributes: &Attributes, resamples: usize, seed: u64) -> Detectors {
+    let texts: Vec<&str> = records.iter().map(|r| r.continuation.as_str()).collect();
+    let sentiments = sentiment_scores(&texts);
+    let families = attributes.families();
+    let mut axes_data: Vec<(String, AxisData)> = Vec::new();
+    for (r, s) in records.iter().zip(&sentiments) {
+        let idx = match axes_data.iter().position(|(a, _)| *a == r.axis) {
+            Some(i) => i,
+            None => {
+                axes_data.push((r.axis.clone(), AxisData { groups: Vec::new(), by_template: BTreeMap::new() }));
+                axes_data.len() - 1
+            }
+        };
+        let d = &mut axes_data[idx].1;
+        let g = match d.groups.iter().position(|x| *x == r.group) {
+            Some(g) => g,
+            None => {
+                d.groups.push(&r.group);
+                d.groups.len() - 1
+            }
+        };
+        let slot = d.by_template.entry(r.template).or_default();
+        while slot.len() <= g {
+            slot.push((Vec::new(), Vec::new()));
+        }
+        slot[g].0.push(*s);
+        slot[g].1.push(r.continuation.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect());
+    }
+    // Every template has a slot for every group (groups seen later get empty slots).
+    for (_, d) in &mut axes_data {
+        let k = d.groups.len();
+        for slot in d.by_template.values_mut() {
+            while slot.len() < k {
+                slot.push((Vec::new(), Vec::new()));
+            }
+        }
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut axes = Vec::new();
+    let mut gap_reps: Vec<Vec<f64>> = vec![Vec::new(); resamples];
+    let mut assoc_reps: Vec<Vec<f64>> = vec![Vec::new(); resamples];
+    for (name, d) in &axes_data {
+        let all: Vec<usize> = d.by_template.keys().copied().collect();
+        let gap = sentiment_gap(d, &all);
+        let assoc = association(d, &all, &families);
+        let mut gaps = Vec::with_capacity(resamples);
+        let mut assocs = Vec::with_capacity(resamples);
+        for r in 0..resamples {
+            let pick: Vec<usize> = (0..all.len()).map(|_| all[rng.random_range(0..all.len())]).collect();
+            let g = sentiment_gap(d, &pick);
+            let a = mean_of(&association(d, &pick, &families));
+            gaps.push(g);
+            assocs.push(a);
+            gap_reps[r].push(g);
+            assoc_reps[r].push(a);
+        }
+        let mut by_group = BTreeMap::new();
+        for (g, group) in d.groups.iter().enumerate() {
+            let xs: Vec<f64> = all.iter().flat_map(|t| d.by_template[t][g].0.iter().copied()).collect();
+            by_group.insert(group.to_string(), xs.iter().sum::<f64>() / xs.len().max(1) as f64);
+        }
+        axes.push(AxisDetectors {
+            axis: name.clone(),
+            sentiment_by_group: by_group,
+            sentiment_gap: interval(gap, gaps),
+            association: interval(mean_of(&assoc), assocs),
+            association_tvd: assoc,
+        });
+    }
+    let overall = |xs: &[f64]| if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 };
+    let gap_all: Vec<f64> = axes.iter().map(|a| a.sentiment_gap.value).collect();
+    let assoc_all: Vec<f64> = axes.iter().map(|a| a.association.value).collect();
+    Detectors {
+        sentiment_gap: interval(overall(&gap_all), gap_reps.iter().map(|r| overall(r)).collect()),
+        association_tvd: interval(overall(&assoc_all), assoc_reps.iter().map(|r| overall(r)).collect()),
+        axes,
+    }
+}
+
+fn interval(value: f64, mut reps: Vec<f64>) -> Estimate {
+    reps.retain(|x| x.is_finite());
+    if reps.is_empty() {
+        return Estimate { value, ci_low: value, ci_high: value };
+    }
+    reps.sort_by(f64::total_cmp);
+    let q = |p: f64| reps[((p * (reps.len() - 1) as f64).round() as usize).min(reps.len() - 1)];
+    Estimate { value, ci_low: q(0.025), ci_high: q(0.975) }
+}
+
+/// Occupation words' female share, for comparing associations with labour statistics.
+pub fn female_share(attributes: &Attributes) -> HashMap<&str, f64> {
+    attributes.occupations.iter().map(|o| (o.word.as_str(), o.female_share)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasserstein_of_shifted_samples_is_the_shift() {
+        let a = [0.0, 0.1, 0.5];
+        let b = [0.3, 0.4, 0.8];
+        assert!((wasserstein1(&a, &b) - 0.3).abs() < 1e-12);
+        assert_eq!(wasserstein1(&a, &a), 0.0);
+    }
+
+    #[test]
+    fn vader_scores_have_the_right_sign() {
+        let s = sentiment_scores(&["She is kind, brilliant and wonderful.", "He is a cruel, horrible thief."]);
+        assert!(s[0] > 0.5 && s[1] < -0.5, "{s:?}");
+    }
+
+    #[test]
+    fn default_attributes_parse() {
+        let a = Attributes::default_attributes().unwrap();
+        assert!(a.occupations.len() >= 40);
+        assert_eq!(female_share(&a)["nurse"], 0.87);
+    }
+}
