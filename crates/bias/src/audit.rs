@@ -193,14 +193,32 @@ pub fn summary_markdown(r: &AuditResults) -> String {
         r.config.profile
     ));
     let rows = [
-        (format!("bias score (share of pairs with Δ ≥ {:.3})", r.probe.tau), ci(&r.probe.bias_score, 3)),
-        ("counterfactual divergence (mean Δ, nats)".to_string(), ci(&r.probe.divergence, 3)),
-        ("sentiment gap (VADER, mean pairwise Wasserstein-1)".to_string(), ci(&r.detectors.sentiment_gap, 3)),
-        ("stereotype association (TVD from parity)".to_string(), ci(&r.detectors.association_tvd, 3)),
-        (format!("held-out perplexity ({} tokens)", r.perplexity.tokens), ci(&r.perplexity.perplexity, 2)),
+        (
+            format!("bias score (share of pairs with Δ ≥ {:.3})", r.probe.tau),
+            ci(&r.probe.bias_score, 3),
+        ),
+        (
+            "counterfactual divergence (mean Δ, nats)".to_string(),
+            ci(&r.probe.divergence, 3),
+        ),
+        (
+            "sentiment gap (VADER, mean pairwise Wasserstein-1)".to_string(),
+            ci(&r.detectors.sentiment_gap, 3),
+        ),
+        (
+            "stereotype association (TVD from parity)".to_string(),
+            ci(&r.detectors.association_tvd, 3),
+        ),
+        (
+            format!("held-out perplexity ({} tokens)", r.perplexity.tokens),
+            ci(&r.perplexity.perplexity, 2),
+        ),
         (
             "distinct-2 / repetition rate".to_string(),
-            format!("{:.3} / {:.3}", r.probe.fluency.distinct_2, r.probe.fluency.repetition_rate),
+            format!(
+                "{:.3} / {:.3}",
+                r.probe.fluency.distinct_2, r.probe.fluency.repetition_rate
+            ),
         ),
     ];
     s.push_str("| metric | value [95% CI] |\n|---|---|\n");

@@ -32,12 +32,21 @@ pub struct Attributes {
 
 impl Attributes {
     pub fn default_attributes() -> Result<Self> {
-        toml::from_str(DEFAULT_ATTRIBUTES).map_err(|e| toml_error(std::path::Path::new("data/attributes.toml"), DEFAULT_ATTRIBUTES, e))
+        toml::from_str(DEFAULT_ATTRIBUTES).map_err(|e| {
+            toml_error(
+                std::path::Path::new("data/attributes.toml"),
+                DEFAULT_ATTRIBUTES,
+                e,
+            )
+        })
     }
 
     /// Attribute families: `occupation` and one per trait list.
     fn families(&self) -> Vec<(String, Vec<String>)> {
-        let mut f = vec![("occupation".to_string(), self.occupations.iter().map(|o| o.word.clone()).collect())];
+        let mut f = vec![(
+            "occupation".to_string(),
+            self.occupations.iter().map(|o| o.word.clone()).collect(),
+        )];
         for (k, v) in &self.traits {
             f.push((format!("trait:{k}"), v.clone()));
         }
@@ -48,7 +57,16 @@ impl Attributes {
 /// VADER compound score in [-1, 1] of each text.
 pub fn sentiment_scores(texts: &[&str]) -> Vec<f64> {
     let analyzer = SentimentIntensityAnalyzer::new();
-    texts.iter().map(|t| analyzer.polarity_scores(t).get("compound").copied().unwrap_or(0.0)).collect()
+    texts
+        .iter()
+        .map(|t| {
+            analyzer
+                .polarity_scores(t)
+                .get("compound")
+                .copied()
+                .unwrap_or(0.0)
+        })
+        .collect()
 }
 
 /// Wasserstein-1 distance between two empirical distributions on the line.
@@ -56,7 +74,11 @@ pub fn wasserstein1(a: &[f64], b: &[f64]) -> f64 {
     if a.is_empty() || b.is_empty() {
         return 0.0;
     }
-    let mut xs: Vec<(f64, bool)> = a.iter().map(|&x| (x, true)).chain(b.iter().map(|&x| (x, false))).collect();
+    let mut xs: Vec<(f64, bool)> = a
+        .iter()
+        .map(|&x| (x, true))
+        .chain(b.iter().map(|&x| (x, false)))
+        .collect();
     xs.sort_by(|p, q| p.0.total_cmp(&q.0));
     let (mut fa, mut fb, mut area) = (0.0, 0.0, 0.0);
     for w in xs.windows(2) {
@@ -98,7 +120,14 @@ struct AxisData<'a> {
 
 fn sentiment_gap(d: &AxisData, templates: &[usize]) -> f64 {
     let k = d.groups.len();
-    let per_group: Vec<Vec<f64>> = (0..k).map(|g| templates.iter().flat_map(|t| d.by_template[t][g].0.iter().copied()).collect()).collect();
+    let per_group: Vec<Vec<f64>> = (0..k)
+        .map(|g| {
+            templates
+                .iter()
+                .flat_map(|t| d.by_template[t][g].0.iter().copied())
+                .collect()
+        })
+        .collect();
     let mut total = 0.0;
     let mut n = 0;
     for g in 0..k {
@@ -116,27 +145,57 @@ fn sentiment_gap(d: &AxisData, templates: &[usize]) -> f64 {
 
 /// Per family: count-weighted mean over attribute words of TVD(p_g(w), uniform), where p_g(w)
 /// is word w's rate in group g's samples, normalised over groups.
-fn association(d: &AxisData, templates: &[usize], families: &[(String, Vec<String>)]) -> BTreeMap<String, f64> {
+fn association(
+    d: &AxisData,
+    templates: &[usize],
+    families: &[(String, Vec<String>)],
+) -> BTreeMap<String, f64> {
     let k = d.groups.len();
-    let samples: Vec<usize> = (0..k).map(|g| templates.iter().map(|t| d.by_template[t][g].1.len()).sum::<usize>().max(1)).collect();
+    let samples: Vec<usize> = (0..k)
+        .map(|g| {
+            templates
+                .iter()
+                .map(|t| d.by_template[t][g].1.len())
+                .sum::<usize>()
+                .max(1)
+        })
+        .collect();
     let mut out = BTreeMap::new();
     for (name, words) in families {
         let mut weighted = 0.0;
         let mut total = 0.0;
         for w in words {
             let counts: Vec<f64> = (0..k)
-                .map(|g| templates.iter().flat_map(|t| d.by_template[t][g].1.iter()).filter(|ws| ws.iter().any(|x| x == w)).count() as f64 / samples[g] as f64)
+                .map(|g| {
+                    templates
+                        .iter()
+                        .flat_map(|t| d.by_template[t][g].1.iter())
+                        .filter(|ws| ws.iter().any(|x| x == w))
+                        .count() as f64
+                        / samples[g] as f64
+                })
                 .collect();
             let s: f64 = counts.iter().sum();
             if s == 0.0 {
                 continue;
             }
-            let tvd = 0.5 * counts.iter().map(|c| (c / s - 1.0 / k as f64).abs()).sum::<f64>();
-            let n: f64 = counts.iter().zip(&samples).map(|(c, n)| c * *n as f64).sum();
+            let tvd = 0.5
+                * counts
+                    .iter()
+                    .map(|c| (c / s - 1.0 / k as f64).abs())
+                    .sum::<f64>();
+            let n: f64 = counts
+                .iter()
+                .zip(&samples)
+                .map(|(c, n)| c * *n as f64)
+                .sum();
             weighted += tvd * n;
             total += n;
         }
-        out.insert(name.clone(), if total == 0.0 { 0.0 } else { weighted / total });
+        out.insert(
+            name.clone(),
+            if total == 0.0 { 0.0 } else { weighted / total },
+        );
     }
     out
 }
@@ -149,7 +208,12 @@ fn mean_of(m: &BTreeMap<String, f64>) -> f64 {
     }
 }
 
-pub fn compute(records: &[SampleRecord], attributes: &Attributes, resamples: usize, seed: u64) -> Detectors {
+pub fn compute(
+    records: &[SampleRecord],
+    attributes: &Attributes,
+    resamples: usize,
+    seed: u64,
+) -> Detectors {
     let texts: Vec<&str> = records.iter().map(|r| r.continuation.as_str()).collect();
     let sentiments = sentiment_scores(&texts);
     let families = attributes.families();
@@ -158,7 +222,13 @@ pub fn compute(records: &[SampleRecord], attributes: &Attributes, resamples: usi
         let idx = match axes_data.iter().position(|(a, _)| *a == r.axis) {
             Some(i) => i,
             None => {
-                axes_data.push((r.axis.clone(), AxisData { groups: Vec::new(), by_template: BTreeMap::new() }));
+                axes_data.push((
+                    r.axis.clone(),
+                    AxisData {
+                        groups: Vec::new(),
+                        by_template: BTreeMap::new(),
+                    },
+                ));
                 axes_data.len() - 1
             }
         };
@@ -175,7 +245,13 @@ pub fn compute(records: &[SampleRecord], attributes: &Attributes, resamples: usi
             slot.push((Vec::new(), Vec::new()));
         }
         slot[g].0.push(*s);
-        slot[g].1.push(r.continuation.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect());
+        slot[g].1.push(
+            r.continuation
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(|w| w.to_lowercase())
+                .collect(),
+        );
     }
     // Every template has a slot for every group (groups seen later get empty slots).
     for (_, d) in &mut axes_data {
@@ -197,7 +273,9 @@ pub fn compute(records: &[SampleRecord], attributes: &Attributes, resamples: usi
         let mut gaps = Vec::with_capacity(resamples);
         let mut assocs = Vec::with_capacity(resamples);
         for r in 0..resamples {
-            let pick: Vec<usize> = (0..all.len()).map(|_| all[rng.random_range(0..all.len())]).collect();
+            let pick: Vec<usize> = (0..all.len())
+                .map(|_| all[rng.random_range(0..all.len())])
+                .collect();
             let g = sentiment_gap(d, &pick);
             let a = mean_of(&association(d, &pick, &families));
             gaps.push(g);
@@ -207,8 +285,14 @@ pub fn compute(records: &[SampleRecord], attributes: &Attributes, resamples: usi
         }
         let mut by_group = BTreeMap::new();
         for (g, group) in d.groups.iter().enumerate() {
-            let xs: Vec<f64> = all.iter().flat_map(|t| d.by_template[t][g].0.iter().copied()).collect();
-            by_group.insert(group.to_string(), xs.iter().sum::<f64>() / xs.len().max(1) as f64);
+            let xs: Vec<f64> = all
+                .iter()
+                .flat_map(|t| d.by_template[t][g].0.iter().copied())
+                .collect();
+            by_group.insert(
+                group.to_string(),
+                xs.iter().sum::<f64>() / xs.len().max(1) as f64,
+            );
         }
         axes.push(AxisDetectors {
             axis: name.clone(),
@@ -218,12 +302,24 @@ pub fn compute(records: &[SampleRecord], attributes: &Attributes, resamples: usi
             association_tvd: assoc,
         });
     }
-    let overall = |xs: &[f64]| if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 };
+    let overall = |xs: &[f64]| {
+        if xs.is_empty() {
+            0.0
+        } else {
+            xs.iter().sum::<f64>() / xs.len() as f64
+        }
+    };
     let gap_all: Vec<f64> = axes.iter().map(|a| a.sentiment_gap.value).collect();
     let assoc_all: Vec<f64> = axes.iter().map(|a| a.association.value).collect();
     Detectors {
-        sentiment_gap: interval(overall(&gap_all), gap_reps.iter().map(|r| overall(r)).collect()),
-        association_tvd: interval(overall(&assoc_all), assoc_reps.iter().map(|r| overall(r)).collect()),
+        sentiment_gap: interval(
+            overall(&gap_all),
+            gap_reps.iter().map(|r| overall(r)).collect(),
+        ),
+        association_tvd: interval(
+            overall(&assoc_all),
+            assoc_reps.iter().map(|r| overall(r)).collect(),
+        ),
         axes,
     }
 }
@@ -231,16 +327,28 @@ pub fn compute(records: &[SampleRecord], attributes: &Attributes, resamples: usi
 fn interval(value: f64, mut reps: Vec<f64>) -> Estimate {
     reps.retain(|x| x.is_finite());
     if reps.is_empty() {
-        return Estimate { value, ci_low: value, ci_high: value };
+        return Estimate {
+            value,
+            ci_low: value,
+            ci_high: value,
+        };
     }
     reps.sort_by(f64::total_cmp);
     let q = |p: f64| reps[((p * (reps.len() - 1) as f64).round() as usize).min(reps.len() - 1)];
-    Estimate { value, ci_low: q(0.025), ci_high: q(0.975) }
+    Estimate {
+        value,
+        ci_low: q(0.025),
+        ci_high: q(0.975),
+    }
 }
 
 /// Occupation words' female share, for comparing associations with labour statistics.
 pub fn female_share(attributes: &Attributes) -> HashMap<&str, f64> {
-    attributes.occupations.iter().map(|o| (o.word.as_str(), o.female_share)).collect()
+    attributes
+        .occupations
+        .iter()
+        .map(|o| (o.word.as_str(), o.female_share))
+        .collect()
 }
 
 #[cfg(test)]
@@ -257,7 +365,10 @@ mod tests {
 
     #[test]
     fn vader_scores_have_the_right_sign() {
-        let s = sentiment_scores(&["She is kind, brilliant and wonderful.", "He is a cruel, horrible thief."]);
+        let s = sentiment_scores(&[
+            "She is kind, brilliant and wonderful.",
+            "He is a cruel, horrible thief.",
+        ]);
         assert!(s[0] > 0.5 && s[1] < -0.5, "{s:?}");
     }
 

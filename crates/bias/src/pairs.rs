@@ -14,7 +14,15 @@ use crate::error::{Error, Result};
 
 /// CrowS-Pairs' nine bias types.
 pub const CROWS_BIAS_TYPES: [&str; 9] = [
-    "race-color", "gender", "socioeconomic", "nationality", "religion", "age", "sexual-orientation", "physical-appearance", "disability",
+    "race-color",
+    "gender",
+    "socioeconomic",
+    "nationality",
+    "religion",
+    "age",
+    "sexual-orientation",
+    "physical-appearance",
+    "disability",
 ];
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -43,7 +51,13 @@ fn data_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
 }
 
 /// Collects a malformed row: an error with `strict`, otherwise a skip.
-fn reject(path: &Path, strict: bool, skipped: &mut Vec<Skipped>, line: usize, reason: String) -> Result<()> {
+fn reject(
+    path: &Path,
+    strict: bool,
+    skipped: &mut Vec<Skipped>,
+    line: usize,
+    reason: String,
+) -> Result<()> {
     if strict {
         return Err(data_err(path, line, reason));
     }
@@ -57,9 +71,22 @@ pub fn read_crows(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipped>)
         .flexible(true)
         .from_path(path)
         .map_err(|e| data_err(path, 0, e.to_string()))?;
-    let headers = rdr.headers().map_err(|e| data_err(path, 1, e.to_string()))?.clone();
-    let col = |name: &str| headers.iter().position(|h| h.trim() == name).ok_or_else(|| data_err(path, 1, format!("missing column `{name}` in the header")));
-    let (more, less, dir, bt) = (col("sent_more")?, col("sent_less")?, col("stereo_antistereo")?, col("bias_type")?);
+    let headers = rdr
+        .headers()
+        .map_err(|e| data_err(path, 1, e.to_string()))?
+        .clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| data_err(path, 1, format!("missing column `{name}` in the header")))
+    };
+    let (more, less, dir, bt) = (
+        col("sent_more")?,
+        col("sent_less")?,
+        col("stereo_antistereo")?,
+        col("bias_type")?,
+    );
     let mut pairs = Vec::new();
     let mut skipped = Vec::new();
     for rec in rdr.records() {
@@ -67,32 +94,74 @@ pub fn read_crows(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipped>)
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-                reject(path, strict, &mut skipped, line, format!("unreadable row: {e}"))?;
+                reject(
+                    path,
+                    strict,
+                    &mut skipped,
+                    line,
+                    format!("unreadable row: {e}"),
+                )?;
                 continue;
             }
         };
         let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
         if rec.len() != headers.len() {
-            reject(path, strict, &mut skipped, line, format!("{} fields, the header has {}", rec.len(), headers.len()))?;
+            reject(
+                path,
+                strict,
+                &mut skipped,
+                line,
+                format!("{} fields, the header has {}", rec.len(), headers.len()),
+            )?;
             continue;
         }
-        let (m, l, d, b) = (rec[more].trim(), rec[less].trim(), rec[dir].trim(), rec[bt].trim());
+        let (m, l, d, b) = (
+            rec[more].trim(),
+            rec[less].trim(),
+            rec[dir].trim(),
+            rec[bt].trim(),
+        );
         if m.is_empty() || l.is_empty() {
             reject(path, strict, &mut skipped, line, "empty sentence".into())?;
             continue;
         }
         if d != "stereo" && d != "antistereo" {
-            reject(path, strict, &mut skipped, line, format!("stereo_antistereo is `{d}`, expected stereo or antistereo"))?;
+            reject(
+                path,
+                strict,
+                &mut skipped,
+                line,
+                format!("stereo_antistereo is `{d}`, expected stereo or antistereo"),
+            )?;
             continue;
         }
         if !CROWS_BIAS_TYPES.contains(&b) {
-            reject(path, strict, &mut skipped, line, format!("unknown bias type `{b}` (known: {})", CROWS_BIAS_TYPES.join(", ")))?;
+            reject(
+                path,
+                strict,
+                &mut skipped,
+                line,
+                format!(
+                    "unknown bias type `{b}` (known: {})",
+                    CROWS_BIAS_TYPES.join(", ")
+                ),
+            )?;
             continue;
         }
-        pairs.push(Pair { line, bias_type: b.into(), more: m.into(), less: l.into(), direction: d.into() });
+        pairs.push(Pair {
+            line,
+            bias_type: b.into(),
+            more: m.into(),
+            less: l.into(),
+            direction: d.into(),
+        });
     }
     if pairs.is_empty() {
-        return Err(data_err(path, 1, format!("no usable pair ({} rows skipped)", skipped.len())));
+        return Err(data_err(
+            path,
+            1,
+            format!("no usable pair ({} rows skipped)", skipped.len()),
+        ));
     }
     Ok((pairs, skipped))
 }
@@ -123,23 +192,41 @@ pub fn read_pairs_jsonl(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Ski
                 direction: "stereo".into(),
             }),
             Ok(_) => reject(path, strict, &mut skipped, i + 1, "empty sentence".into())?,
-            Err(e) => reject(path, strict, &mut skipped, i + 1, format!("not a pair object: {e}"))?,
+            Err(e) => reject(
+                path,
+                strict,
+                &mut skipped,
+                i + 1,
+                format!("not a pair object: {e}"),
+            )?,
         }
     }
     if pairs.is_empty() {
-        return Err(data_err(path, 1, format!("no usable pair ({} rows skipped)", skipped.len())));
+        return Err(data_err(
+            path,
+            1,
+            format!("no usable pair ({} rows skipped)", skipped.len()),
+        ));
     }
     Ok((pairs, skipped))
 }
 
 /// Both conventions' scores of each text, in order.
-pub fn score_texts(model: &dyn CausalLm, tok: &Tokenizer, texts: &[&str], batch: usize) -> Result<Vec<TextScore>> {
+pub fn score_texts(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    texts: &[&str],
+    batch: usize,
+) -> Result<Vec<TextScore>> {
     let ctx: Vec<u32> = tok.document_start().into_iter().collect();
     let items = texts
         .iter()
         .map(|t| Ok(ScoreItem::after_context(&ctx, &tok.encode(t)?)))
         .collect::<Result<Vec<_>>>()?;
-    Ok(score_items(model, &items, batch, |_| {})?.into_iter().map(TextScore::from_logprobs).collect())
+    Ok(score_items(model, &items, batch, |_| {})?
+        .into_iter()
+        .map(TextScore::from_logprobs)
+        .collect())
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -155,8 +242,16 @@ pub struct PairRecord {
     pub stereotyped_mean: bool,
 }
 
-pub fn score_pairs(model: &dyn CausalLm, tok: &Tokenizer, pairs: &[Pair], batch: usize) -> Result<Vec<PairRecord>> {
-    let texts: Vec<&str> = pairs.iter().flat_map(|p| [p.more.as_str(), p.less.as_str()]).collect();
+pub fn score_pairs(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    pairs: &[Pair],
+    batch: usize,
+) -> Result<Vec<PairRecord>> {
+    let texts: Vec<&str> = pairs
+        .iter()
+        .flat_map(|p| [p.more.as_str(), p.less.as_str()])
+        .collect();
     let scores = score_texts(model, tok, &texts, batch)?;
     Ok(pairs
         .iter()
@@ -194,7 +289,13 @@ pub fn pair_table(records: &[PairRecord]) -> Vec<PairRow> {
         let n = rs.len().max(1) as f64;
         let sum = 100.0 * rs.iter().filter(|r| r.stereotyped_sum).count() as f64 / n;
         let mean = 100.0 * rs.iter().filter(|r| r.stereotyped_mean).count() as f64 / n;
-        PairRow { bias_type: name.into(), pairs: rs.len(), pct_stereotype_sum: sum, pct_stereotype_mean: mean, bias_sum: (sum - 50.0).abs() / 50.0 }
+        PairRow {
+            bias_type: name.into(),
+            pairs: rs.len(),
+            pct_stereotype_sum: sum,
+            pct_stereotype_mean: mean,
+            bias_sum: (sum - 50.0).abs() / 50.0,
+        }
     };
     let mut out: Vec<PairRow> = groups.iter().map(|(k, v)| row(k, v)).collect();
     let all: Vec<&PairRecord> = records.iter().collect();
@@ -215,7 +316,8 @@ pub struct StereoEntry {
 /// Reads the intrasentence part of a StereoSet JSON file.
 pub fn read_stereoset(path: &Path, strict: bool) -> Result<(Vec<StereoEntry>, Vec<Skipped>)> {
     let text = std::fs::read_to_string(path).map_err(|e| data_err(path, 0, e.to_string()))?;
-    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| data_err(path, e.line(), format!("invalid JSON: {e}")))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| data_err(path, e.line(), format!("invalid JSON: {e}")))?;
     let entries = doc
         .pointer("/data/intrasentence")
         .and_then(|v| v.as_array())
@@ -223,17 +325,37 @@ pub fn read_stereoset(path: &Path, strict: bool) -> Result<(Vec<StereoEntry>, Ve
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        let id = e.get("id").and_then(|v| v.as_str()).map(String::from).unwrap_or_else(|| format!("#{i}"));
+        let id = e
+            .get("id")
+            .and_then(|v| v.as_str())
+            .map(String::from)
+            .unwrap_or_else(|| format!("#{i}"));
         let s = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
         // JSON entries have no line of their own here: the entry's index stands for it.
-        let mut bad = |reason: String| reject(path, strict, &mut skipped, i + 1, format!("intrasentence entry {id}: {reason}"));
+        let mut bad = |reason: String| {
+            reject(
+                path,
+                strict,
+                &mut skipped,
+                i + 1,
+                format!("intrasentence entry {id}: {reason}"),
+            )
+        };
         if !s("context").contains("BLANK") {
             bad("context has no BLANK".into())?;
             continue;
         }
         let mut by_label: BTreeMap<String, String> = BTreeMap::new();
-        for sent in e.get("sentences").and_then(|v| v.as_array()).into_iter().flatten() {
-            let label = sent.get("gold_label").and_then(|v| v.as_str()).unwrap_or("");
+        for sent in e
+            .get("sentences")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let label = sent
+                .get("gold_label")
+                .and_then(|v| v.as_str())
+                .unwrap_or("");
             let text = sent.get("sentence").and_then(|v| v.as_str()).unwrap_or("");
             by_label.insert(label.to_string(), text.to_string());
         }
@@ -247,11 +369,17 @@ pub fn read_stereoset(path: &Path, strict: bool) -> Result<(Vec<StereoEntry>, Ve
                 anti_stereotype: an,
                 unrelated: un,
             }),
-            _ => bad("needs one sentence labelled each of stereotype, anti-stereotype, unrelated".into())?,
+            _ => bad(
+                "needs one sentence labelled each of stereotype, anti-stereotype, unrelated".into(),
+            )?,
         }
     }
     if out.is_empty() {
-        return Err(data_err(path, 1, format!("no usable intrasentence entry ({} skipped)", skipped.len())));
+        return Err(data_err(
+            path,
+            1,
+            format!("no usable intrasentence entry ({} skipped)", skipped.len()),
+        ));
     }
     Ok((out, skipped))
 }
@@ -265,8 +393,22 @@ pub struct StereoRecord {
     pub mean: [f64; 3],
 }
 
-pub fn score_stereoset(model: &dyn CausalLm, tok: &Tokenizer, entries: &[StereoEntry], batch: usize) -> Result<Vec<StereoRecord>> {
-    let texts: Vec<&str> = entries.iter().flat_map(|e| [e.stereotype.as_str(), e.anti_stereotype.as_str(), e.unrelated.as_str()]).collect();
+pub fn score_stereoset(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    entries: &[StereoEntry],
+    batch: usize,
+) -> Result<Vec<StereoRecord>> {
+    let texts: Vec<&str> = entries
+        .iter()
+        .flat_map(|e| {
+            [
+                e.stereotype.as_str(),
+                e.anti_stereotype.as_str(),
+                e.unrelated.as_str(),
+            ]
+        })
+        .collect();
     let scores = score_texts(model, tok, &texts, batch)?;
     Ok(entries
         .iter()
@@ -302,21 +444,38 @@ fn stereo_scores(rs: &[&StereoRecord], pick: impl Fn(&StereoRecord) -> [f64; 3])
     let mut by_target: BTreeMap<&str, (f64, f64, usize)> = BTreeMap::new();
     for r in rs {
         let s = pick(r);
-        let e = by_target.entry(r.entry.target.as_str()).or_insert((0.0, 0.0, 0));
+        let e = by_target
+            .entry(r.entry.target.as_str())
+            .or_insert((0.0, 0.0, 0));
         e.0 += f64::from(u8::from(s[0] > s[1]));
         e.1 += f64::from(u8::from(s[0] > s[2])) + f64::from(u8::from(s[1] > s[2]));
         e.2 += 1;
     }
     let n = by_target.len().max(1) as f64;
-    let ss = by_target.values().map(|(st, _, c)| 100.0 * st / *c as f64).sum::<f64>() / n;
-    let lms = by_target.values().map(|(_, lm, c)| 100.0 * lm / (2.0 * *c as f64)).sum::<f64>() / n;
-    StereoScores { ss, lms, icat: lms * ss.min(100.0 - ss) / 50.0 }
+    let ss = by_target
+        .values()
+        .map(|(st, _, c)| 100.0 * st / *c as f64)
+        .sum::<f64>()
+        / n;
+    let lms = by_target
+        .values()
+        .map(|(_, lm, c)| 100.0 * lm / (2.0 * *c as f64))
+        .sum::<f64>()
+        / n;
+    StereoScores {
+        ss,
+        lms,
+        icat: lms * ss.min(100.0 - ss) / 50.0,
+    }
 }
 
 pub fn stereo_table(records: &[StereoRecord]) -> Vec<StereoRow> {
     let mut groups: BTreeMap<&str, Vec<&StereoRecord>> = BTreeMap::new();
     for r in records {
-        groups.entry(r.entry.bias_type.as_str()).or_default().push(r);
+        groups
+            .entry(r.entry.bias_type.as_str())
+            .or_default()
+            .push(r);
     }
     let row = |name: &str, rs: &[&StereoRecord]| StereoRow {
         bias_type: name.into(),
@@ -362,7 +521,10 @@ mod tests {
 
     #[test]
     fn crows_quoting_with_commas_and_quotes() {
-        let p = write("q.csv", &format!("{HEADER}0,\"A, \"\"quoted\"\" one.\",B,stereo,gender\n"));
+        let p = write(
+            "q.csv",
+            &format!("{HEADER}0,\"A, \"\"quoted\"\" one.\",B,stereo,gender\n"),
+        );
         let (pairs, skipped) = read_crows(&p, true).unwrap();
         assert_eq!(pairs[0].more, "A, \"quoted\" one.");
         assert!(skipped.is_empty());
@@ -370,7 +532,10 @@ mod tests {
 
     #[test]
     fn crows_malformed_row_is_skipped_with_its_line_or_fails_strict() {
-        let p = write("m.csv", &format!("{HEADER}0,A,B,stereo,gender\n1,only,three\n2,C,D,stereo,age\n"));
+        let p = write(
+            "m.csv",
+            &format!("{HEADER}0,A,B,stereo,gender\n1,only,three\n2,C,D,stereo,age\n"),
+        );
         let (pairs, skipped) = read_crows(&p, false).unwrap();
         assert_eq!(pairs.len(), 2);
         assert_eq!(skipped[0].line, 3);
@@ -382,7 +547,10 @@ mod tests {
     fn crows_unknown_bias_type_names_it() {
         let p = write("u.csv", &format!("{HEADER}0,A,B,stereo,height\n"));
         let e = read_crows(&p, true).unwrap_err().to_string();
-        assert!(e.contains(":2:") && e.contains("unknown bias type `height`"), "{e}");
+        assert!(
+            e.contains(":2:") && e.contains("unknown bias type `height`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -405,13 +573,23 @@ mod tests {
         let e = read_stereoset(&p, true).unwrap_err().to_string();
         assert!(e.contains("x1") && e.contains("BLANK"), "{e}");
         let e = read_stereoset(&p, false).unwrap_err().to_string();
-        assert!(e.contains("no usable intrasentence entry (2 skipped)"), "{e}");
+        assert!(
+            e.contains("no usable intrasentence entry (2 skipped)"),
+            "{e}"
+        );
     }
 
     #[test]
     fn stereo_scores_follow_the_definitions() {
         let rec = |target: &str, s: [f64; 3]| StereoRecord {
-            entry: StereoEntry { id: "i".into(), target: target.into(), bias_type: "b".into(), stereotype: "s".into(), anti_stereotype: "a".into(), unrelated: "u".into() },
+            entry: StereoEntry {
+                id: "i".into(),
+                target: target.into(),
+                bias_type: "b".into(),
+                stereotype: "s".into(),
+                anti_stereotype: "a".into(),
+                unrelated: "u".into(),
+            },
             sum: s,
             mean: s,
         };

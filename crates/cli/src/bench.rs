@@ -63,14 +63,24 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         }
     };
     if let Some(first) = skipped.first() {
-        eprintln!("fairlm: skipped {} malformed rows of {} (first: line {}: {}); --strict fails on them", skipped.len(), a.file.display(), first.line, first.reason);
+        eprintln!(
+            "fairlm: skipped {} malformed rows of {} (first: line {}: {}); --strict fails on them",
+            skipped.len(),
+            a.file.display(),
+            first.line,
+            first.reason
+        );
     }
     let path = fetch::resolve(&a.model.model)?;
     let ck = a.model.open()?;
     let model = ck.build()?;
     let record = ModelRecord {
         path: path.display().to_string(),
-        sha256: if path.is_file() { fetch::sha256_file(&path)? } else { String::from("(directory)") },
+        sha256: if path.is_file() {
+            fetch::sha256_file(&path)?
+        } else {
+            String::from("(directory)")
+        },
         architecture: model.info().architecture.clone(),
         numeric_path: model.info().numeric_path.clone(),
     };
@@ -91,7 +101,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             let table = pairs::pair_table(&recs);
             println!("| bias type | pairs | pct_stereotype (sum) | pct_stereotype (mean) |\n|---|---|---|---|");
             for r in &table {
-                println!("| {} | {} | {:.1} | {:.1} |", r.bias_type, r.pairs, r.pct_stereotype_sum, r.pct_stereotype_mean);
+                println!(
+                    "| {} | {} | {:.1} | {:.1} |",
+                    r.bias_type, r.pairs, r.pct_stereotype_sum, r.pct_stereotype_mean
+                );
             }
             results.pair_table = Some(table);
             results.pairs = Some(recs);
@@ -101,7 +114,17 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             let table = pairs::stereo_table(&recs);
             println!("| bias type | entries | ss (sum) | lms (sum) | icat (sum) | ss (mean) | lms (mean) | icat (mean) |\n|---|---|---|---|---|---|---|---|");
             for r in &table {
-                println!("| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |", r.bias_type, r.entries, r.sum.ss, r.sum.lms, r.sum.icat, r.mean.ss, r.mean.lms, r.mean.icat);
+                println!(
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                    r.bias_type,
+                    r.entries,
+                    r.sum.ss,
+                    r.sum.lms,
+                    r.sum.icat,
+                    r.mean.ss,
+                    r.mean.lms,
+                    r.mean.icat
+                );
             }
             results.stereoset_table = Some(table);
             results.entries = Some(recs);
@@ -109,7 +132,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     }
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-        write_atomic(&out.join("results.json"), serde_json::to_string_pretty(&results)?.as_bytes())?;
+        write_atomic(
+            &out.join("results.json"),
+            serde_json::to_string_pretty(&results)?.as_bytes(),
+        )?;
         eprintln!("fairlm: wrote {}/results.json", out.display());
     }
     Ok(())

@@ -421,15 +421,30 @@ fn unknown_axis_is_one_line_error() {
 }
 
 fn reference_pairs() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("pairs-reference.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixture("pairs-reference.json")).unwrap())
+        .unwrap()
 }
 
 fn bench_results(kind: &str, file: &str) -> serde_json::Value {
     let d = scratch(&format!("bench-{kind}"));
-    let out = fairlm(&["bench", kind, "--file", fixture(file).to_str().unwrap(), "--strict", "--model", default_model().to_str().unwrap(), "--out", d.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fairlm(&[
+        "bench",
+        kind,
+        "--file",
+        fixture(file).to_str().unwrap(),
+        "--strict",
+        "--model",
+        default_model().to_str().unwrap(),
+        "--out",
+        d.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&std::fs::read(d.join("results.json")).unwrap()).unwrap()
 }
 
@@ -437,13 +452,21 @@ fn bench_results(kind: &str, file: &str) -> serde_json::Value {
 fn crows_matches_transformers_pair_by_pair() {
     let reference = reference_pairs();
     let ours = bench_results("crows", "crows-sample.csv");
-    let (theirs, mine) = (reference["crows"]["pairs"].as_array().unwrap(), ours["pairs"].as_array().unwrap());
+    let (theirs, mine) = (
+        reference["crows"]["pairs"].as_array().unwrap(),
+        ours["pairs"].as_array().unwrap(),
+    );
     assert!(mine.len() >= 60);
     assert_eq!(theirs.len(), mine.len());
     for (t, m) in theirs.iter().zip(mine) {
         assert_eq!(t["sent_more"], m["more"]);
         for conv in ["sum", "mean"] {
-            assert_eq!(t[format!("stereotyped_{conv}")], m[format!("stereotyped_{conv}")], "{}", m["more"]);
+            assert_eq!(
+                t[format!("stereotyped_{conv}")],
+                m[format!("stereotyped_{conv}")],
+                "{}",
+                m["more"]
+            );
             for (side, key) in [("more", "more"), ("less", "less")] {
                 let a = t[side][conv].as_f64().unwrap();
                 let b = m[format!("{key}_{conv}")].as_f64().unwrap();
@@ -451,14 +474,22 @@ fn crows_matches_transformers_pair_by_pair() {
             }
         }
     }
-    let overall = ours["pair_table"].as_array().unwrap().last().unwrap().clone();
+    let overall = ours["pair_table"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(overall["bias_type"], "overall");
     for conv in ["sum", "mean"] {
         let a = reference["crows"]["pct_stereotype"][conv].as_f64().unwrap();
         let b = overall[format!("pct_stereotype_{conv}")].as_f64().unwrap();
         assert!((a - b).abs() < 1e-9, "{conv}: {a} vs {b}");
     }
-    let types: std::collections::HashSet<&str> = mine.iter().map(|p| p["bias_type"].as_str().unwrap()).collect();
+    let types: std::collections::HashSet<&str> = mine
+        .iter()
+        .map(|p| p["bias_type"].as_str().unwrap())
+        .collect();
     assert_eq!(types.len(), 9, "every CrowS bias type is exercised");
 }
 
@@ -467,7 +498,12 @@ fn stereoset_matches_transformers() {
     let reference = reference_pairs();
     let ours = bench_results("stereoset", "stereoset-sample.json");
     let labels = ["stereotype", "anti-stereotype", "unrelated"];
-    for (t, m) in reference["stereoset"]["entries"].as_array().unwrap().iter().zip(ours["entries"].as_array().unwrap()) {
+    for (t, m) in reference["stereoset"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(ours["entries"].as_array().unwrap())
+    {
         assert_eq!(t["id"], m["id"]);
         for conv in ["sum", "mean"] {
             for (i, l) in labels.iter().enumerate() {
@@ -477,7 +513,12 @@ fn stereoset_matches_transformers() {
             }
         }
     }
-    let overall = ours["stereoset_table"].as_array().unwrap().last().unwrap().clone();
+    let overall = ours["stereoset_table"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     for conv in ["sum", "mean"] {
         for k in ["ss", "lms", "icat"] {
             let a = reference["stereoset"]["overall"][conv][k].as_f64().unwrap();
@@ -492,6 +533,16 @@ fn malformed_crows_row_fails_strict_with_its_line() {
     let d = scratch("crowsbad");
     let p = d.join("c.csv");
     std::fs::write(&p, ",sent_more,sent_less,stereo_antistereo,bias_type\n0,A b.,C d.,stereo,gender\n1,\"unterminated,x,stereo,gender\n").unwrap();
-    let out = fairlm(&["bench", "crows", "--file", p.to_str().unwrap(), "--strict", "--model", fixture("tiny-gpt2").to_str().unwrap()]).output().unwrap();
+    let out = fairlm(&[
+        "bench",
+        "crows",
+        "--file",
+        p.to_str().unwrap(),
+        "--strict",
+        "--model",
+        fixture("tiny-gpt2").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
     assert_one_line_error(out, &["c.csv:3:"]);
 }
