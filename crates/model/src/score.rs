@@ -92,7 +92,15 @@ pub fn score_items(
     Ok(out)
 }
 
+/// Queries per forward pass for long sequences: bounds the attention matrix and the logits
+/// at `QUERY_CHUNK` rows (a 3,600-token text in one pass spends most of its time allocating
+/// a [heads, n, n] score matrix per layer).
+const QUERY_CHUNK: usize = 512;
+
 fn score_batch(model: &dyn CausalLm, rows: &[&ScoreItem]) -> Result<Vec<Vec<f64>>> {
+    if rows.len() == 1 && rows[0].tokens.len() > QUERY_CHUNK {
+        return Ok(vec![score_long(model, rows[0])?]);
+    }
     let width = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
     let mut flat = Vec::with_capacity(rows.len() * width);
     for r in rows {
@@ -116,6 +124,38 @@ fn score_batch(model: &dyn CausalLm, rows: &[&ScoreItem]) -> Result<Vec<Vec<f64>
                 .collect()
         })
         .collect())
+}
+
+/// One long sequence, fed in chunks of `QUERY_CHUNK` queries through the key/value cache.
+fn score_long(model: &dyn CausalLm, item: &ScoreItem) -> Result<Vec<f64>> {
+    let mut cache = model.new_cache();
+    let mut out = Vec::with_capacity(item.tokens.len() - item.first_scored);
+    let n = item.tokens.len();
+    for start in (0..n - 1).step_by(QUERY_CHUNK) {
+        let end = (start + QUERY_CHUNK).min(n - 1);
+        // Positions start..end predict tokens start+1..=end.
+        let ids = Tensor::new(&item.tokens[start..end], &Device::Cpu)?.unsqueeze(0)?;
+        let logits = model.forward(&ids, &mut cache)?.logits;
+        let vocab = logits.dim(2)?;
+        let first = item.first_scored.max(start + 1);
+        if first > end {
+            continue;
+        }
+        let rows = logits
+            .squeeze(0)?
+            .narrow(0, first - 1 - start, end + 1 - first)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let scored: Vec<f64> = (first..=end)
+            .into_par_iter()
+            .map(|t| {
+                let i = t - first;
+                target_logprob(&rows[i * vocab..(i + 1) * vocab], item.tokens[t] as usize)
+            })
+            .collect();
+        out.extend(scored);
+    }
+    Ok(out)
 }
 
 /// log softmax(row)[target], with the sum of exponentials accumulated in f64.
