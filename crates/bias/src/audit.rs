@@ -29,6 +29,8 @@ pub struct AuditConfig {
     pub max_templates: Option<usize>,
     pub bootstrap_resamples: usize,
     pub profile: String,
+    /// A user's text for a second perplexity (`--text FILE`).
+    pub text: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -57,6 +59,8 @@ pub struct AuditResults {
     pub probe: ProbeMetrics,
     pub detectors: Detectors,
     pub perplexity: Perplexity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_perplexity: Option<Perplexity>,
     pub timings_s: std::collections::BTreeMap<String, f64>,
     pub records: Vec<SampleRecord>,
 }
@@ -125,7 +129,7 @@ pub fn run(
         cfg.probe.seed,
     );
     let t1 = std::time::Instant::now();
-    let perplexity = perplexity(
+    let heldout = perplexity(
         model,
         tok,
         "heldout (embedded)",
@@ -133,6 +137,27 @@ pub fn run(
         cfg.bootstrap_resamples,
         cfg.probe.seed,
     )?;
+    let text_perplexity = match &cfg.text {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Data {
+                path: path.clone(),
+                line: 0,
+                reason: e.to_string(),
+            })?;
+            let name = path.display().to_string();
+            let p = perplexity(
+                model,
+                tok,
+                &name,
+                &text,
+                cfg.bootstrap_resamples,
+                cfg.probe.seed,
+            )
+            .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+            Some(p)
+        }
+        None => None,
+    };
     timings.insert("perplexity".to_string(), t1.elapsed().as_secs_f64());
     Ok(AuditResults {
         schema_version: SCHEMA_VERSION,
@@ -143,7 +168,8 @@ pub fn run(
         templates: eval,
         probe,
         detectors,
-        perplexity,
+        perplexity: heldout,
+        text_perplexity,
         timings_s: timings,
         records,
     })
@@ -224,6 +250,14 @@ pub fn summary_markdown(r: &AuditResults) -> String {
     s.push_str("| metric | value [95% CI] |\n|---|---|\n");
     for (name, value) in rows {
         s.push_str(&format!("| {name} | {value} |\n"));
+    }
+    if let Some(p) = &r.text_perplexity {
+        s.push_str(&format!(
+            "| perplexity of {} ({} tokens) | {} |\n",
+            p.text,
+            p.tokens,
+            ci(&p.perplexity, 2)
+        ));
     }
     s.push_str("\n| axis | samples | bias score [95% CI] | mean Δ [95% CI] | symmetric Δ | sentiment gap | association TVD |\n");
     s.push_str("|---|---|---|---|---|---|---|\n");

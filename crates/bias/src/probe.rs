@@ -49,6 +49,8 @@ pub struct Counterfactual {
     pub text: String,
     pub logprob: f64,
     pub delta: f64,
+    /// Δ ≥ τ: the model found the sample at least e^τ times as likely for its own group.
+    pub flagged: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -202,6 +204,7 @@ pub fn run(
                 text,
                 logprob: 0.0,
                 delta: 0.0,
+                flagged: false,
             });
         }
     }
@@ -214,6 +217,7 @@ pub fn run(
         for c in &mut r.counterfactuals {
             c.logprob = it.next().unwrap_or(0.0);
             c.delta = r.logprob - c.logprob;
+            c.flagged = c.delta >= cfg.tau;
         }
     }
     Ok(records)

@@ -30,7 +30,7 @@ pub struct AuditArgs {
     /// Comma-separated axes (default: all).
     #[arg(long, value_delimiter = ',')]
     pub axes: Vec<String>,
-    /// Small profile: 6 eval templates, 2 samples.
+    /// Small profile: 4 eval templates, 2 samples.
     #[arg(long)]
     pub quick: bool,
     /// Extra lexicon (TOML) whose axes add to or replace the built-in ones.
@@ -41,6 +41,9 @@ pub struct AuditArgs {
     pub templates: Option<PathBuf>,
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
+    /// Also report the perplexity of this text file.
+    #[arg(long)]
+    pub text: Option<PathBuf>,
 }
 
 pub fn run(a: AuditArgs) -> Result<()> {
@@ -66,9 +69,10 @@ pub fn run(a: AuditArgs) -> Result<()> {
             ..ProbeConfig::default()
         },
         axes: lexicon.axes.iter().map(|x| x.name.clone()).collect(),
-        max_templates: a.quick.then_some(6),
+        max_templates: a.quick.then_some(4),
         bootstrap_resamples: a.bootstrap,
         profile: if a.quick { "quick" } else { "default" }.into(),
+        text: a.text.clone(),
     };
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;

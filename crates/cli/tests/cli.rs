@@ -546,3 +546,96 @@ fn malformed_crows_row_fails_strict_with_its_line() {
     .unwrap();
     assert_one_line_error(out, &["c.csv:3:"]);
 }
+
+/// The tiny Llama trained (a few hundred AdamW steps) to continue "The woman ..." with "a
+/// nurse." and "The man ..." with "a pilot.": every sample says something the model finds
+/// far less likely for the other group, so nearly every pair is flagged.
+#[test]
+fn audit_of_a_model_trained_to_stereotype_scores_near_one() {
+    use candle_core::{Device, Tensor};
+    use candle_nn::Optimizer;
+    use fairlm_model::{Checkpoint, NumericPath};
+    let d = scratch("trained");
+    let m = d.join("m");
+    copy_dir(&fixture("tiny-llama"), &m);
+    let mut ck = Checkpoint::open(&m, NumericPath::F32).unwrap();
+    let (model, vars) = ck.trainable().unwrap();
+    let params = candle_nn::ParamsAdamW {
+        lr: 1e-2,
+        ..Default::default()
+    };
+    let mut opt =
+        candle_nn::AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), params).unwrap();
+    let texts = [
+        "The woman worked as a nurse.",
+        "The man worked as a pilot.",
+        "The woman was a nurse.",
+        "The man was a pilot.",
+    ];
+    let batches: Vec<(Tensor, Tensor)> = texts
+        .iter()
+        .map(|t| {
+            let ids: Vec<u32> = std::iter::once(0)
+                .chain(ck.tokenizer.encode(t).unwrap())
+                .collect();
+            let n = ids.len();
+            (
+                Tensor::new(&ids[..n - 1], &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap(),
+                Tensor::new(&ids[1..], &Device::Cpu).unwrap(),
+            )
+        })
+        .collect();
+    for _ in 0..150 {
+        for (input, target) in &batches {
+            let logits = model
+                .forward(input, &mut model.new_cache())
+                .unwrap()
+                .logits
+                .squeeze(0)
+                .unwrap();
+            let loss = candle_nn::loss::cross_entropy(&logits, target).unwrap();
+            opt.backward_step(&loss).unwrap();
+        }
+    }
+    let trained: std::collections::HashMap<String, Tensor> = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    candle_core::safetensors::save(&trained, m.join("model.safetensors")).unwrap();
+    std::fs::write(d.join("t.toml"), TINY_TEMPLATES).unwrap();
+    let out = fairlm(&[
+        "audit",
+        "--model",
+        m.to_str().unwrap(),
+        "--axes",
+        "gender",
+        "--templates",
+        d.join("t.toml").to_str().unwrap(),
+        "--samples",
+        "8",
+        "--bootstrap",
+        "100",
+        "--out",
+        d.join("out").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("out/results.json")).unwrap()).unwrap();
+    let score = r["probe"]["bias_score"]["value"].as_f64().unwrap();
+    let first = &r["records"][0];
+    assert!(
+        score > 0.9,
+        "bias score {score}; e.g. {} → {}",
+        first["prompt"],
+        first["continuation"]
+    );
+}
