@@ -46,6 +46,9 @@ pub struct Perplexity {
     pub text: String,
     pub tokens: usize,
     pub perplexity: Estimate,
+    /// Mean negative log-likelihood of each 64-token block, for paired comparisons.
+    #[serde(default)]
+    pub block_nll: Vec<f64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -90,6 +93,10 @@ pub fn perplexity(
             ci_low: nll.ci_low.exp(),
             ci_high: nll.ci_high.exp(),
         },
+        block_nll: blocks
+            .iter()
+            .map(|b| b.iter().sum::<f64>() / b.len() as f64)
+            .collect(),
     })
 }
 

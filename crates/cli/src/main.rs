@@ -4,6 +4,7 @@
 
 mod audit;
 mod bench;
+mod compare;
 mod engine;
 
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Audit a model: counterfactual bias score, divergence, perplexity, with 95% CIs.
     Audit(audit::AuditArgs),
+    /// Compare two audits: deltas with paired 95% CIs, and gates (exit 1 when one fails).
+    Compare(compare::CompareArgs),
     /// Pair benchmarks from your files: CrowS-Pairs, StereoSet, fairlm JSONL pairs.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -48,26 +51,32 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Audit(a) => audit::run(a),
-        Command::Bench(c) => bench::run(c),
-        Command::Score(a) => engine::score(a),
-        Command::Generate(a) => engine::generate(a),
-        Command::Perplexity(a) => engine::perplexity(a),
-        Command::Tokenize(a) => engine::tokenize(a),
-        Command::Models(a) => engine::models(a),
-        Command::Speed(a) => engine::speed(a),
+    // Ok(true): done or every gate passed; Ok(false): a gate failed.
+    let outcome: anyhow::Result<bool> = match cli.command {
+        Command::Audit(a) => audit::run(a).map(|()| true),
+        Command::Bench(c) => bench::run(c).map(|()| true),
+        Command::Compare(a) => compare::run(a),
+        Command::Score(a) => engine::score(a).map(|()| true),
+        Command::Generate(a) => engine::generate(a).map(|()| true),
+        Command::Perplexity(a) => engine::perplexity(a).map(|()| true),
+        Command::Tokenize(a) => engine::tokenize(a).map(|()| true),
+        Command::Models(a) => engine::models(a).map(|()| true),
+        Command::Speed(a) => engine::speed(a).map(|()| true),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One line: each cause's first line (candle appends backtraces on later lines).
-            let chain: Vec<String> = e
-                .chain()
-                .map(|c| c.to_string().lines().next().unwrap_or_default().to_string())
-                .collect();
-            eprintln!("fairlm: error: {}", chain.join(": "));
-            ExitCode::from(2)
-        }
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => report(e),
     }
+}
+
+/// Prints an error on one line (each cause's first line: candle appends backtraces on later
+/// lines) and returns exit code 2.
+fn report(e: anyhow::Error) -> ExitCode {
+    let chain: Vec<String> = e
+        .chain()
+        .map(|c| c.to_string().lines().next().unwrap_or_default().to_string())
+        .collect();
+    eprintln!("fairlm: error: {}", chain.join(": "));
+    ExitCode::from(2)
 }

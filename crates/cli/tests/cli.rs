@@ -639,3 +639,190 @@ fn audit_of_a_model_trained_to_stereotype_scores_near_one() {
         first["continuation"]
     );
 }
+
+/// A small real audit (tiny GPT-2, two axes) to compare against edited copies of itself.
+fn tiny_audit(name: &str) -> (PathBuf, serde_json::Value) {
+    let d = scratch(name);
+    std::fs::write(d.join("t.toml"), TINY_TEMPLATES).unwrap();
+    let out = fairlm(&[
+        "audit",
+        "--model",
+        fixture("tiny-gpt2").to_str().unwrap(),
+        "--axes",
+        "gender,religion",
+        "--templates",
+        d.join("t.toml").to_str().unwrap(),
+        "--samples",
+        "3",
+        "--bootstrap",
+        "200",
+        "--out",
+        d.join("a").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = serde_json::from_slice(&std::fs::read(d.join("a/results.json")).unwrap()).unwrap();
+    (d, v)
+}
+
+fn write_json(path: &Path, v: &serde_json::Value) -> String {
+    std::fs::write(path, serde_json::to_vec(v).unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn set_all_deltas(v: &mut serde_json::Value, delta: f64) {
+    for r in v["records"].as_array_mut().unwrap() {
+        for c in r["counterfactuals"].as_array_mut().unwrap() {
+            c["delta"] = serde_json::json!(delta);
+        }
+    }
+}
+
+fn compare(before: &str, after: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["compare", before, after, "--bootstrap", "200"];
+    args.extend_from_slice(extra);
+    fairlm(&args).output().unwrap()
+}
+
+#[test]
+fn compare_of_identical_audits_has_zero_deltas_and_passes() {
+    let (d, v) = tiny_audit("cmp-same");
+    let a = write_json(&d.join("x.json"), &v);
+    let out = compare(
+        &a,
+        &a,
+        &[
+            "--max-bias",
+            "1",
+            "--max-bias-ratio",
+            "1",
+            "--max-ppl-increase",
+            "0",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let data_rows: Vec<&str> = table
+        .lines()
+        .filter(|l| {
+            l.starts_with("| ")
+                && !l.starts_with("| metric")
+                && !l.starts_with("| gate")
+                && l.contains('[')
+        })
+        .collect();
+    assert!(data_rows.len() >= 4, "{table}");
+    for row in data_rows {
+        assert!(row.contains("+0.0000 [+0.0000, +0.0000]"), "{row}");
+    }
+}
+
+#[test]
+fn compare_gates_fail_with_exit_1_and_name_the_gate() {
+    let (d, v) = tiny_audit("cmp-gates");
+    let mut better = v.clone();
+    set_all_deltas(&mut better, 0.0);
+    let mut worse = v.clone();
+    set_all_deltas(&mut worse, 10.0);
+    let mut costly = better.clone();
+    let ppl = costly["perplexity"]["perplexity"]["value"]
+        .as_f64()
+        .unwrap();
+    costly["perplexity"]["perplexity"]["value"] = serde_json::json!(ppl * 1.10);
+    let (b, better, worse, costly) = (
+        write_json(&d.join("b.json"), &v),
+        write_json(&d.join("better.json"), &better),
+        write_json(&d.join("worse.json"), &worse),
+        write_json(&d.join("costly.json"), &costly),
+    );
+
+    let out = compare(
+        &b,
+        &better,
+        &[
+            "--max-bias",
+            "0.05",
+            "--max-bias-ratio",
+            "0.43",
+            "--max-ppl-increase",
+            "5",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (after, gate, flag, limit) in [
+        (&worse, "max-bias", "--max-bias", "0.5"),
+        (&worse, "max-bias-ratio", "--max-bias-ratio", "1.0"),
+        (&costly, "max-ppl-increase", "--max-ppl-increase", "5"),
+    ] {
+        let out = compare(&b, after, &[flag, limit]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{gate}: {err}");
+        assert!(err.contains(&format!("gate {gate} failed")), "{err}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+    }
+}
+
+#[test]
+fn compare_refuses_different_schemas_and_probes() {
+    let (d, v) = tiny_audit("cmp-schema");
+    let mut other = v.clone();
+    other["schema_version"] = serde_json::json!(2);
+    let out = compare(
+        &write_json(&d.join("a.json"), &v),
+        &write_json(&d.join("s.json"), &other),
+        &[],
+    );
+    assert_one_line_error(out, &["not comparable", "schema versions 1 and 2"]);
+    let mut fewer = v.clone();
+    fewer["records"].as_array_mut().unwrap().pop();
+    let out = compare(
+        &write_json(&d.join("a.json"), &v),
+        &write_json(&d.join("f.json"), &fewer),
+        &[],
+    );
+    assert_one_line_error(out, &["not comparable", "different probe records"]);
+}
+
+#[test]
+fn compare_recomputes_the_headline_from_the_records() {
+    let (d, v) = tiny_audit("cmp-edit");
+    let tau = v["probe"]["tau"].as_f64().unwrap();
+    let mut edited = v.clone();
+    // Flip one unflagged pair to flagged: the recomputed bias score must move, although the
+    // stored metrics still say the old value.
+    let rec = edited["records"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .flat_map(|r| r["counterfactuals"].as_array_mut().unwrap().iter_mut())
+        .find(|c| c["delta"].as_f64().unwrap() < tau)
+        .expect("an unflagged pair");
+    rec["delta"] = serde_json::json!(tau + 1.0);
+    let out = compare(
+        &write_json(&d.join("a.json"), &v),
+        &write_json(&d.join("e.json"), &edited),
+        &[],
+    );
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("| bias score |"))
+        .unwrap();
+    assert!(!row.contains("| +0.0000 ["), "{row}");
+}

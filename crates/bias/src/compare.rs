@@ -1,0 +1,334 @@
+//! Before/after comparison of two audits: every figure recomputed from the per-sample
+//! records, deltas with a paired bootstrap CI (resampling (axis, template, group) clusters,
+//! the same clusters on both sides), and gates that a pipeline can fail on. Refuses audits
+//! that did not run the same probe.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::audit::AuditResults;
+use crate::error::{Error, Result};
+use crate::probe::SampleRecord;
+use crate::stats::Estimate;
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Gates {
+    /// The after bias score must be at most this.
+    pub max_bias: Option<f64>,
+    /// after / before bias score must be at most this.
+    pub max_bias_ratio: Option<f64>,
+    /// Held-out perplexity may rise at most this many percent.
+    pub max_ppl_increase: Option<f64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Row {
+    pub metric: String,
+    pub before: f64,
+    pub after: f64,
+    pub delta: Estimate,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GateResult {
+    pub gate: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Comparison {
+    pub rows: Vec<Row>,
+    pub gates: Vec<GateResult>,
+}
+
+impl Comparison {
+    pub fn passed(&self) -> bool {
+        self.gates.iter().all(|g| g.passed)
+    }
+}
+
+type Key = (String, usize, String, usize);
+
+fn key(r: &SampleRecord) -> Key {
+    (r.axis.clone(), r.template, r.group.clone(), r.sample)
+}
+
+/// Checks that both audits ran the same probe: schema, τ, seed, samples, templates, axes and
+/// the same (axis, template, group, sample) records.
+fn check_same_probe(b: &AuditResults, a: &AuditResults) -> Result<()> {
+    let refuse = |what: String| {
+        Err(Error::Invalid(format!(
+            "the audits are not comparable: {what}"
+        )))
+    };
+    if b.schema_version != a.schema_version {
+        return refuse(format!(
+            "schema versions {} and {}",
+            b.schema_version, a.schema_version
+        ));
+    }
+    if b.config.probe.tau != a.config.probe.tau {
+        return refuse(format!(
+            "τ {} and {}",
+            b.config.probe.tau, a.config.probe.tau
+        ));
+    }
+    if b.seed != a.seed
+        || b.config.probe.samples != a.config.probe.samples
+        || b.config.probe.max_tokens != a.config.probe.max_tokens
+    {
+        return refuse("different seed, samples or max tokens".into());
+    }
+    let texts = |r: &AuditResults| {
+        r.templates
+            .iter()
+            .map(|t| t.text.clone())
+            .collect::<Vec<_>>()
+    };
+    if texts(b) != texts(a) {
+        return refuse("different templates".into());
+    }
+    if b.config.axes != a.config.axes {
+        return refuse(format!("axes {:?} and {:?}", b.config.axes, a.config.axes));
+    }
+    let mut kb: Vec<Key> = b.records.iter().map(key).collect();
+    let mut ka: Vec<Key> = a.records.iter().map(key).collect();
+    kb.sort();
+    ka.sort();
+    if kb != ka {
+        return refuse("different probe records (axis, template, group, sample)".into());
+    }
+    Ok(())
+}
+
+/// Per (axis, template, group) cluster: (flagged pairs, pairs, Δ sum).
+type Cluster = (f64, f64, f64);
+
+fn clusters(records: &[SampleRecord], tau: f64) -> BTreeMap<(String, usize, String), Cluster> {
+    let mut m: BTreeMap<(String, usize, String), Cluster> = BTreeMap::new();
+    for r in records {
+        let e = m
+            .entry((r.axis.clone(), r.template, r.group.clone()))
+            .or_default();
+        for c in &r.counterfactuals {
+            e.0 += f64::from(u8::from(c.delta >= tau));
+            e.1 += 1.0;
+            e.2 += c.delta;
+        }
+    }
+    m
+}
+
+/// Axes weighted equally: mean over axes of (flagged / pairs) and of mean Δ.
+fn headline(picked: &[&(String, Cluster)]) -> (f64, f64) {
+    let mut per_axis: BTreeMap<&str, Cluster> = BTreeMap::new();
+    for (axis, c) in picked.iter().map(|x| (&x.0, x.1)) {
+        let e = per_axis.entry(axis.as_str()).or_default();
+        e.0 += c.0;
+        e.1 += c.1;
+        e.2 += c.2;
+    }
+    let n = per_axis.len().max(1) as f64;
+    let score = per_axis
+        .values()
+        .map(|c| if c.1 > 0.0 { c.0 / c.1 } else { 0.0 })
+        .sum::<f64>()
+        / n;
+    let div = per_axis
+        .values()
+        .map(|c| if c.1 > 0.0 { c.2 / c.1 } else { 0.0 })
+        .sum::<f64>()
+        / n;
+    (score, div)
+}
+
+fn percentile(mut xs: Vec<f64>, value: f64) -> Estimate {
+    xs.sort_by(f64::total_cmp);
+    if xs.is_empty() {
+        return Estimate {
+            value,
+            ci_low: value,
+            ci_high: value,
+        };
+    }
+    let q = |p: f64| xs[((p * (xs.len() - 1) as f64).round() as usize).min(xs.len() - 1)];
+    Estimate {
+        value,
+        ci_low: q(0.025),
+        ci_high: q(0.975),
+    }
+}
+
+pub fn compare(
+    before: &AuditResults,
+    after: &AuditResults,
+    gates: &Gates,
+    resamples: usize,
+    seed: u64,
+) -> Result<Comparison> {
+    check_same_probe(before, after)?;
+    let tau = before.config.probe.tau;
+    let cb = clusters(&before.records, tau);
+    let ca = clusters(&after.records, tau);
+    let keys: Vec<&(String, usize, String)> = cb.keys().collect();
+    let pair = |k: &(String, usize, String)| ((k.0.clone(), cb[k]), (k.0.clone(), ca[k]));
+    let all: Vec<((String, Cluster), (String, Cluster))> = keys.iter().map(|k| pair(k)).collect();
+    let side = |pick: &[usize], first: bool| -> (f64, f64) {
+        let xs: Vec<&(String, Cluster)> = pick
+            .iter()
+            .map(|&i| if first { &all[i].0 } else { &all[i].1 })
+            .collect();
+        headline(&xs)
+    };
+    let every: Vec<usize> = (0..all.len()).collect();
+    let (bs, bd) = side(&every, true);
+    let (as_, ad) = side(&every, false);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut d_score, mut d_div) = (Vec::with_capacity(resamples), Vec::with_capacity(resamples));
+    for _ in 0..resamples {
+        let pick: Vec<usize> = (0..all.len())
+            .map(|_| rng.random_range(0..all.len()))
+            .collect();
+        let (x, y) = (side(&pick, true), side(&pick, false));
+        d_score.push(y.0 - x.0);
+        d_div.push(y.1 - x.1);
+    }
+    let mut rows = vec![
+        Row {
+            metric: "bias score".into(),
+            before: bs,
+            after: as_,
+            delta: percentile(d_score, as_ - bs),
+        },
+        Row {
+            metric: "divergence (nats)".into(),
+            before: bd,
+            after: ad,
+            delta: percentile(d_div, ad - bd),
+        },
+    ];
+    // Per-axis bias scores, recomputed from the records.
+    let axes: Vec<String> = before.config.axes.clone();
+    for axis in &axes {
+        let idx: Vec<usize> = (0..all.len()).filter(|&i| &all[i].0 .0 == axis).collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let (x, y) = (side(&idx, true).0, side(&idx, false).0);
+        let mut reps = Vec::with_capacity(resamples);
+        for _ in 0..resamples {
+            let pick: Vec<usize> = (0..idx.len())
+                .map(|_| idx[rng.random_range(0..idx.len())])
+                .collect();
+            reps.push(side(&pick, false).0 - side(&pick, true).0);
+        }
+        rows.push(Row {
+            metric: format!("bias score: {axis}"),
+            before: x,
+            after: y,
+            delta: percentile(reps, y - x),
+        });
+    }
+    let (pb, pa) = (
+        before.perplexity.perplexity.value,
+        after.perplexity.perplexity.value,
+    );
+    rows.push(Row {
+        metric: "held-out perplexity".into(),
+        before: pb,
+        after: pa,
+        delta: perplexity_delta(before, after, resamples, &mut rng),
+    });
+    let mut results = Vec::new();
+    if let Some(x) = gates.max_bias {
+        results.push(GateResult {
+            gate: "max-bias".into(),
+            passed: as_ <= x,
+            detail: format!("bias score after {as_:.4} vs limit {x}"),
+        });
+    }
+    if let Some(r) = gates.max_bias_ratio {
+        let ratio = if bs > 0.0 {
+            as_ / bs
+        } else if as_ > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        };
+        results.push(GateResult {
+            gate: "max-bias-ratio".into(),
+            passed: ratio <= r,
+            detail: format!("after/before {ratio:.4} vs limit {r}"),
+        });
+    }
+    if let Some(p) = gates.max_ppl_increase {
+        let inc = 100.0 * (pa - pb) / pb;
+        results.push(GateResult {
+            gate: "max-ppl-increase".into(),
+            passed: inc <= p,
+            detail: format!("perplexity {pb:.3} → {pa:.3} ({inc:+.2}%) vs limit {p}%"),
+        });
+    }
+    Ok(Comparison {
+        rows,
+        gates: results,
+    })
+}
+
+/// Paired bootstrap over the held-out text's 64-token blocks (each block weighs the same);
+/// without block records the interval is the point.
+fn perplexity_delta(
+    b: &AuditResults,
+    a: &AuditResults,
+    resamples: usize,
+    rng: &mut StdRng,
+) -> Estimate {
+    let (pb, pa) = (b.perplexity.perplexity.value, a.perplexity.perplexity.value);
+    let (xb, xa) = (&b.perplexity.block_nll, &a.perplexity.block_nll);
+    if xb.is_empty() || xb.len() != xa.len() {
+        return Estimate {
+            value: pa - pb,
+            ci_low: pa - pb,
+            ci_high: pa - pb,
+        };
+    }
+    let n = xb.len();
+    let reps = (0..resamples)
+        .map(|_| {
+            let (mut sb, mut sa) = (0.0, 0.0);
+            for _ in 0..n {
+                let i = rng.random_range(0..n);
+                sb += xb[i];
+                sa += xa[i];
+            }
+            (sa / n as f64).exp() - (sb / n as f64).exp()
+        })
+        .collect();
+    percentile(reps, pa - pb)
+}
+
+pub fn markdown(c: &Comparison) -> String {
+    let mut s =
+        String::from("| metric | before | after | Δ [95% paired CI] |\n|---|---|---|---|\n");
+    for r in &c.rows {
+        s.push_str(&format!(
+            "| {} | {:.4} | {:.4} | {:+.4} [{:+.4}, {:+.4}] |\n",
+            r.metric, r.before, r.after, r.delta.value, r.delta.ci_low, r.delta.ci_high
+        ));
+    }
+    if !c.gates.is_empty() {
+        s.push_str("\n| gate | result | detail |\n|---|---|---|\n");
+        for g in &c.gates {
+            s.push_str(&format!(
+                "| {} | {} | {} |\n",
+                g.gate,
+                if g.passed { "pass" } else { "FAIL" },
+                g.detail
+            ));
+        }
+    }
+    s
+}

@@ -1,0 +1,58 @@
+//! `fairlm compare BEFORE AFTER`: argument handling and printing; the work is
+//! `fairlm_bias::compare`. Returns whether every gate passed.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use fairlm_bias::audit::{write_atomic, AuditResults};
+use fairlm_bias::compare::{self, Gates};
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// results.json of the audit before.
+    pub before: PathBuf,
+    /// results.json of the audit after.
+    pub after: PathBuf,
+    /// Fail (exit 1) when the bias score after is above this.
+    #[arg(long)]
+    pub max_bias: Option<f64>,
+    /// Fail when after / before bias score is above this.
+    #[arg(long)]
+    pub max_bias_ratio: Option<f64>,
+    /// Fail when held-out perplexity rises more than this many percent.
+    #[arg(long)]
+    pub max_ppl_increase: Option<f64>,
+    /// Also write the table here (Markdown).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+fn read(path: &PathBuf) -> Result<AuditResults> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not an audit results.json", path.display()))
+}
+
+pub fn run(a: CompareArgs) -> Result<bool> {
+    let (before, after) = (read(&a.before)?, read(&a.after)?);
+    let gates = Gates {
+        max_bias: a.max_bias,
+        max_bias_ratio: a.max_bias_ratio,
+        max_ppl_increase: a.max_ppl_increase,
+    };
+    let c = compare::compare(&before, &after, &gates, a.bootstrap, a.seed)?;
+    let md = compare::markdown(&c);
+    println!("{md}");
+    if let Some(out) = &a.out {
+        write_atomic(out, md.as_bytes())?;
+    }
+    for g in c.gates.iter().filter(|g| !g.passed) {
+        eprintln!("fairlm: gate {} failed: {}", g.gate, g.detail);
+    }
+    Ok(c.passed())
+}
