@@ -50,6 +50,7 @@ pub struct Counterfactual {
     pub logprob: f64,
     pub delta: f64,
     /// Δ ≥ τ: the model found the sample at least e^τ times as likely for its own group.
+    #[serde(default)]
     pub flagged: bool,
 }
 

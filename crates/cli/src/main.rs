@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod compare;
 mod engine;
+mod report;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Compare two audits: deltas with paired 95% CIs, and gates (exit 1 when one fails).
     Compare(compare::CompareArgs),
+    /// A self-contained HTML report of one audit, or of a before/after pair.
+    Report(report::ReportArgs),
     /// Pair benchmarks from your files: CrowS-Pairs, StereoSet, fairlm JSONL pairs.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => audit::run(a).map(|()| true),
         Command::Bench(c) => bench::run(c).map(|()| true),
         Command::Compare(a) => compare::run(a),
+        Command::Report(a) => report::run(a).map(|()| true),
         Command::Score(a) => engine::score(a).map(|()| true),
         Command::Generate(a) => engine::generate(a).map(|()| true),
         Command::Perplexity(a) => engine::perplexity(a).map(|()| true),

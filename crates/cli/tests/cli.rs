@@ -826,3 +826,36 @@ fn compare_recomputes_the_headline_from_the_records() {
         .unwrap();
     assert!(!row.contains("| +0.0000 ["), "{row}");
 }
+
+#[test]
+fn report_page_recomputes_the_headline_from_the_records() {
+    let (d, v) = tiny_audit("report-edit");
+    let headline = |v: &serde_json::Value, name: &str| {
+        let json = write_json(&d.join(format!("{name}.json")), v);
+        let html = d.join(format!("{name}.html"));
+        let out = fairlm(&["report", &json, "-o", html.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let page = std::fs::read_to_string(&html).unwrap();
+        assert!(
+            page.len() < 5_000_000 && !page.contains("http://") && !page.contains("https://"),
+            "self-contained"
+        );
+        let start = page.find("id=bias-before>").unwrap() + "id=bias-before>".len();
+        page[start..start + 5].to_string()
+    };
+    let original = headline(&v, "a");
+    assert_eq!(
+        original,
+        format!("{:.3}", v["probe"]["bias_score"]["value"].as_f64().unwrap())
+    );
+    let mut edited = v.clone();
+    set_all_deltas(&mut edited, 0.0);
+    // The stored metrics still say the old score; the page must not.
+    assert_eq!(headline(&edited, "b"), "0.000");
+}

@@ -1,0 +1,60 @@
+//! `fairlm report BEFORE.json [AFTER.json] -o report.html`: reads, compares when two are
+//! given, and writes the page from `fairlm_report`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use fairlm_bias::audit::{write_atomic, AuditResults};
+use fairlm_bias::compare::{self, Gates};
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// results.json of an audit (the "before" one when AFTER is given).
+    pub results: PathBuf,
+    /// results.json of the audit after mitigation.
+    pub after: Option<PathBuf>,
+    /// The HTML file to write.
+    #[arg(short, long, default_value = "report.html")]
+    pub output: PathBuf,
+    #[arg(long)]
+    pub max_bias: Option<f64>,
+    #[arg(long)]
+    pub max_bias_ratio: Option<f64>,
+    #[arg(long)]
+    pub max_ppl_increase: Option<f64>,
+}
+
+fn read(path: &PathBuf) -> Result<AuditResults> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not an audit results.json", path.display()))
+}
+
+pub fn run(a: ReportArgs) -> Result<()> {
+    let before = read(&a.results)?;
+    let after = a.after.as_ref().map(read).transpose()?;
+    let gates = Gates {
+        max_bias: a.max_bias,
+        max_bias_ratio: a.max_bias_ratio,
+        max_ppl_increase: a.max_ppl_increase,
+    };
+    let comparison = match &after {
+        Some(af) => Some(compare::compare(
+            &before,
+            af,
+            &gates,
+            before.config.bootstrap_resamples,
+            before.seed,
+        )?),
+        None => None,
+    };
+    let html = fairlm_report::render(&before, after.as_ref(), comparison.as_ref());
+    write_atomic(&a.output, html.as_bytes())?;
+    eprintln!(
+        "fairlm: wrote {} ({:.1} kB)",
+        a.output.display(),
+        html.len() as f64 / 1e3
+    );
+    Ok(())
+}
