@@ -332,3 +332,23 @@ pub fn speed(a: SpeedArgs) -> Result<()> {
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// `smollm2`, a GGUF file, or a Hugging Face directory.
+    #[arg(long, default_value = fetch::DEFAULT_MODEL)]
+    pub model: String,
+    /// The new Hugging Face directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn convert(a: ConvertArgs) -> Result<()> {
+    let ck = Checkpoint::open(&fetch::resolve(&a.model)?, NumericPath::F32)?;
+    fairlm_model::save::save_hf(&ck, None, &a.out)?;
+    eprintln!(
+        "fairlm: wrote {} (f32 weights, Hugging Face layout)",
+        a.out.display()
+    );
+    Ok(())
+}

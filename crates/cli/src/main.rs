@@ -44,6 +44,8 @@ enum Command {
     Tokenize(engine::TokenizeArgs),
     /// The default model and the cached models, with their paths.
     Models(engine::ModelsArgs),
+    /// Write a model as a Hugging Face directory (f32 safetensors, config, tokenizer.json).
+    Convert(engine::ConvertArgs),
     /// Engine throughput on fixed work (JSON on stdout), for BENCHMARKS.md.
     Speed(engine::SpeedArgs),
 }
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => engine::tokenize(a).map(|()| true),
         Command::Models(a) => engine::models(a).map(|()| true),
         Command::Speed(a) => engine::speed(a).map(|()| true),
+        Command::Convert(a) => engine::convert(a).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@ pub mod llama;
 pub mod lm;
 pub mod loader;
 pub mod ops;
+pub mod save;
 pub mod score;
 pub mod speed;
 pub mod tokenizer;

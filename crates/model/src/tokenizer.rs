@@ -158,6 +158,14 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Writes the pipeline as a Hugging Face `tokenizer.json`.
+    pub fn save_json(&self, path: &Path) -> Result<()> {
+        self.inner.save(path, false).map_err(|e| Error::Tokenizer {
+            path: path.to_path_buf(),
+            reason: format!("cannot write: {e}"),
+        })
+    }
+
     pub fn document_start(&self) -> Option<u32> {
         self.document_start
     }

@@ -395,3 +395,34 @@ fn unrepresentable_bytes_are_refused_not_dropped() {
         Ok(ids) => assert_eq!(ck.tokenizer.decode(&ids).unwrap(), "a\u{4}b"),
     }
 }
+
+/// The default model written as a Hugging Face directory loads back with identical scores
+/// (Q/K rows un-permuted once, names and tokenizer kept); `scripts/reference/check_hf_dir.py`
+/// checks the same directory against transformers.
+#[test]
+fn gguf_saved_as_hf_directory_scores_the_same() {
+    let fx = fixture("smollm2.json");
+    let sentences: Vec<Value> = fx["sentences"].as_array().unwrap()[..8].to_vec();
+    let l = smollm2(NumericPath::F32);
+    let dir = std::env::temp_dir().join(format!("fairlm-hf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    fairlm_model::save::save_hf(&l.ck, None, &dir).unwrap();
+    assert!(
+        fairlm_model::save::save_hf(&l.ck, None, &dir).is_err(),
+        "an existing directory is not overwritten"
+    );
+    let saved = Checkpoint::open(&dir, NumericPath::F32).unwrap();
+    for s in &sentences {
+        assert_eq!(
+            saved.tokenizer.encode(s["text"].as_str().unwrap()).unwrap(),
+            ids_of(&s["ids"])
+        );
+    }
+    let model = saved.build().unwrap();
+    let a = score_sentences(l.model.as_ref(), &sentences, 0);
+    let b = score_sentences(model.as_ref(), &sentences, 0);
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
