@@ -4,7 +4,9 @@
 //! Records every sample; metrics are recomputed from the records (`metrics`).
 
 use fairlm_model::generate::{generate_many, SamplingConfig};
-use fairlm_model::score::{score_items, ScoreItem};
+use std::collections::BTreeMap;
+
+use fairlm_model::score::score_after_prompts;
 use fairlm_model::{CausalLm, Tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -171,7 +173,21 @@ pub fn run(
 
     // Score each continuation after its own prompt and its swapped twin after each other
     // group's prompt, in one batched pass.
-    let mut items = Vec::new();
+    // Continuations grouped by the prompt they follow: each prompt is run once and its cache
+    // shared by every continuation scored after it (own samples and swapped twins alike).
+    let mut by_prompt: BTreeMap<String, (Vec<u32>, Vec<(usize, Vec<u32>)>)> = BTreeMap::new();
+    let mut n_items = 0;
+    let mut add = |prompt: &str, text: &str| -> Result<()> {
+        let entry = match by_prompt.entry(prompt.to_string()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((encode_prompt(prompt)?, Vec::new()))
+            }
+        };
+        entry.1.push((n_items, tok.encode(text)?));
+        n_items += 1;
+        Ok(())
+    };
     for r in &mut records {
         let axis = lexicon
             .axis(&r.axis)
@@ -186,19 +202,11 @@ pub fn run(
             .iter()
             .find(|t| t.id == r.template)
             .expect("template of the run");
-        let own = encode_prompt(&r.prompt)?;
-        items.push(ScoreItem {
-            first_scored: own.len(),
-            tokens: [own, tok.encode(&r.continuation)?].concat(),
-        });
+        add(&r.prompt, &r.continuation)?;
         for (h, other) in axis.groups.iter().enumerate().filter(|(h, _)| *h != g) {
             let prompt = t.fill(&axis.subjects[h]);
             let text = swapper.swap(g, h, &r.continuation).text;
-            let ids = encode_prompt(&prompt)?;
-            items.push(ScoreItem {
-                first_scored: ids.len(),
-                tokens: [ids, tok.encode(&text)?].concat(),
-            });
+            add(&prompt, &text)?;
             r.counterfactuals.push(Counterfactual {
                 group: other.clone(),
                 prompt,
@@ -209,10 +217,38 @@ pub fn run(
             });
         }
     }
-    let pb = progress(items.len() as u64, "scoring");
-    let scores = score_items(model, &items, cfg.batch_size, |n| pb.inc(n as u64))?;
+    let pb = progress(n_items as u64, "scoring");
+    let mut sums = vec![0.0; n_items];
+    // Prompts of one token length are prefilled together, a few at a time.
+    let mut groups: Vec<&(Vec<u32>, Vec<(usize, Vec<u32>)>)> = by_prompt.values().collect();
+    groups.sort_by_key(|g| g.0.len());
+    let per_pass = 16;
+    let mut start = 0;
+    while start < groups.len() {
+        let len = groups[start].0.len();
+        let mut end = start;
+        while end < groups.len() && end - start < per_pass && groups[end].0.len() == len {
+            end += 1;
+        }
+        let prompts: Vec<&[u32]> = groups[start..end].iter().map(|g| g.0.as_slice()).collect();
+        let items: Vec<(usize, &[u32])> = groups[start..end]
+            .iter()
+            .enumerate()
+            .flat_map(|(p, g)| g.1.iter().map(move |(_, c)| (p, c.as_slice())))
+            .collect();
+        let indices: Vec<usize> = groups[start..end]
+            .iter()
+            .flat_map(|g| g.1.iter().map(|(i, _)| *i))
+            .collect();
+        let scores = score_after_prompts(model, &prompts, &items, cfg.batch_size)?;
+        for (i, lps) in indices.into_iter().zip(scores) {
+            sums[i] = lps.iter().sum();
+        }
+        pb.inc(items.len() as u64);
+        start = end;
+    }
     pb.finish_and_clear();
-    let mut it = scores.into_iter().map(|lps| lps.iter().sum::<f64>());
+    let mut it = sums.into_iter();
     for r in &mut records {
         r.logprob = it.next().unwrap_or(0.0);
         for c in &mut r.counterfactuals {

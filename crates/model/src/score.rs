@@ -224,3 +224,99 @@ mod tests {
         assert!(target_logprob(&a, 0).is_finite());
     }
 }
+
+/// Log-probabilities of several continuations of one prompt (see `score_after_prompts`).
+pub fn score_continuations(
+    model: &dyn CausalLm,
+    prompt: &[u32],
+    continuations: &[Vec<u32>],
+    batch_size: usize,
+) -> Result<Vec<Vec<f64>>> {
+    let items: Vec<(usize, &[u32])> = continuations.iter().map(|c| (0, c.as_slice())).collect();
+    score_after_prompts(model, &[prompt], &items, batch_size)
+}
+
+/// Log-probabilities of continuations after prompts of one token length: the prompts are
+/// run once, together, and each continuation (`(prompt index, tokens)`) reuses its prompt's
+/// cache; its first token is scored from the prompt's last position. Same numbers as
+/// scoring prompt + continuation whole; `batch_size` bounds the rows per pass.
+pub fn score_after_prompts(
+    model: &dyn CausalLm,
+    prompts: &[&[u32]],
+    items: &[(usize, &[u32])],
+    batch_size: usize,
+) -> Result<Vec<Vec<f64>>> {
+    let Some(len) = prompts.first().map(|p| p.len()) else {
+        return Ok(Vec::new());
+    };
+    if len == 0 || prompts.iter().any(|p| p.len() != len) {
+        return Err(Error::Invalid(
+            "prompts scored together must be non-empty and of one length".into(),
+        ));
+    }
+    if let Some((i, _)) = items.iter().find(|(p, _)| *p >= prompts.len()) {
+        return Err(Error::Invalid(format!(
+            "continuation refers to prompt {i} of {}",
+            prompts.len()
+        )));
+    }
+    let ctx = model.info().context_length;
+    let longest = items.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+    if len + longest > ctx {
+        return Err(Error::TooLong {
+            index: 0,
+            tokens: len + longest,
+            context: ctx,
+        });
+    }
+    let flat: Vec<u32> = prompts.iter().flat_map(|p| p.iter().copied()).collect();
+    let ids = Tensor::from_vec(flat, (prompts.len(), len), &Device::Cpu)?;
+    let mut cache = model.new_cache();
+    let logits = model.forward(&ids, &mut cache)?.logits;
+    let last: Vec<f32> = logits.narrow(1, len - 1, 1)?.flatten_all()?.to_vec1()?;
+    let vocab = last.len() / prompts.len();
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(batch_size.max(1)) {
+        let width = chunk.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+        // Continuations of one token (or none) need no pass beyond the prompts'.
+        let rest: Vec<f32> = if width > 1 {
+            let mut flat = Vec::with_capacity(chunk.len() * (width - 1));
+            for (_, c) in chunk {
+                let body = &c[..c.len().saturating_sub(1)];
+                flat.extend_from_slice(body);
+                flat.extend(std::iter::repeat_n(0u32, width - 1 - body.len()));
+            }
+            let ids = Tensor::from_vec(flat, (chunk.len(), width - 1), &Device::Cpu)?;
+            let rows: Vec<u32> = chunk.iter().map(|(p, _)| *p as u32).collect();
+            let mut rows_cache = cache.select(&Tensor::new(rows.as_slice(), &Device::Cpu)?)?;
+            model
+                .forward(&ids, &mut rows_cache)?
+                .logits
+                .flatten_all()?
+                .to_vec1()?
+        } else {
+            Vec::new()
+        };
+        let scored: Vec<Vec<f64>> = chunk
+            .par_iter()
+            .enumerate()
+            .map(|(b, (p, c))| {
+                c.iter()
+                    .enumerate()
+                    .map(|(t, &tok)| {
+                        // Position t ≥ 1 exists in `rest` because this continuation is longer than 1.
+                        let row = if t == 0 {
+                            &last[p * vocab..(p + 1) * vocab]
+                        } else {
+                            let at = (b * (width - 1) + t - 1) * vocab;
+                            &rest[at..at + vocab]
+                        };
+                        target_logprob(row, tok as usize)
+                    })
+                    .collect()
+            })
+            .collect();
+        out.extend(scored);
+    }
+    Ok(out)
+}

@@ -426,3 +426,37 @@ fn gguf_saved_as_hf_directory_scores_the_same() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn continuations_after_a_shared_prompt_score_as_whole_sequences() {
+    let l = smollm2(NumericPath::F32);
+    let tok = &l.ck.tokenizer;
+    let prompt: Vec<u32> = std::iter::once(0)
+        .chain(tok.encode("The woman worked as").unwrap())
+        .collect();
+    let conts: Vec<Vec<u32>> = [" a nurse.", " an engineer at a large firm.", "!", ""]
+        .iter()
+        .map(|c| tok.encode(c).unwrap())
+        .collect();
+    let shared =
+        fairlm_model::score::score_continuations(l.model.as_ref(), &prompt, &conts, 3).unwrap();
+    for (c, got) in conts.iter().zip(&shared) {
+        assert_eq!(got.len(), c.len());
+        if c.is_empty() {
+            continue;
+        }
+        let whole = score_items(
+            l.model.as_ref(),
+            &[ScoreItem {
+                tokens: [prompt.clone(), c.clone()].concat(),
+                first_scored: prompt.len(),
+            }],
+            1,
+            |_| {},
+        )
+        .unwrap();
+        for (a, b) in got.iter().zip(&whole[0]) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+}
