@@ -68,6 +68,20 @@ pub struct AuditResults {
     pub records: Vec<SampleRecord>,
 }
 
+impl AuditResults {
+    /// Reads an audit's results.json.
+    pub fn read(path: &Path) -> Result<Self> {
+        let data_err = |line: usize, reason: String| Error::Data {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| data_err(0, e.to_string()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| data_err(e.line(), format!("not an audit results.json: {e}")))
+    }
+}
+
 /// Perplexity with a CI from resampling 64-token blocks of per-token log-probabilities.
 pub fn perplexity(
     model: &dyn CausalLm,

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use crate::audit::AuditResults;
 use crate::error::{Error, Result};
 use crate::probe::SampleRecord;
-use crate::stats::Estimate;
+use crate::stats::{percentile_interval, Estimate};
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Gates {
@@ -145,23 +145,6 @@ fn headline(picked: &[&(String, Cluster)]) -> (f64, f64) {
     (score, div)
 }
 
-fn percentile(mut xs: Vec<f64>, value: f64) -> Estimate {
-    xs.sort_by(f64::total_cmp);
-    if xs.is_empty() {
-        return Estimate {
-            value,
-            ci_low: value,
-            ci_high: value,
-        };
-    }
-    let q = |p: f64| xs[((p * (xs.len() - 1) as f64).round() as usize).min(xs.len() - 1)];
-    Estimate {
-        value,
-        ci_low: q(0.025),
-        ci_high: q(0.975),
-    }
-}
-
 pub fn compare(
     before: &AuditResults,
     after: &AuditResults,
@@ -201,13 +184,13 @@ pub fn compare(
             metric: "bias score".into(),
             before: bs,
             after: as_,
-            delta: percentile(d_score, as_ - bs),
+            delta: percentile_interval(d_score, as_ - bs),
         },
         Row {
             metric: "divergence (nats)".into(),
             before: bd,
             after: ad,
-            delta: percentile(d_div, ad - bd),
+            delta: percentile_interval(d_div, ad - bd),
         },
     ];
     // Per-axis bias scores, recomputed from the records.
@@ -229,7 +212,7 @@ pub fn compare(
             metric: format!("bias score: {axis}"),
             before: x,
             after: y,
-            delta: percentile(reps, y - x),
+            delta: percentile_interval(reps, y - x),
         });
     }
     let (pb, pa) = (
@@ -307,7 +290,7 @@ fn perplexity_delta(
             (sa / n as f64).exp() - (sb / n as f64).exp()
         })
         .collect();
-    percentile(reps, pa - pb)
+    percentile_interval(reps, pa - pb)
 }
 
 pub fn markdown(c: &Comparison) -> String {

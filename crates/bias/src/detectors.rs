@@ -13,7 +13,7 @@ use vader_sentiment::SentimentIntensityAnalyzer;
 
 use crate::error::{toml_error, Result};
 use crate::probe::SampleRecord;
-use crate::stats::Estimate;
+use crate::stats::{percentile_interval, Estimate};
 
 pub const DEFAULT_ATTRIBUTES: &str = include_str!("../../../data/attributes.toml");
 
@@ -330,21 +330,12 @@ pub fn compute(
 /// Percentile interval, widened to contain the estimate: W1 and TVD between small empirical
 /// samples are biased upward, and resamples with repeated templates are lumpier than the
 /// data, so their whole bootstrap distribution can sit above the estimate.
-fn interval(value: f64, mut reps: Vec<f64>) -> Estimate {
-    reps.retain(|x| x.is_finite());
-    if reps.is_empty() {
-        return Estimate {
-            value,
-            ci_low: value,
-            ci_high: value,
-        };
-    }
-    reps.sort_by(f64::total_cmp);
-    let q = |p: f64| reps[((p * (reps.len() - 1) as f64).round() as usize).min(reps.len() - 1)];
+fn interval(value: f64, reps: Vec<f64>) -> Estimate {
+    let e = percentile_interval(reps, value);
     Estimate {
         value,
-        ci_low: q(0.025).min(value),
-        ci_high: q(0.975).max(value),
+        ci_low: e.ci_low.min(value),
+        ci_high: e.ci_high.max(value),
     }
 }
 

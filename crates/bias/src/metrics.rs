@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::probe::SampleRecord;
-use crate::stats::{bootstrap, pooled_mean, Estimate};
+use crate::stats::{bootstrap, percentile_interval, pooled_mean, Estimate};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GroupMetrics {
@@ -161,7 +161,7 @@ fn equal_weight_bootstrap(per_axis: &[Vec<Vec<f64>>], resamples: usize, seed: u6
         .collect();
     let value = stat(&full);
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut reps: Vec<f64> = (0..resamples)
+    let reps: Vec<f64> = (0..resamples)
         .map(|_| {
             let pick: Vec<Vec<&[f64]>> = full
                 .iter()
@@ -178,20 +178,7 @@ fn equal_weight_bootstrap(per_axis: &[Vec<Vec<f64>>], resamples: usize, seed: u6
             stat(&pick)
         })
         .collect();
-    reps.sort_by(f64::total_cmp);
-    if reps.is_empty() {
-        return Estimate {
-            value,
-            ci_low: value,
-            ci_high: value,
-        };
-    }
-    let q = |p: f64| reps[((p * (reps.len() - 1) as f64).round() as usize).min(reps.len() - 1)];
-    Estimate {
-        value,
-        ci_low: q(0.025),
-        ci_high: q(0.975),
-    }
+    percentile_interval(reps, value)
 }
 
 fn fluency(records: &[SampleRecord]) -> Fluency {

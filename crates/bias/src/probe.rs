@@ -41,6 +41,9 @@ impl Default for ProbeConfig {
     }
 }
 
+/// A prompt's ids and the continuations scored after it, each with its item index.
+type PromptGroup = (Vec<u32>, Vec<(usize, Vec<u32>)>);
+
 /// Sentence ends that stop a continuation.
 pub const SENTENCE_END: [&str; 4] = [".", "!", "?", "\n"];
 
@@ -175,7 +178,7 @@ pub fn run(
     // group's prompt, in one batched pass.
     // Continuations grouped by the prompt they follow: each prompt is run once and its cache
     // shared by every continuation scored after it (own samples and swapped twins alike).
-    let mut by_prompt: BTreeMap<String, (Vec<u32>, Vec<(usize, Vec<u32>)>)> = BTreeMap::new();
+    let mut by_prompt: BTreeMap<String, PromptGroup> = BTreeMap::new();
     let mut n_items = 0;
     let mut add = |prompt: &str, text: &str| -> Result<()> {
         let entry = match by_prompt.entry(prompt.to_string()) {
@@ -220,7 +223,7 @@ pub fn run(
     let pb = progress(n_items as u64, "scoring");
     let mut sums = vec![0.0; n_items];
     // Prompts of one token length are prefilled together, a few at a time.
-    let mut groups: Vec<&(Vec<u32>, Vec<(usize, Vec<u32>)>)> = by_prompt.values().collect();
+    let mut groups: Vec<&PromptGroup> = by_prompt.values().collect();
     groups.sort_by_key(|g| g.0.len());
     let per_pass = 16;
     let mut start = 0;

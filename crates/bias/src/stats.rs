@@ -29,24 +29,30 @@ pub fn bootstrap<T>(
         };
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut stats: Vec<f64> = (0..resamples)
+    let stats: Vec<f64> = (0..resamples)
         .map(|_| {
             let pick: Vec<&[T]> = (0..clusters.len())
                 .map(|_| all[rng.random_range(0..clusters.len())])
                 .collect();
             statistic(&pick)
         })
-        .filter(|v| v.is_finite())
         .collect();
-    stats.sort_by(f64::total_cmp);
-    if stats.is_empty() {
+    percentile_interval(stats, value)
+}
+
+/// The 2.5% and 97.5% percentiles of bootstrap replicates (non-finite ones dropped) around
+/// the point estimate `value`; a point interval when there are no replicates.
+pub fn percentile_interval(mut reps: Vec<f64>, value: f64) -> Estimate {
+    reps.retain(|x| x.is_finite());
+    if reps.is_empty() {
         return Estimate {
             value,
             ci_low: value,
             ci_high: value,
         };
     }
-    let q = |p: f64| stats[((p * (stats.len() - 1) as f64).round() as usize).min(stats.len() - 1)];
+    reps.sort_by(f64::total_cmp);
+    let q = |p: f64| reps[((p * (reps.len() - 1) as f64).round() as usize).min(reps.len() - 1)];
     Estimate {
         value,
         ci_low: q(0.025),

@@ -115,6 +115,25 @@ mod tests {
     }
 
     #[test]
+    fn heldout_text_shares_no_template_fragment() {
+        let heldout = crate::audit::HELDOUT.to_lowercase();
+        for t in default_templates().unwrap() {
+            let lower = t.text.to_lowercase();
+            let (before, after) = lower.split_once("{x}").unwrap();
+            let longest = if after.trim().len() > before.trim().len() {
+                after.trim()
+            } else {
+                before.trim()
+            };
+            assert!(
+                longest.is_empty() || !heldout.contains(longest),
+                "{:?} overlaps the held-out text",
+                t.text
+            );
+        }
+    }
+
+    #[test]
     fn template_without_placeholder_names_its_line() {
         let text = "template = [\n  { text = \"The {X} worked\", category = \"a\", split = \"eval\" },\n  { text = \"Nobody\", category = \"a\", split = \"eval\" },\n]\n";
         let e = parse(text, Path::new("t.toml")).unwrap_err().to_string();

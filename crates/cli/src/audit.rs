@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use fairlm_bias::audit::{self, AuditConfig, ModelRecord};
+use fairlm_bias::audit::{self, AuditConfig};
 use fairlm_bias::lexicon::Lexicon;
 use fairlm_bias::probe::ProbeConfig;
 use fairlm_bias::templates;
@@ -80,16 +80,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
     let path = fetch::resolve(&a.model.model)?;
     let ck = a.model.open()?;
     let model = ck.build()?;
-    let record = ModelRecord {
-        path: path.display().to_string(),
-        sha256: if path.is_file() {
-            fetch::sha256_file(&path)?
-        } else {
-            String::from("(directory)")
-        },
-        architecture: model.info().architecture.clone(),
-        numeric_path: model.info().numeric_path.clone(),
-    };
+    let record = crate::engine::model_record(&path, model.as_ref())?;
     let results = audit::run(
         model.as_ref(),
         &ck.tokenizer,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use fairlm_bias::audit::{write_atomic, ModelRecord};
+use fairlm_bias::audit::write_atomic;
 use fairlm_bias::pairs::{self, BenchResults};
 use fairlm_model::fetch;
 
@@ -74,16 +74,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     let path = fetch::resolve(&a.model.model)?;
     let ck = a.model.open()?;
     let model = ck.build()?;
-    let record = ModelRecord {
-        path: path.display().to_string(),
-        sha256: if path.is_file() {
-            fetch::sha256_file(&path)?
-        } else {
-            String::from("(directory)")
-        },
-        architecture: model.info().architecture.clone(),
-        numeric_path: model.info().numeric_path.clone(),
-    };
+    let record = crate::engine::model_record(&path, model.as_ref())?;
     let mut results = BenchResults {
         schema_version: 1,
         benchmark: name.into(),

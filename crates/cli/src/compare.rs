@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use fairlm_bias::audit::{write_atomic, AuditResults};
 use fairlm_bias::compare::{self, Gates};
@@ -32,14 +32,11 @@ pub struct CompareArgs {
     pub seed: u64,
 }
 
-fn read(path: &PathBuf) -> Result<AuditResults> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{}: not an audit results.json", path.display()))
-}
-
 pub fn run(a: CompareArgs) -> Result<bool> {
-    let (before, after) = (read(&a.before)?, read(&a.after)?);
+    let (before, after) = (
+        AuditResults::read(&a.before)?,
+        AuditResults::read(&a.after)?,
+    );
     let gates = Gates {
         max_bias: a.max_bias,
         max_bias_ratio: a.max_bias_ratio,

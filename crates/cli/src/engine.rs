@@ -24,6 +24,23 @@ pub struct ModelArgs {
     pub dtype: NumericPath,
 }
 
+/// What results files record about the model: its path, file hash and numeric path.
+pub fn model_record(
+    path: &Path,
+    model: &dyn fairlm_model::CausalLm,
+) -> Result<fairlm_bias::audit::ModelRecord> {
+    Ok(fairlm_bias::audit::ModelRecord {
+        path: path.display().to_string(),
+        sha256: if path.is_file() {
+            fetch::sha256_file(path)?
+        } else {
+            String::from("(directory)")
+        },
+        architecture: model.info().architecture.clone(),
+        numeric_path: model.info().numeric_path.clone(),
+    })
+}
+
 impl ModelArgs {
     pub fn open(&self) -> Result<Checkpoint> {
         let path = fetch::resolve(&self.model)?;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use fairlm_bias::audit::{write_atomic, AuditResults};
 use fairlm_bias::compare::{self, Gates};
@@ -25,15 +25,9 @@ pub struct ReportArgs {
     pub max_ppl_increase: Option<f64>,
 }
 
-fn read(path: &PathBuf) -> Result<AuditResults> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{}: not an audit results.json", path.display()))
-}
-
 pub fn run(a: ReportArgs) -> Result<()> {
-    let before = read(&a.results)?;
-    let after = a.after.as_ref().map(read).transpose()?;
+    let before = AuditResults::read(&a.results)?;
+    let after = a.after.as_deref().map(AuditResults::read).transpose()?;
     let gates = Gates {
         max_bias: a.max_bias,
         max_bias_ratio: a.max_bias_ratio,

@@ -206,25 +206,6 @@ pub fn sliding_logprobs(
         .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::target_logprob;
-
-    #[test]
-    fn logprob_of_uniform_row_is_minus_log_n() {
-        let row = [3.0f32; 8];
-        assert!((target_logprob(&row, 5) + (8f64).ln()).abs() < 1e-12);
-    }
-
-    #[test]
-    fn logprob_is_shift_invariant_and_stable() {
-        let a = [1000.0f32, 999.0, 990.0];
-        let b = [0.0f32, -1.0, -10.0];
-        assert!((target_logprob(&a, 1) - target_logprob(&b, 1)).abs() < 1e-9);
-        assert!(target_logprob(&a, 0).is_finite());
-    }
-}
-
 /// Log-probabilities of several continuations of one prompt (see `score_after_prompts`).
 pub fn score_continuations(
     model: &dyn CausalLm,
@@ -319,4 +300,23 @@ pub fn score_after_prompts(
         out.extend(scored);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_logprob;
+
+    #[test]
+    fn logprob_of_uniform_row_is_minus_log_n() {
+        let row = [3.0f32; 8];
+        assert!((target_logprob(&row, 5) + (8f64).ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn logprob_is_shift_invariant_and_stable() {
+        let a = [1000.0f32, 999.0, 990.0];
+        let b = [0.0f32, -1.0, -10.0];
+        assert!((target_logprob(&a, 1) - target_logprob(&b, 1)).abs() < 1e-9);
+        assert!(target_logprob(&a, 0).is_finite());
+    }
 }
