@@ -8,12 +8,9 @@ use clap::Args;
 use fairlm_bias::audit::{write_atomic, AuditResults};
 use fairlm_bias::compare::{self, Gates};
 
+/// Gates a before/after pair must hold (shared by `compare` and `report`).
 #[derive(Args)]
-pub struct CompareArgs {
-    /// results.json of the audit before.
-    pub before: PathBuf,
-    /// results.json of the audit after.
-    pub after: PathBuf,
+pub struct GateArgs {
     /// Fail (exit 1) when the bias score after is above this.
     #[arg(long)]
     pub max_bias: Option<f64>,
@@ -23,6 +20,26 @@ pub struct CompareArgs {
     /// Fail when held-out perplexity rises more than this many percent.
     #[arg(long)]
     pub max_ppl_increase: Option<f64>,
+}
+
+impl GateArgs {
+    pub fn gates(&self) -> Gates {
+        Gates {
+            max_bias: self.max_bias,
+            max_bias_ratio: self.max_bias_ratio,
+            max_ppl_increase: self.max_ppl_increase,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// results.json of the audit before.
+    pub before: PathBuf,
+    /// results.json of the audit after.
+    pub after: PathBuf,
+    #[command(flatten)]
+    pub gates: GateArgs,
     /// Also write the table here (Markdown).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -37,12 +54,7 @@ pub fn run(a: CompareArgs) -> Result<bool> {
         AuditResults::read(&a.before)?,
         AuditResults::read(&a.after)?,
     );
-    let gates = Gates {
-        max_bias: a.max_bias,
-        max_bias_ratio: a.max_bias_ratio,
-        max_ppl_increase: a.max_ppl_increase,
-    };
-    let c = compare::compare(&before, &after, &gates, a.bootstrap, a.seed)?;
+    let c = compare::compare(&before, &after, &a.gates.gates(), a.bootstrap, a.seed)?;
     let md = compare::markdown(&c);
     println!("{md}");
     if let Some(out) = &a.out {

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use fairlm_bias::audit::{write_atomic, AuditResults};
-use fairlm_bias::compare::{self, Gates};
+use fairlm_bias::compare;
+
+use crate::compare::GateArgs;
 
 #[derive(Args)]
 pub struct ReportArgs {
@@ -17,27 +19,18 @@ pub struct ReportArgs {
     /// The HTML file to write.
     #[arg(short, long, default_value = "report.html")]
     pub output: PathBuf,
-    #[arg(long)]
-    pub max_bias: Option<f64>,
-    #[arg(long)]
-    pub max_bias_ratio: Option<f64>,
-    #[arg(long)]
-    pub max_ppl_increase: Option<f64>,
+    #[command(flatten)]
+    pub gates: GateArgs,
 }
 
 pub fn run(a: ReportArgs) -> Result<()> {
     let before = AuditResults::read(&a.results)?;
     let after = a.after.as_deref().map(AuditResults::read).transpose()?;
-    let gates = Gates {
-        max_bias: a.max_bias,
-        max_bias_ratio: a.max_bias_ratio,
-        max_ppl_increase: a.max_ppl_increase,
-    };
     let comparison = match &after {
         Some(af) => Some(compare::compare(
             &before,
             af,
-            &gates,
+            &a.gates.gates(),
             before.config.bootstrap_resamples,
             before.seed,
         )?),
