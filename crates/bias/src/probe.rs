@@ -157,8 +157,11 @@ pub fn run(
         start = end;
     }
     let mut records = Vec::new();
+    // Where each record came from: its axis, template and group index.
+    let mut origins = Vec::new();
     for (p, gens) in prompts.iter().zip(generated) {
         for gen in gens {
+            origins.push((p.axis, p.template, p.group));
             records.push(SampleRecord {
                 axis: p.axis.name.clone(),
                 template: p.template.id,
@@ -191,20 +194,13 @@ pub fn run(
         n_items += 1;
         Ok(())
     };
-    for r in &mut records {
-        let axis = lexicon
-            .axis(&r.axis)
-            .expect("records come from the lexicon");
-        let swapper = AxisSwapper::new(axis);
-        let g = axis
-            .groups
-            .iter()
-            .position(|x| *x == r.group)
-            .expect("group of its axis");
-        let t = templates
-            .iter()
-            .find(|t| t.id == r.template)
-            .expect("template of the run");
+    let swappers: BTreeMap<&str, AxisSwapper> = lexicon
+        .axes
+        .iter()
+        .map(|a| (a.name.as_str(), AxisSwapper::new(a)))
+        .collect();
+    for (r, &(axis, t, g)) in records.iter_mut().zip(&origins) {
+        let swapper = &swappers[axis.name.as_str()];
         add(&r.prompt, &r.continuation)?;
         for (h, other) in axis.groups.iter().enumerate().filter(|(h, _)| *h != g) {
             let prompt = t.fill(&axis.subjects[h]);
