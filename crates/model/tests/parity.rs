@@ -226,6 +226,18 @@ fn seeded_sampling_is_reproducible_on_the_real_model() {
     assert_eq!(one[0].text, a[0]);
 }
 
+/// Largest absolute elementwise difference of two tensors of one shape.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 fn tiny(name: &str) -> Checkpoint {
     Checkpoint::open(&root().join("fixtures").join(name), NumericPath::F32).unwrap()
 }
@@ -308,14 +320,7 @@ fn every_weight_gets_a_gradient(name: &str) {
         .logits
         .squeeze(0)
         .unwrap();
-    let diff = (a - logits)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&a, &logits);
     assert!(
         diff < 1e-4,
         "{name}: fused and differentiable kernels differ by {diff}"
@@ -373,14 +378,7 @@ fn cached_decoding_equals_a_full_forward() {
             .unwrap()
             .logits;
         let reference = full.narrow(1, i, 1).unwrap();
-        let diff = (step - reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&step, &reference);
         assert!(diff < 1e-4, "position {i}: {diff}");
     }
 }
