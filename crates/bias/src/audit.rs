@@ -301,3 +301,26 @@ pub fn summary_markdown(r: &AuditResults) -> String {
     ));
     s
 }
+
+/// Mean log-probability per token of the samples' continuations (after their prompts) under
+/// `model`: scored under the original model, it tells whether a mitigated model's samples are
+/// still text the original finds likely (design.md §3.5, fluency).
+pub fn mean_logprob_under(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    records: &[SampleRecord],
+) -> Result<f64> {
+    let ctx: Vec<u32> = tok.document_start().into_iter().collect();
+    let mut items = Vec::with_capacity(records.len());
+    for r in records.iter().filter(|r| !r.continuation.is_empty()) {
+        let mut prompt = ctx.clone();
+        prompt.extend(tok.encode(&r.prompt)?);
+        items.push(fairlm_model::score::ScoreItem {
+            first_scored: prompt.len(),
+            tokens: [prompt, tok.encode(&r.continuation)?].concat(),
+        });
+    }
+    let lps = fairlm_model::score::score_items(model, &items, 32, |_| {})?;
+    let n: usize = lps.iter().map(|l| l.len()).sum();
+    Ok(lps.iter().flatten().sum::<f64>() / n.max(1) as f64)
+}

@@ -213,3 +213,36 @@ fn fluency(records: &[SampleRecord]) -> Fluency {
         },
     }
 }
+
+/// Pronoun agreement (design.md §3.5): among the samples of a pronoun axis (groups ordered
+/// [female, male]) whose continuation contains a gendered pronoun, the share whose pronouns
+/// all match the prompt's subject ("The woman … she"). A debiased model that forgets who "she"
+/// is loses quality that perplexity does not see. Returns (share, samples with a pronoun).
+pub fn pronoun_agreement(
+    records: &[SampleRecord],
+    lexicon: &crate::lexicon::Lexicon,
+) -> Option<(f64, usize)> {
+    const FEMALE: [&str; 4] = ["she", "her", "hers", "herself"];
+    const MALE: [&str; 4] = ["he", "him", "his", "himself"];
+    let axis = lexicon
+        .axes
+        .iter()
+        .find(|a| a.pronouns && a.groups.len() == 2)?;
+    let (mut with, mut agree) = (0usize, 0usize);
+    for r in records.iter().filter(|r| r.axis == axis.name) {
+        let Some(g) = axis.groups.iter().position(|x| *x == r.group) else {
+            continue;
+        };
+        let words: Vec<String> = crate::swap::words(&r.continuation)
+            .into_iter()
+            .map(|w| r.continuation[w].to_lowercase())
+            .collect();
+        let f = words.iter().any(|w| FEMALE.contains(&w.as_str()));
+        let m = words.iter().any(|w| MALE.contains(&w.as_str()));
+        if f || m {
+            with += 1;
+            agree += usize::from(if g == 0 { f && !m } else { m && !f });
+        }
+    }
+    (with > 0).then(|| (agree as f64 / with as f64, with))
+}

@@ -3,7 +3,7 @@
 //! Δ = log P(c | t(g)) − log P(swap(g→h, c) | t(h)). Samples and scores on one numeric path.
 //! Records every sample; metrics are recomputed from the records (`metrics`).
 
-use fairlm_model::generate::{generate_many, SamplingConfig};
+use fairlm_model::generate::{generate_batched, SamplingConfig};
 use std::collections::BTreeMap;
 
 use fairlm_model::score::score_after_prompts;
@@ -72,7 +72,8 @@ pub struct SampleRecord {
     pub counterfactuals: Vec<Counterfactual>,
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
+/// A progress bar in fairlm's style.
+pub fn progress(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
         ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
@@ -131,31 +132,18 @@ pub fn run(
             }
         }
     }
-    // Prompts of one token length are decoded together, up to `batch_size` rows at a time.
-    let mut order: Vec<usize> = (0..prompts.len()).collect();
-    order.sort_by_key(|&i| (prompts[i].ids.len(), i));
-    let per_batch = (cfg.batch_size / cfg.samples.max(1)).max(1);
     let pb = progress(prompts.len() as u64, "sampling");
-    let mut generated: Vec<Vec<fairlm_model::generate::Generation>> =
-        vec![Vec::new(); prompts.len()];
-    let mut start = 0;
-    while start < order.len() {
-        let len = prompts[order[start]].ids.len();
-        let mut end = start;
-        while end < order.len() && end - start < per_batch && prompts[order[end]].ids.len() == len {
-            end += 1;
-        }
-        let batch: Vec<(&[u32], u64)> = order[start..end]
-            .iter()
-            .map(|&i| (prompts[i].ids.as_slice(), prompts[i].index))
-            .collect();
-        let gens = generate_many(model, tok, &batch, cfg.samples, &sampling, cfg.seed)?;
-        for (&i, g) in order[start..end].iter().zip(gens) {
-            generated[i] = g;
-        }
-        pb.inc((end - start) as u64);
-        start = end;
-    }
+    let keyed: Vec<(Vec<u32>, u64)> = prompts.iter().map(|p| (p.ids.clone(), p.index)).collect();
+    let generated = generate_batched(
+        model,
+        tok,
+        &keyed,
+        cfg.samples,
+        &sampling,
+        cfg.seed,
+        cfg.batch_size,
+        |done| pb.inc(done as u64),
+    )?;
     let mut records = Vec::new();
     // Where each record came from: its axis, template and group index.
     let mut origins = Vec::new();

@@ -12,7 +12,7 @@ use fairlm_model::fetch;
 
 use crate::engine::ModelArgs;
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct AuditArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -47,6 +47,11 @@ pub struct AuditArgs {
 }
 
 pub fn run(a: AuditArgs) -> Result<()> {
+    audit(&a).map(|_| ())
+}
+
+/// Runs the audit `a` describes, prints its summary and writes its files; returns the results.
+pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
     let mut lexicon = Lexicon::default_lexicon()?;
     if let Some(p) = &a.lexicon {
         lexicon.extend(Lexicon::from_file(p)?);
@@ -102,5 +107,5 @@ pub fn run(a: AuditArgs) -> Result<()> {
             out.display()
         );
     }
-    Ok(())
+    Ok(results)
 }

@@ -6,6 +6,8 @@ mod audit;
 mod bench;
 mod compare;
 mod engine;
+mod experiment;
+mod mitigate;
 mod report;
 
 use std::process::ExitCode;
@@ -27,6 +29,11 @@ struct Cli {
 enum Command {
     /// Audit a model: counterfactual bias score, divergence, perplexity, with 95% CIs.
     Audit(audit::AuditArgs),
+    /// Reduce bias by training only: counterfactual augmentation, consistency and anchor
+    /// losses, optional adversary; writes the mitigated model.
+    Mitigate(mitigate::MitigateArgs),
+    /// Audit before → mitigate → audit after → comparison table, report.html and gates.
+    Experiment(experiment::ExperimentArgs),
     /// Compare two audits: deltas with paired 95% CIs, and gates (exit 1 when one fails).
     Compare(compare::CompareArgs),
     /// A self-contained HTML report of one audit, or of a before/after pair.
@@ -59,6 +66,8 @@ fn main() -> ExitCode {
     // Ok(true): done or every gate passed; Ok(false): a gate failed.
     let outcome: anyhow::Result<bool> = match cli.command {
         Command::Audit(a) => audit::run(a).map(|()| true),
+        Command::Mitigate(a) => mitigate::run(a).map(|()| true),
+        Command::Experiment(a) => experiment::run(a),
         Command::Bench(c) => bench::run(c).map(|()| true),
         Command::Compare(a) => compare::run(a),
         Command::Report(a) => report::run(a).map(|()| true),

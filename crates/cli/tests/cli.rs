@@ -859,3 +859,119 @@ fn report_page_recomputes_the_headline_from_the_records() {
     // The stored metrics still say the old score; the page must not.
     assert_eq!(headline(&edited, "b"), "0.000");
 }
+
+#[test]
+fn experiment_on_a_tiny_model_writes_every_stage_and_resumes() {
+    let d = scratch("experiment");
+    let out = d.join("exp");
+    let args = [
+        "experiment",
+        "--model",
+        fixture("tiny-gpt2").to_str().unwrap(),
+        "--quick",
+        "--axes",
+        "gender",
+        "--steps",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = fairlm(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    // A random model may or may not pass the gates; anything but an error is a finished run.
+    assert!(matches!(run.status.code(), Some(0) | Some(1)), "{err}");
+    for f in [
+        "before/results.json",
+        "after/results.json",
+        "model/config.json",
+        "model/model.safetensors",
+        "train.json",
+        "train-log.jsonl",
+        "corpus.json",
+        "compare.md",
+        "report.html",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing; stderr: {err}");
+    }
+    assert!(!out.join("checkpoint").exists());
+    let train: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("train.json")).unwrap()).unwrap();
+    assert_eq!(train["steps_done"], 2);
+    assert!(
+        train["corpus_sentences_after"].as_u64() > train["corpus_sentences_before"].as_u64(),
+        "augmentation must grow the corpus"
+    );
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert!(md.contains("discriminator accuracy"), "{md}");
+    // The mitigated model is a model fairlm audits.
+    let audit = fairlm(&[
+        "audit",
+        "--model",
+        out.join("model").to_str().unwrap(),
+        "--quick",
+        "--axes",
+        "gender",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    // Resuming a finished experiment redoes nothing and gives the same comparison.
+    let mut again: Vec<&str> = args.to_vec();
+    again.push("--resume");
+    let rerun = fairlm(&again).output().unwrap();
+    let rerr = String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerr.contains("keeping the finished mitigation"), "{rerr}");
+    assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), md);
+}
+
+#[test]
+fn mitigate_refuses_bad_corpus_lines_and_modes() {
+    let d = scratch("mitigate-bad");
+    let corpus = d.join("c.jsonl");
+    std::fs::write(&corpus, "{\"text\": \"The woman left.\"}\nnot json\n").unwrap();
+    let model = fixture("tiny-gpt2");
+    let base = [
+        "mitigate",
+        "--model",
+        model.to_str().unwrap(),
+        "--steps",
+        "1",
+    ];
+    let mut a: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    a.extend([
+        "--corpus".into(),
+        corpus.display().to_string(),
+        "--out".into(),
+        d.join("o1").display().to_string(),
+    ]);
+    let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+    assert_one_line_error(
+        fairlm(&refs).output().unwrap(),
+        &["c.jsonl:2:", "invalid JSON"],
+    );
+    let mut b: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    b.extend([
+        "--mode".into(),
+        "half".into(),
+        "--out".into(),
+        d.join("o2").display().to_string(),
+    ]);
+    let refs: Vec<&str> = b.iter().map(|s| s.as_str()).collect();
+    assert_one_line_error(fairlm(&refs).output().unwrap(), &["--mode", "half"]);
+    // A corpus that never mentions a group has nothing to augment.
+    let plain = d.join("plain.txt");
+    std::fs::write(&plain, "The weather was fine.\nThe train left.\n").unwrap();
+    let mut c: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    c.extend([
+        "--corpus".into(),
+        plain.display().to_string(),
+        "--out".into(),
+        d.join("o3").display().to_string(),
+    ]);
+    let refs: Vec<&str> = c.iter().map(|s| s.as_str()).collect();
+    assert_one_line_error(fairlm(&refs).output().unwrap(), &["mentions a group"]);
+}

@@ -139,6 +139,44 @@ pub struct Generation {
     pub finish: &'static str,
 }
 
+/// `n` continuations of each of many prompts of any lengths: prompts of one token length are
+/// decoded together, up to `batch_rows` rows at a time (`generate_many`); `progress` is told
+/// how many prompts each batch finished. Results are in the order of `prompts`.
+pub fn generate_batched(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    prompts: &[(Vec<u32>, u64)],
+    n: usize,
+    cfg: &SamplingConfig,
+    seed: u64,
+    batch_rows: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Vec<Generation>>> {
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| (prompts[i].0.len(), i));
+    let per_batch = (batch_rows / n.max(1)).max(1);
+    let mut generated: Vec<Vec<Generation>> = vec![Vec::new(); prompts.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let len = prompts[order[start]].0.len();
+        let mut end = start;
+        while end < order.len() && end - start < per_batch && prompts[order[end]].0.len() == len {
+            end += 1;
+        }
+        let batch: Vec<(&[u32], u64)> = order[start..end]
+            .iter()
+            .map(|&i| (prompts[i].0.as_slice(), prompts[i].1))
+            .collect();
+        let gens = generate_many(model, tok, &batch, n, cfg, seed)?;
+        for (&i, g) in order[start..end].iter().zip(gens) {
+            generated[i] = g;
+        }
+        progress(end - start);
+        start = end;
+    }
+    Ok(generated)
+}
+
 /// `n` continuations of one prompt (see `generate_many`).
 pub fn generate(
     model: &dyn CausalLm,

@@ -4,7 +4,7 @@
 use candle_core::{Result, Tensor};
 
 use crate::error::Error;
-use crate::lm::{CausalLm, KvCache, ModelInfo, Output};
+use crate::lm::{CausalLm, KvCache, ModelInfo};
 use crate::ops::{self, Kernels, Linear};
 use crate::weights::Weights;
 
@@ -170,7 +170,7 @@ impl CausalLm for Gpt2 {
         &self.info
     }
 
-    fn forward(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Output> {
+    fn hidden(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         let offset = cache.len();
         if offset + s > self.info.context_length {
@@ -209,13 +209,15 @@ impl CausalLm for Gpt2 {
             };
             x = (x + blk.mlp_proj.forward(&h)?)?;
         }
-        let hidden = self.ln_f.forward(&x, self.eps, k)?;
-        let lm_head = Linear::Dense {
+        self.ln_f.forward(&x, self.eps, k)
+    }
+
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Linear::Dense {
             weight: self.wte.clone(),
             bias: None,
             in_out: false,
-        };
-        let logits = lm_head.forward(&hidden)?;
-        Ok(Output { logits, hidden })
+        }
+        .forward(hidden)
     }
 }

@@ -4,7 +4,7 @@
 use candle_core::{Result, Tensor};
 
 use crate::error::Error;
-use crate::lm::{CausalLm, KvCache, ModelInfo, Output};
+use crate::lm::{CausalLm, KvCache, ModelInfo};
 use crate::ops::{self, Kernels, Linear, Rotary};
 use crate::weights::Weights;
 
@@ -239,7 +239,7 @@ impl CausalLm for Llama {
         &self.info
     }
 
-    fn forward(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Output> {
+    fn hidden(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         let offset = cache.len();
         if offset + s > self.info.context_length {
@@ -276,8 +276,10 @@ impl CausalLm for Llama {
                 .forward(&ops::rms_norm(&x, &blk.mlp_norm, self.eps, k)?)?;
             x = (x + m)?;
         }
-        let hidden = ops::rms_norm(&x, &self.norm, self.eps, k)?;
-        let logits = self.lm_head.forward(&hidden)?;
-        Ok(Output { logits, hidden })
+        ops::rms_norm(&x, &self.norm, self.eps, k)
+    }
+
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(hidden)
     }
 }

@@ -7,10 +7,21 @@ use candle_core::{Result, Tensor};
 pub trait CausalLm: Send + Sync {
     fn info(&self) -> &ModelInfo;
 
-    /// `ids` is [batch, seq]; its first position is `cache.len()`. Returns logits
-    /// [batch, seq, vocab] and the final hidden states [batch, seq, hidden] (after the last
-    /// norm), and appends this step's keys and values to `cache`.
-    fn forward(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Output>;
+    /// `ids` is [batch, seq]; its first position is `cache.len()`. Returns the final hidden
+    /// states [batch, seq, hidden] (after the last norm) and appends this step's keys and
+    /// values to `cache`.
+    fn hidden(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor>;
+
+    /// Logits [..., vocab] of hidden states [..., hidden]: callers that need only some
+    /// positions (training skips padding) select them first.
+    fn logits(&self, hidden: &Tensor) -> Result<Tensor>;
+
+    /// Logits [batch, seq, vocab] and hidden states at every position (see `hidden`).
+    fn forward(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Output> {
+        let hidden = self.hidden(ids, cache)?;
+        let logits = self.logits(&hidden)?;
+        Ok(Output { logits, hidden })
+    }
 
     fn new_cache(&self) -> KvCache {
         KvCache::new(self.info().n_layers)

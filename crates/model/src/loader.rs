@@ -90,14 +90,17 @@ impl Checkpoint {
     }
 
     pub fn build_with(&self, kernels: Kernels) -> Result<Box<dyn CausalLm>> {
+        self.build_on(&self.weights, kernels)
+    }
+
+    /// A model of this checkpoint's architecture over other weights with the same names, e.g.
+    /// tensors computed from trainable parameters (LoRA, partly frozen layers).
+    pub fn build_on(&self, weights: &Weights, kernels: Kernels) -> Result<Box<dyn CausalLm>> {
         Ok(match &self.config {
-            ArchConfig::Llama(c) => Box::new(Llama::new(
-                c,
-                &self.weights,
-                self.interleaved_rope,
-                kernels,
-            )?),
-            ArchConfig::Gpt2(c) => Box::new(Gpt2::new(c, &self.weights, kernels)?),
+            ArchConfig::Llama(c) => {
+                Box::new(Llama::new(c, weights, self.interleaved_rope, kernels)?)
+            }
+            ArchConfig::Gpt2(c) => Box::new(Gpt2::new(c, weights, kernels)?),
         })
     }
 
@@ -206,7 +209,7 @@ fn meta_f64(c: &gguf_file::Content, key: &str) -> Option<f64> {
 }
 
 /// GGUF tensor name → Hugging Face name.
-fn hf_name(gguf: &str) -> Option<String> {
+pub(crate) fn hf_name(gguf: &str) -> Option<String> {
     let fixed = match gguf {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -234,7 +237,7 @@ fn hf_name(gguf: &str) -> Option<String> {
 }
 
 /// Undoes llama.cpp's rotary permutation of Q/K rows (engine-notes.md, trap 3).
-fn unpermute(w: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+pub(crate) fn unpermute(w: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let (out, inp) = w.dims2()?;
     w.reshape((heads, out / heads / 2, 2, inp))?
         .transpose(1, 2)?

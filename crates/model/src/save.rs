@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Tensor;
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::loader::{ArchConfig, Checkpoint};
+use crate::loader::{hf_name, ArchConfig, Checkpoint};
 
 fn config_json(config: &ArchConfig) -> serde_json::Value {
     match config {
@@ -111,4 +112,118 @@ pub fn save_hf(
         return Err(e);
     }
     std::fs::rename(&tmp, dir).map_err(|e| Error::file(dir, format!("cannot move into place: {e}")))
+}
+
+/// Tensor types a saved GGUF can use for its matrices (vectors stay F32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgufType {
+    F32,
+    F16,
+    Q8_0,
+    Q4_1,
+}
+
+impl GgufType {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "f32" => GgufType::F32,
+            "f16" => GgufType::F16,
+            "q8_0" => GgufType::Q8_0,
+            "q4_1" => GgufType::Q4_1,
+            _ => return None,
+        })
+    }
+
+    fn ggml(self) -> GgmlDType {
+        match self {
+            GgufType::F32 => GgmlDType::F32,
+            GgufType::F16 => GgmlDType::F16,
+            GgufType::Q8_0 => GgmlDType::Q8_0,
+            GgufType::Q4_1 => GgmlDType::Q4_1,
+        }
+    }
+}
+
+/// Re-applies llama.cpp's rotary row order to Q/K (the inverse of the loader's unpermute).
+fn permute(w: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    w.reshape((heads, 2, out / heads / 2, inp))?
+        .transpose(1, 2)?
+        .reshape((out, inp))
+}
+
+/// Writes `tensors` (Hugging Face names) as a GGUF file at `path`, with the metadata (tokenizer,
+/// hyper-parameters) and tensor list of the GGUF checkpoint `ck` was opened from: the same
+/// architecture and names, matrices stored as `matrix_type`. Written to a temporary sibling and
+/// renamed, so `path` appears whole or not at all.
+pub fn save_gguf(
+    ck: &Checkpoint,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+    matrix_type: GgufType,
+) -> Result<()> {
+    if ck.format != crate::Format::Gguf {
+        return Err(Error::Invalid(
+            "a GGUF can only be written for a model read from GGUF (its tokenizer metadata is copied); write the Hugging Face directory instead".into(),
+        ));
+    }
+    let ArchConfig::Llama(cfg) = &ck.config else {
+        return Err(Error::Invalid(
+            "GGUF output supports the llama architecture".into(),
+        ));
+    };
+    let mut src = std::fs::File::open(&ck.path).map_err(|e| Error::file(&ck.path, e))?;
+    let content = gguf_file::Content::read(&mut src)
+        .map_err(|e| Error::file(&ck.path, crate::error::candle_message(&e)))?;
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let mut out_tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());
+    for name in names {
+        let q = match hf_name(name) {
+            Some(hf) => {
+                let t = tensors.get(&hf).ok_or_else(|| Error::MissingTensor {
+                    path: path.to_path_buf(),
+                    tensor: hf.clone(),
+                })?;
+                let t = if hf.ends_with("q_proj.weight") {
+                    permute(t, cfg.num_attention_heads)?
+                } else if hf.ends_with("k_proj.weight") {
+                    permute(t, cfg.kv_heads())?
+                } else {
+                    t.clone()
+                };
+                let ty = if t.rank() == 2 {
+                    matrix_type.ggml()
+                } else {
+                    GgmlDType::F32
+                };
+                QTensor::quantize(&t.contiguous()?, ty)?
+            }
+            // Tensors llama.cpp keeps for itself are copied unchanged.
+            None => content
+                .tensor(&mut src, name, &candle_core::Device::Cpu)
+                .map_err(|e| Error::file(&ck.path, crate::error::candle_message(&e)))?,
+        };
+        out_tensors.push((name.clone(), q));
+    }
+    let mut meta: Vec<(&String, &gguf_file::Value)> = content.metadata.iter().collect();
+    meta.sort_by(|a, b| a.0.cmp(b.0));
+    let meta: Vec<(&str, &gguf_file::Value)> = meta.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let refs: Vec<(&str, &QTensor)> = out_tensors.iter().map(|(n, q)| (n.as_str(), q)).collect();
+    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::file(&tmp, e))?;
+        let mut w = std::io::BufWriter::new(file);
+        gguf_file::write(&mut w, &meta, &refs)
+            .map_err(|e| Error::file(&tmp, crate::error::candle_message(&e)))?;
+        use std::io::Write;
+        w.flush().map_err(|e| Error::file(&tmp, e))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::file(path, format!("cannot move into place: {e}")))
 }

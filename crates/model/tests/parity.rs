@@ -425,6 +425,41 @@ fn gguf_saved_as_hf_directory_scores_the_same() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The default model's f32 weights written back as a GGUF (Q/K rows permuted back to llama.cpp's
+/// order, metadata and tokenizer copied) load with identical scores on the f32 path, and a
+/// Q4_1 copy loads on the quantized path close to the original file.
+#[test]
+fn f32_weights_saved_as_gguf_score_the_same() {
+    use fairlm_model::save::{save_gguf, GgufType};
+    let fx = fixture("smollm2.json");
+    let sentences: Vec<Value> = fx["sentences"].as_array().unwrap()[..8].to_vec();
+    let l = smollm2(NumericPath::F32);
+    let path = std::env::temp_dir().join(format!("fairlm-gguf-{}.gguf", std::process::id()));
+    save_gguf(&l.ck, l.ck.weights.dense(), &path, GgufType::F32).unwrap();
+    let saved = Checkpoint::open(&path, NumericPath::F32).unwrap();
+    assert_eq!(
+        saved.tokenizer.encode("The nurse said").unwrap(),
+        l.ck.tokenizer.encode("The nurse said").unwrap()
+    );
+    let a = score_sentences(l.model.as_ref(), &sentences, 0);
+    let b = score_sentences(saved.build().unwrap().as_ref(), &sentences, 0);
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+    }
+    save_gguf(&l.ck, l.ck.weights.dense(), &path, GgufType::Q4_1).unwrap();
+    let q = Checkpoint::open(&path, NumericPath::Quantized).unwrap();
+    let c = score_sentences(q.build().unwrap().as_ref(), &sentences, 0);
+    let (mut diff, mut n) = (0.0, 0);
+    for (x, y) in a.iter().flatten().zip(c.iter().flatten()) {
+        diff += (x - y).abs();
+        n += 1;
+    }
+    // Re-quantizing dequantized Q4_1 blocks is close to lossless; the bound is the quantized
+    // path's own distance from f32.
+    assert!(diff / (n as f64) < 0.2, "mean |Δ| {}", diff / n as f64);
+    std::fs::remove_file(&path).unwrap();
+}
+
 #[test]
 fn continuations_after_a_shared_prompt_score_as_whole_sequences() {
     let l = smollm2(NumericPath::F32);

@@ -1,0 +1,212 @@
+//! `fairlm experiment`: audit before → mitigate → audit after → comparison, report and gates,
+//! in one command on one output directory. Each finished stage is kept, so `--resume` after an
+//! interruption continues where it stopped.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use fairlm_bias::audit::{mean_logprob_under, write_atomic, AuditResults};
+use fairlm_bias::compare;
+use fairlm_bias::metrics::pronoun_agreement;
+use fairlm_train::trainer::TrainReport;
+
+use crate::audit::AuditArgs;
+use crate::compare::GateArgs;
+use crate::engine::ModelArgs;
+use crate::mitigate::{MitigateArgs, TrainArgs};
+
+#[derive(Args)]
+pub struct ExperimentArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Holds before/, after/, model/, model.gguf, train.json, train-log.jsonl, compare.md,
+    /// report.html.
+    #[arg(long, default_value = "experiment")]
+    pub out: PathBuf,
+    /// Small profile (≤ 10 min): quick audits, a short mitigation on a smaller corpus.
+    #[arg(long)]
+    pub quick: bool,
+    /// Continue an interrupted experiment in OUT (finished stages are kept).
+    #[arg(long)]
+    pub resume: bool,
+    /// Gates of the experiment's verdict (exit 1 when one fails).
+    #[command(flatten)]
+    pub gates: GateArgs,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+fn audit_args(
+    model: &ModelArgs,
+    out: PathBuf,
+    quick: bool,
+    seed: u64,
+    train: &TrainArgs,
+) -> AuditArgs {
+    AuditArgs {
+        model: model.clone(),
+        out: Some(out),
+        seed,
+        samples: None,
+        tau: std::f64::consts::LN_2,
+        axes: train.axes.clone(),
+        quick,
+        lexicon: train.lexicon.clone(),
+        templates: train.templates.clone(),
+        bootstrap: 1000,
+        text: None,
+    }
+}
+
+/// Reads a finished audit when resuming, else runs it.
+fn audit_stage(args: &AuditArgs, resume: bool) -> Result<AuditResults> {
+    let results = args.out.as_ref().map(|o| o.join("results.json"));
+    if let Some(p) = results.filter(|p| resume && p.exists()) {
+        eprintln!("fairlm: keeping the finished audit {}", p.display());
+        return Ok(AuditResults::read(&p)?);
+    }
+    crate::audit::audit(args)
+}
+
+pub fn run(mut a: ExperimentArgs) -> Result<bool> {
+    if a.quick {
+        // The quick profile: 24 steps on a corpus from 8 train templates, one sample each.
+        a.train.steps = a.train.steps.min(24);
+        a.train.eval_every = a.train.eval_every.min(12);
+        a.train.corpus_samples = 1;
+        a.train.corpus_templates = Some(a.train.corpus_templates.unwrap_or(8));
+    }
+    if a.gates.max_bias_ratio.is_none() && a.gates.max_bias.is_none() {
+        a.gates.max_bias_ratio = Some(0.43);
+    }
+    if a.gates.max_ppl_increase.is_none() {
+        a.gates.max_ppl_increase = Some(5.0);
+    }
+    std::fs::create_dir_all(&a.out)?;
+    let seed = a.train.seed;
+    eprintln!("fairlm: experiment 1/3: audit of the original model");
+    let before = audit_stage(
+        &audit_args(&a.model, a.out.join("before"), a.quick, seed, &a.train),
+        a.resume,
+    )?;
+
+    eprintln!("fairlm: experiment 2/3: mitigation");
+    let model_dir = a.out.join("model");
+    let report: TrainReport = if a.resume && model_dir.join("config.json").exists() {
+        eprintln!(
+            "fairlm: keeping the finished mitigation {}",
+            model_dir.display()
+        );
+        serde_json::from_str(&std::fs::read_to_string(a.out.join("train.json"))?)?
+    } else {
+        let m = MitigateArgs {
+            model: a.model.clone(),
+            out: a.out.clone(),
+            resume: a.resume,
+            train: a.train.clone(),
+        };
+        crate::mitigate::mitigate(&m)?.0
+    };
+
+    eprintln!("fairlm: experiment 3/3: audit of the mitigated model");
+    let mitigated = ModelArgs {
+        model: model_dir.display().to_string(),
+        dtype: fairlm_model::NumericPath::F32,
+    };
+    let after = audit_stage(
+        &audit_args(&mitigated, a.out.join("after"), a.quick, seed, &a.train),
+        a.resume,
+    )?;
+
+    let comparison = compare::compare(
+        &before,
+        &after,
+        &a.gates.gates(),
+        before.config.bootstrap_resamples,
+        seed,
+    )?;
+    let mut md = compare::markdown(&comparison);
+    md.push_str(&quality_markdown(&a, &before, &after)?);
+    md.push_str(&training_markdown(&report));
+    write_atomic(&a.out.join("compare.md"), md.as_bytes())?;
+    let html = fairlm_report::render(&before, Some(&after), Some(&comparison));
+    write_atomic(&a.out.join("report.html"), html.as_bytes())?;
+    println!("{md}");
+    eprintln!(
+        "fairlm: wrote {0}/compare.md and {0}/report.html",
+        a.out.display()
+    );
+    for g in comparison.gates.iter().filter(|g| !g.passed) {
+        eprintln!("fairlm: gate {} failed: {}", g.gate, g.detail);
+    }
+    Ok(comparison.passed())
+}
+
+/// Quality the perplexity does not show: pronoun agreement and the samples' likelihood under
+/// the original model.
+fn quality_markdown(
+    a: &ExperimentArgs,
+    before: &AuditResults,
+    after: &AuditResults,
+) -> Result<String> {
+    let lexicon = crate::mitigate::lexicon(&a.train.lexicon, &a.train.axes)?;
+    let mut s = String::from(
+        "\n## Quality beyond perplexity\n\n| measure | before | after |\n|---|---|---|\n",
+    );
+    let agreement = |r: &AuditResults| match pronoun_agreement(&r.records, &lexicon) {
+        Some((share, n)) => format!("{share:.3} ({n} samples)"),
+        None => "n/a".into(),
+    };
+    s += &format!(
+        "| pronoun agreement with the subject (gender samples with a pronoun) | {} | {} |\n",
+        agreement(before),
+        agreement(after)
+    );
+    let ck = a.model.open()?;
+    let original = ck.build()?;
+    let fb = mean_logprob_under(original.as_ref(), &ck.tokenizer, &before.records)?;
+    let fa = mean_logprob_under(original.as_ref(), &ck.tokenizer, &after.records)?;
+    s += &format!(
+        "| samples' mean log-prob per token under the original model | {fb:.3} | {fa:.3} |\n"
+    );
+    Ok(s)
+}
+
+/// The mitigation's own figures, appended to compare.md.
+fn training_markdown(r: &TrainReport) -> String {
+    let w = &r.config.weights;
+    let mut s = String::from("\n## Mitigation\n\n| | |\n|---|---|\n");
+    s += &format!(
+        "| mode | {:?}, {} trainable parameters |\n",
+        r.config.mode, r.trainable_parameters
+    );
+    s += &format!(
+        "| losses | CE {}, consistency {}, equalising {}, attribute {}, anchor {}, adversary λ {} |\n",
+        w.ce, w.consistency, w.equalising, w.attribute, w.anchor, w.adversary
+    );
+    s += &format!(
+        "| corpus | {} sentences → {} after counterfactual augmentation |\n",
+        r.corpus_sentences_before, r.corpus_sentences_after
+    );
+    s += &format!(
+        "| steps | {} of {} (kept step {}), {:.0} s |\n",
+        r.steps_done, r.config.steps, r.kept_step, r.seconds
+    );
+    if let Some(why) = &r.stopped_early {
+        s += &format!("| stopped early | {why} |\n");
+    }
+    s += &format!(
+        "| held-out perplexity (guard) | {:.3} → {:.3} (guard +{:.0}%) |\n",
+        r.base_perplexity,
+        r.final_perplexity,
+        r.config.perplexity_guard * 100.0
+    );
+    if let Some(d) = &r.discriminator {
+        s += &format!(
+            "| discriminator accuracy, held-out pairs | {:.3} → {:.3} (chance {:.3}, {} pairs) |\n",
+            d.before, d.after, d.chance, d.pairs
+        );
+    }
+    s
+}

@@ -1,0 +1,329 @@
+//! The training corpus: the user's text or sentences sampled from the model itself on the
+//! `train` templates and on neutral prompts, then two-sided counterfactual data augmentation
+//! (CDA): every sentence that mentions a group is kept and joined by its swapped twin for each
+//! other group of its axis. Nothing is dropped; the corpus only grows.
+
+use std::path::Path;
+
+use fairlm_bias::lexicon::Lexicon;
+use fairlm_bias::probe::{progress, SENTENCE_END};
+use fairlm_bias::swap::{AxisSwapper, SwapSpan};
+use fairlm_bias::templates::Template;
+use fairlm_model::generate::{generate_batched, SamplingConfig};
+use fairlm_model::{CausalLm, Tokenizer};
+
+use crate::error::{Error, Result};
+
+/// Prompts written for this project whose continuations should not mention any group.
+pub const NEUTRAL_PROMPTS: &str = include_str!("../../../data/neutral-prompts.txt");
+
+/// A sentence about group `group` of lexicon axis `axis`, with its twins.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CdaSet {
+    pub axis: usize,
+    pub group: usize,
+    pub text: String,
+    /// For each other group h: (h, swapped text, spans from `text` to it).
+    pub twins: Vec<Twin>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Twin {
+    pub group: usize,
+    pub text: String,
+    pub spans: Vec<(usize, usize, usize, usize)>,
+}
+
+impl Twin {
+    pub fn spans(&self) -> Vec<SwapSpan> {
+        self.spans
+            .iter()
+            .map(|&(a, b, c, d)| SwapSpan {
+                from: a..b,
+                to: c..d,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Corpus {
+    /// Sentences that mention exactly one group of one axis, with their twins.
+    pub sets: Vec<CdaSet>,
+    /// Sentences that mention no group (the quality anchor reads these).
+    pub neutral: Vec<String>,
+    /// Sentences that mention several groups: kept for the LM loss, not swapped (a one-way
+    /// swap would make them about one group twice).
+    pub mixed: Vec<String>,
+}
+
+impl Corpus {
+    /// Sentences before augmentation.
+    pub fn size_before(&self) -> usize {
+        self.sets.len() + self.neutral.len() + self.mixed.len()
+    }
+
+    /// Sentences after augmentation (originals and twins).
+    pub fn size_after(&self) -> usize {
+        self.size_before() + self.sets.iter().map(|s| s.twins.len()).sum::<usize>()
+    }
+}
+
+/// Twins of `text` (about group g of `axis`) for every other group.
+fn twins(swapper: &AxisSwapper, groups: usize, g: usize, text: &str) -> Vec<Twin> {
+    (0..groups)
+        .filter(|&h| h != g)
+        .filter_map(|h| {
+            let s = swapper.swap(g, h, text);
+            (!s.spans.is_empty()).then(|| Twin {
+                group: h,
+                text: s.text,
+                spans: s
+                    .spans
+                    .iter()
+                    .map(|sp| (sp.from.start, sp.from.end, sp.to.start, sp.to.end))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// Sorts sentences into CDA sets (one group mentioned), neutral and mixed.
+pub fn augment(lexicon: &Lexicon, sentences: &[String]) -> Corpus {
+    let swappers: Vec<AxisSwapper> = lexicon.axes.iter().map(AxisSwapper::new).collect();
+    let mut corpus = Corpus::default();
+    for text in sentences {
+        // Which (axis, group) pairs does the sentence mention?
+        let mut mentioned = Vec::new();
+        for (a, axis) in lexicon.axes.iter().enumerate() {
+            let k = axis.groups.len();
+            for g in 0..k {
+                let other = (g + 1) % k;
+                if !swappers[a].swap(g, other, text).spans.is_empty() {
+                    mentioned.push((a, g));
+                }
+            }
+        }
+        match mentioned.as_slice() {
+            [] => corpus.neutral.push(text.clone()),
+            [(a, g)] => corpus.sets.push(CdaSet {
+                axis: *a,
+                group: *g,
+                text: text.clone(),
+                twins: twins(&swappers[*a], lexicon.axes[*a].groups.len(), *g, text),
+            }),
+            _ => corpus.mixed.push(text.clone()),
+        }
+    }
+    corpus
+}
+
+/// A sentence whose group is known from its prompt (the template's subject).
+pub struct Labelled {
+    pub axis: usize,
+    pub group: usize,
+    pub text: String,
+}
+
+/// CDA sets for sentences whose group is known, plus `augment` for the others.
+pub fn augment_labelled(lexicon: &Lexicon, labelled: &[Labelled], other: &[String]) -> Corpus {
+    let swappers: Vec<AxisSwapper> = lexicon.axes.iter().map(AxisSwapper::new).collect();
+    let mut corpus = augment(lexicon, other);
+    for l in labelled {
+        corpus.sets.push(CdaSet {
+            axis: l.axis,
+            group: l.group,
+            text: l.text.clone(),
+            twins: twins(
+                &swappers[l.axis],
+                lexicon.axes[l.axis].groups.len(),
+                l.group,
+                &l.text,
+            ),
+        });
+    }
+    corpus
+}
+
+/// Reads a corpus file: JSONL with a `text` field per line when it ends in `.jsonl`, else
+/// one sentence per non-empty line.
+pub fn read_corpus(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+    let jsonl = path.extension().is_some_and(|e| e == "jsonl");
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let sentence = if jsonl {
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Data {
+                path: path.to_path_buf(),
+                line: i + 1,
+                reason: format!("invalid JSON: {e}"),
+            })?;
+            v.get("text")
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| Error::Data {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    reason: "expected an object with a string field `text`".into(),
+                })?
+                .to_string()
+        } else {
+            line.to_string()
+        };
+        out.push(sentence);
+    }
+    if out.is_empty() {
+        return Err(Error::Data {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: "the corpus has no sentences".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// How the default corpus is sampled from the model.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SampleCorpusConfig {
+    /// Continuations per (train template, group).
+    pub per_template: usize,
+    /// Continuations per neutral prompt.
+    pub per_neutral: usize,
+    pub max_tokens: usize,
+    pub seed: u64,
+    pub batch_rows: usize,
+}
+
+impl Default for SampleCorpusConfig {
+    fn default() -> Self {
+        SampleCorpusConfig {
+            per_template: 2,
+            per_neutral: 4,
+            max_tokens: 24,
+            seed: 1,
+            batch_rows: 32,
+        }
+    }
+}
+
+/// Samples the default corpus: continuations of every `train` template for every group of
+/// every axis (labelled by the prompt's group) and of the neutral prompts, temperature 1, ending
+/// at the first sentence end. The caller passes only `train` templates.
+pub fn sample_corpus(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    lexicon: &Lexicon,
+    templates: &[Template],
+    cfg: &SampleCorpusConfig,
+) -> Result<Corpus> {
+    let ctx: Vec<u32> = tok.document_start().into_iter().collect();
+    let encode = |p: &str| -> Result<Vec<u32>> {
+        let mut ids = ctx.clone();
+        ids.extend(tok.encode(p)?);
+        Ok(ids)
+    };
+    let sampling = SamplingConfig {
+        temperature: 1.0,
+        top_k: None,
+        top_p: None,
+        max_new_tokens: cfg.max_tokens,
+        stop: SENTENCE_END.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut labels = Vec::new();
+    let mut prompts = Vec::new();
+    for (a, axis) in lexicon.axes.iter().enumerate() {
+        for t in templates {
+            for (g, subject) in axis.subjects.iter().enumerate() {
+                let text = t.fill(subject);
+                prompts.push((encode(&text)?, prompts.len() as u64));
+                labels.push((a, g, text));
+            }
+        }
+    }
+    let neutral: Vec<&str> = NEUTRAL_PROMPTS
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    // Neutral prompts get their own index range of random streams.
+    let neutral_prompts: Vec<(Vec<u32>, u64)> = neutral
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Ok((encode(p)?, 1_000_000 + i as u64)))
+        .collect::<Result<_>>()?;
+    let pb = progress((prompts.len() + neutral_prompts.len()) as u64, "corpus");
+    let gens = generate_batched(
+        model,
+        tok,
+        &prompts,
+        cfg.per_template,
+        &sampling,
+        cfg.seed,
+        cfg.batch_rows,
+        |d| pb.inc(d as u64),
+    )?;
+    let neutral_gens = generate_batched(
+        model,
+        tok,
+        &neutral_prompts,
+        cfg.per_neutral,
+        &sampling,
+        cfg.seed,
+        cfg.batch_rows,
+        |d| pb.inc(d as u64),
+    )?;
+    pb.finish_and_clear();
+    let labelled: Vec<Labelled> = labels
+        .iter()
+        .zip(&gens)
+        .flat_map(|((a, g, prompt), gs)| {
+            gs.iter().map(move |gen| Labelled {
+                axis: *a,
+                group: *g,
+                text: format!("{prompt}{}", gen.text),
+            })
+        })
+        .collect();
+    let other: Vec<String> = neutral
+        .iter()
+        .zip(&neutral_gens)
+        .flat_map(|(p, gs)| gs.iter().map(move |gen| format!("{p}{}", gen.text)))
+        .collect();
+    Ok(augment_labelled(lexicon, &labelled, &other))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn augmentation_keeps_every_sentence_and_adds_twins() {
+        let lex = Lexicon::default_lexicon().unwrap();
+        let sentences: Vec<String> = [
+            "The woman said she was tired.",
+            "The weather was fine.",
+            "The man and the woman left.",
+        ]
+        .map(String::from)
+        .to_vec();
+        let c = augment(&lex, &sentences);
+        assert_eq!(c.size_before(), 3);
+        assert_eq!(c.sets.len(), 1);
+        assert_eq!(c.neutral, vec!["The weather was fine.".to_string()]);
+        assert_eq!(c.mixed.len(), 1);
+        assert_eq!(c.sets[0].twins[0].text, "The man said he was tired.");
+        assert_eq!(c.size_after(), 4);
+    }
+
+    #[test]
+    fn a_jsonl_line_without_text_names_its_line() {
+        let dir = std::env::temp_dir().join(format!("fairlm-corpus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.jsonl");
+        std::fs::write(&p, "{\"text\": \"fine\"}\n{\"txt\": 1}\n").unwrap();
+        let e = read_corpus(&p).unwrap_err().to_string();
+        assert!(e.contains("c.jsonl:2:"), "{e}");
+    }
+}

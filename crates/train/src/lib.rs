@@ -1,0 +1,16 @@
+//! Mitigation by training only (design.md §4): a counterfactually augmented corpus, the bias
+//! losses over a sentence and its swapped twin, an adversarial discriminator behind gradient
+//! reversal, and a trainer (AdamW, warm-up + cosine, clipping, accumulation, checkpoints,
+//! quality guard) whose output keeps the input's architecture.
+
+pub mod adversary;
+pub mod align;
+pub mod classes;
+pub mod corpus;
+pub mod error;
+pub mod losses;
+pub mod optim;
+pub mod params;
+pub mod trainer;
+
+pub use error::{Error, Result};

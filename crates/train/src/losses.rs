@@ -1,0 +1,412 @@
+//! The mitigation's losses over one padded batch (design.md §4): LM cross-entropy on every
+//! sentence; swap-aware counterfactual consistency between a sentence and its twin at aligned
+//! positions; the equalising loss over aligned group-word classes; the attribute-gap penalty;
+//! the KL anchor to the frozen original on neutral text; the adversary's loss.
+
+use candle_core::{Device, Tensor, D};
+use fairlm_model::{CausalLm, KvCache};
+
+use crate::adversary::Adversary;
+use crate::classes::ClassPairs;
+use crate::error::Result;
+
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct LossWeights {
+    pub ce: f64,
+    pub consistency: f64,
+    pub equalising: f64,
+    pub attribute: f64,
+    pub anchor: f64,
+    /// λ of the gradient-reversal layer in front of the adversary (0 = no adversary).
+    pub adversary: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        LossWeights {
+            ce: 1.0,
+            consistency: 1.0,
+            equalising: 0.0,
+            attribute: 0.0,
+            anchor: 1.0,
+            adversary: 0.0,
+        }
+    }
+}
+
+/// A class table on the device: the tokens of every class and the 0/1 maps from those tokens
+/// to the 2K class slots (own forms first, then the other group's) for each side.
+pub struct ClassTable {
+    tokens: Tensor,
+    map_g: Tensor,
+    map_h: Tensor,
+    k: usize,
+}
+
+impl ClassTable {
+    pub fn new(classes: &ClassPairs) -> Result<Option<ClassTable>> {
+        if classes.is_empty() {
+            return Ok(None);
+        }
+        let tokens = classes.tokens();
+        let k = classes.pairs.len();
+        let mut map_g = vec![0f32; tokens.len() * 2 * k];
+        let mut map_h = vec![0f32; tokens.len() * 2 * k];
+        let mut row = 0;
+        for (c, (a, b)) in classes.pairs.iter().enumerate() {
+            for _ in a {
+                map_g[row * 2 * k + c] = 1.0;
+                map_h[row * 2 * k + k + c] = 1.0;
+                row += 1;
+            }
+            for _ in b {
+                map_g[row * 2 * k + k + c] = 1.0;
+                map_h[row * 2 * k + c] = 1.0;
+                row += 1;
+            }
+        }
+        let n = tokens.len();
+        Ok(Some(ClassTable {
+            tokens: Tensor::new(tokens.as_slice(), &Device::Cpu)?,
+            map_g: Tensor::from_vec(map_g, (n, 2 * k), &Device::Cpu)?,
+            map_h: Tensor::from_vec(map_h, (n, 2 * k), &Device::Cpu)?,
+            k,
+        }))
+    }
+}
+
+/// A sentence about group g and its twin about h, tokenised with the context token first;
+/// `aligned` are prefix lengths (sequence positions whose next-token distributions correspond).
+pub struct PairItem {
+    pub a: Vec<u32>,
+    pub b: Vec<u32>,
+    pub aligned: Vec<(usize, usize)>,
+    /// Index of the (axis, g, h) class table.
+    pub table: usize,
+    pub axis: usize,
+    pub group_a: usize,
+    pub group_b: usize,
+}
+
+#[derive(Default)]
+pub struct Batch {
+    pub pairs: Vec<PairItem>,
+    /// Neutral sentences: cross-entropy and the anchor.
+    pub neutral: Vec<Vec<u32>>,
+    /// Sentences that mention several groups: cross-entropy only.
+    pub plain: Vec<Vec<u32>>,
+}
+
+impl Batch {
+    pub fn tokens(&self) -> usize {
+        self.pairs
+            .iter()
+            .map(|p| p.a.len() + p.b.len())
+            .sum::<usize>()
+            + self
+                .neutral
+                .iter()
+                .chain(&self.plain)
+                .map(|s| s.len())
+                .sum::<usize>()
+    }
+}
+
+/// Each loss part's value (before weighting) for logging.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+pub struct LossParts {
+    pub total: f64,
+    pub ce: f64,
+    pub consistency: f64,
+    pub equalising: f64,
+    pub attribute: f64,
+    pub anchor: f64,
+    pub adversary: f64,
+    pub adversary_accuracy: f64,
+}
+
+fn padded(rows: &[&Vec<u32>]) -> Result<(Tensor, usize)> {
+    let t = rows.iter().map(|r| r.len()).max().unwrap_or(1);
+    let mut flat = Vec::with_capacity(rows.len() * t);
+    for r in rows {
+        flat.extend_from_slice(r);
+        flat.extend(std::iter::repeat_n(0u32, t - r.len()));
+    }
+    Ok((Tensor::from_vec(flat, (rows.len(), t), &Device::Cpu)?, t))
+}
+
+fn index(ix: &[u32]) -> Result<Tensor> {
+    Ok(Tensor::new(ix, &Device::Cpu)?)
+}
+
+/// ½ Σ (p − q)(log p − log q) per row, summed over rows: the symmetric KL of two batches of
+/// distributions given as log-probs, with the class tokens projected through the swap map.
+/// Without a table (no group word is a single token) the distributions are compared as they are.
+fn swap_aware_sym_kl(lpa: &Tensor, lpb: &Tensor, table: Option<&ClassTable>) -> Result<Tensor> {
+    let (pa, pb) = (lpa.exp()?, lpb.exp()?);
+    let per_token = ((&pa - &pb)? * (lpa - lpb)?)?;
+    let Some(table) = table else {
+        return Ok((per_token.sum_all()? * 0.5)?);
+    };
+    let vocab = lpa.dim(1)?;
+    let mut mask = vec![1f32; vocab];
+    for t in table.tokens.to_vec1::<u32>()? {
+        mask[t as usize] = 0.0;
+    }
+    let mask = Tensor::from_vec(mask, vocab, &Device::Cpu)?;
+    let rest = per_token.broadcast_mul(&mask)?.sum_all()?;
+    let qa = pa.index_select(&table.tokens, 1)?.matmul(&table.map_g)?;
+    let qb = pb.index_select(&table.tokens, 1)?.matmul(&table.map_h)?;
+    let class = ((&qa - &qb)? * (safe_log(&qa)? - safe_log(&qb)?)?)?.sum_all()?;
+    Ok(((rest + class)? * 0.5)?)
+}
+
+fn safe_log(q: &Tensor) -> Result<Tensor> {
+    Ok((q + 1e-30)?.log()?)
+}
+
+/// Runs the model on `batch` and returns the weighted total loss and its parts.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_loss(
+    model: &dyn CausalLm,
+    frozen: Option<&dyn CausalLm>,
+    batch: &Batch,
+    tables: &[Option<ClassTable>],
+    attribute_tokens: Option<&Tensor>,
+    weights: &LossWeights,
+    adversary: Option<&Adversary>,
+) -> Result<(Tensor, LossParts)> {
+    let p = batch.pairs.len();
+    let mut rows: Vec<&Vec<u32>> = Vec::new();
+    rows.extend(batch.pairs.iter().map(|x| &x.a));
+    rows.extend(batch.pairs.iter().map(|x| &x.b));
+    let neutral_start = rows.len();
+    rows.extend(batch.neutral.iter());
+    rows.extend(batch.plain.iter());
+    let (ids, t) = padded(&rows)?;
+    let hidden = model.hidden(&ids, &mut KvCache::new(model.info().n_layers))?;
+    let hidden_size = hidden.dim(D::Minus1)?;
+    let hidden = hidden.reshape((rows.len() * t, hidden_size))?;
+    // Logits only where a next token exists: padding and each row's last position never
+    // reach the vocabulary-sized work. Row r's position `pos` is compact row offsets[r] + pos.
+    let mut offsets = Vec::with_capacity(rows.len());
+    let mut compact = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        offsets.push(compact.len());
+        compact.extend((0..row.len().saturating_sub(1)).map(|pos| (r * t + pos) as u32));
+    }
+    let at = |r: usize, pos: usize| (offsets[r] + pos) as u32;
+    let n_pos = compact.len();
+    let logp = log_softmax(&model.logits(&hidden.index_select(&index(&compact)?, 0)?)?)?;
+
+    // Cross-entropy over every next token of every sentence.
+    let mut targets = Vec::with_capacity(n_pos);
+    for row in &rows {
+        targets.extend_from_slice(row.get(1..).unwrap_or_default());
+    }
+    let targets = Tensor::from_vec(targets, (n_pos, 1), &Device::Cpu)?;
+    let ce = (logp.gather(&targets, 1)?.sum_all()? * (-1.0 / n_pos.max(1) as f64))?;
+    let mut parts = LossParts {
+        ce: ce.to_scalar::<f32>()? as f64,
+        ..Default::default()
+    };
+    let mut total = (&ce * weights.ce)?;
+
+    // Aligned rows of each pair, grouped by class table.
+    let mut by_table: std::collections::BTreeMap<usize, (Vec<u32>, Vec<u32>, Vec<u32>)> =
+        Default::default();
+    let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
+    for (i, item) in batch.pairs.iter().enumerate() {
+        let e = by_table.entry(item.table).or_default();
+        for &(ka, kb) in &item.aligned {
+            let (fa, fb) = (at(i, ka), at(p + i, kb));
+            e.0.push(fa);
+            e.1.push(fb);
+            all_a.push(fa);
+            all_b.push(fb);
+        }
+        // Every position of both sentences, for the equalising loss.
+        e.2.extend((0..item.a.len().saturating_sub(1)).map(|pos| at(i, pos)));
+        e.2.extend((0..item.b.len().saturating_sub(1)).map(|pos| at(p + i, pos)));
+    }
+    let n_aligned = all_a.len();
+    if n_aligned > 0 && weights.consistency > 0.0 {
+        let mut sum: Option<Tensor> = None;
+        for (&key, (ia, ib, _)) in &by_table {
+            if ia.is_empty() {
+                continue;
+            }
+            let lpa = logp.index_select(&index(ia)?, 0)?;
+            let lpb = logp.index_select(&index(ib)?, 0)?;
+            let kl = swap_aware_sym_kl(&lpa, &lpb, tables[key].as_ref())?;
+            sum = Some(match sum {
+                None => kl,
+                Some(s) => (s + kl)?,
+            });
+        }
+        if let Some(s) = sum {
+            let loss = (s / n_aligned as f64)?;
+            parts.consistency = loss.to_scalar::<f32>()? as f64;
+            total = (total + (loss * weights.consistency)?)?;
+        }
+    }
+    if weights.equalising > 0.0 {
+        let mut sum: Option<Tensor> = None;
+        let mut n = 0usize;
+        for (&key, (_, _, every)) in &by_table {
+            let Some(table) = &tables[key] else { continue };
+            let q = logp
+                .index_select(&index(every)?, 0)?
+                .index_select(&table.tokens, 1)?
+                .exp()?
+                .matmul(&table.map_g)?;
+            let lq = safe_log(&q)?;
+            let gap = (lq.narrow(1, 0, table.k)? - lq.narrow(1, table.k, table.k)?)?.abs()?;
+            n += every.len() * table.k;
+            let s = gap.sum_all()?;
+            sum = Some(match sum {
+                None => s,
+                Some(acc) => (acc + s)?,
+            });
+        }
+        if let Some(s) = sum {
+            let loss = (s / n.max(1) as f64)?;
+            parts.equalising = loss.to_scalar::<f32>()? as f64;
+            total = (total + (loss * weights.equalising)?)?;
+        }
+    }
+    if let (Some(attr), true) = (attribute_tokens, weights.attribute > 0.0 && n_aligned > 0) {
+        let la = logp
+            .index_select(&index(&all_a)?, 0)?
+            .index_select(attr, 1)?;
+        let lb = logp
+            .index_select(&index(&all_b)?, 0)?
+            .index_select(attr, 1)?;
+        let loss = (la - lb)?.abs()?.mean_all()?;
+        parts.attribute = loss.to_scalar::<f32>()? as f64;
+        total = (total + (loss * weights.attribute)?)?;
+    }
+    if let (Some(frozen), true) = (frozen, weights.anchor > 0.0 && !batch.neutral.is_empty()) {
+        let neutral: Vec<&Vec<u32>> = batch.neutral.iter().collect();
+        let (nids, nt) = padded(&neutral)?;
+        let ref_hidden = frozen.hidden(&nids, &mut KvCache::new(frozen.info().n_layers))?;
+        let ref_hidden = ref_hidden.reshape((neutral.len() * nt, hidden_size))?;
+        let (mut own, mut reference) = (Vec::new(), Vec::new());
+        for (r, row) in neutral.iter().enumerate() {
+            for pos in 0..row.len().saturating_sub(1) {
+                own.push(at(neutral_start + r, pos));
+                reference.push((r * nt + pos) as u32);
+            }
+        }
+        let lp0 = log_softmax(&frozen.logits(&ref_hidden.index_select(&index(&reference)?, 0)?)?)?
+            .detach();
+        let lp = logp.index_select(&index(&own)?, 0)?;
+        let kl = (lp.exp()? * (&lp - lp0)?)?.sum_all()?;
+        let loss = (kl / own.len().max(1) as f64)?;
+        parts.anchor = loss.to_scalar::<f32>()? as f64;
+        total = (total + (loss * weights.anchor)?)?;
+    }
+    if let (Some(adv), true) = (adversary, weights.adversary > 0.0 && p > 0) {
+        let pooled = pool_aligned(&hidden, batch, t)?;
+        // Gradient reversal: the value is the hidden state, the gradient reaching the model
+        // is −λ times the adversary's.
+        let reversed =
+            ((pooled.detach() * (1.0 + weights.adversary))? - (&pooled * weights.adversary)?)?;
+        let (loss, acc) = adv.loss(&reversed, &pair_labels(batch))?;
+        parts.adversary = loss.to_scalar::<f32>()? as f64;
+        parts.adversary_accuracy = acc;
+        total = (total + loss)?;
+    }
+    parts.total = total.to_scalar::<f32>()? as f64;
+    Ok((total, parts))
+}
+
+/// (axis, group) of every pooled row: the sentences first, then their twins.
+pub fn pair_labels(batch: &Batch) -> Vec<(usize, usize)> {
+    batch
+        .pairs
+        .iter()
+        .map(|x| (x.axis, x.group_a))
+        .chain(batch.pairs.iter().map(|x| (x.axis, x.group_b)))
+        .collect()
+}
+
+/// Mean hidden state over each pair's aligned positions, for the sentences then the twins:
+/// [2P, hidden]. `hidden` is [rows × t, hidden] with the pairs' sentences in the first P rows
+/// and their twins in the next P.
+pub fn pool_aligned(hidden: &Tensor, batch: &Batch, t: usize) -> Result<Tensor> {
+    let p = batch.pairs.len();
+    let n_flat = hidden.dim(0)?;
+    let mut weights = vec![0f32; 2 * p * n_flat];
+    for (i, item) in batch.pairs.iter().enumerate() {
+        let n = item.aligned.len().max(1) as f32;
+        if item.aligned.is_empty() {
+            // No aligned position: pool the whole sentence.
+            for pos in 0..item.a.len() {
+                weights[i * n_flat + i * t + pos] = 1.0 / item.a.len() as f32;
+            }
+            for pos in 0..item.b.len() {
+                weights[(p + i) * n_flat + (p + i) * t + pos] = 1.0 / item.b.len() as f32;
+            }
+        }
+        for &(ka, kb) in &item.aligned {
+            weights[i * n_flat + i * t + ka] = 1.0 / n;
+            weights[(p + i) * n_flat + (p + i) * t + kb] = 1.0 / n;
+        }
+    }
+    let w = Tensor::from_vec(weights, (2 * p, n_flat), &Device::Cpu)?;
+    Ok(w.matmul(hidden)?)
+}
+
+/// log-softmax over the last dimension from differentiable primitives.
+pub(crate) fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}
+
+/// Perplexity of `model` on `ids` as the audit computes it (sliding window, half stride).
+pub fn perplexity(model: &dyn CausalLm, ids: &[u32]) -> Result<f64> {
+    let window = model.info().context_length.min(1024);
+    let lp = fairlm_model::score::sliding_logprobs(model, ids, window, window / 2, |_| {})?;
+    Ok((-lp.iter().sum::<f64>() / lp.len().max(1) as f64).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_aware_kl_is_zero_for_swapped_distributions() {
+        // Vocabulary of 4: token 1 ("she") ↔ token 2 ("he"). P over a-side, P' = P with 1↔2.
+        let classes = ClassPairs {
+            pairs: vec![(vec![1], vec![2])],
+        };
+        let table = ClassTable::new(&classes).unwrap().unwrap();
+        let pa = Tensor::new(&[[0.1f32, 0.6, 0.2, 0.1]], &Device::Cpu).unwrap();
+        let pb = Tensor::new(&[[0.1f32, 0.2, 0.6, 0.1]], &Device::Cpu).unwrap();
+        let kl = swap_aware_sym_kl(&pa.log().unwrap(), &pb.log().unwrap(), Some(&table)).unwrap();
+        assert!(kl.to_scalar::<f32>().unwrap().abs() < 1e-6);
+        // The same distribution after "the woman" and after "the man" is inconsistent: it
+        // predicts "she" for both.
+        let same = swap_aware_sym_kl(&pa.log().unwrap(), &pa.log().unwrap(), Some(&table)).unwrap();
+        assert!(same.to_scalar::<f32>().unwrap() > 0.1);
+        let naive = ((&pa - &pb).unwrap() * (pa.log().unwrap() - pb.log().unwrap()).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(naive > 0.1);
+    }
+
+    #[test]
+    fn log_softmax_rows_sum_to_one() {
+        let x = Tensor::new(&[[1.0f32, 2.0, 3.0], [0.0, 0.0, 100.0]], &Device::Cpu).unwrap();
+        let s = log_softmax(&x).unwrap().exp().unwrap().sum(1).unwrap();
+        for v in s.to_vec1::<f32>().unwrap() {
+            assert!((v - 1.0).abs() < 1e-6);
+        }
+    }
+}

@@ -1,0 +1,857 @@
+//! The mitigation loop: batches of (sentence, twin) pairs and neutral sentences, the losses,
+//! AdamW with warm-up + cosine, clipping and accumulation; held-out perplexity every
+//! `eval_every` steps with an early stop when it rises past the guard; an atomic checkpoint
+//! every `checkpoint_every` steps that `--resume` continues from; a NaN or infinite loss stops
+//! training with the last good weights kept.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use fairlm_bias::audit::HELDOUT;
+use fairlm_bias::lexicon::Lexicon;
+use fairlm_bias::probe::progress;
+use fairlm_model::ops::Kernels;
+use fairlm_model::weights::Weights;
+use fairlm_model::{CausalLm, Checkpoint, Tokenizer};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::adversary::{probe_accuracy, Adversary};
+use crate::align::{aligned_prefixes, token_ends};
+use crate::classes::class_pairs;
+use crate::corpus::Corpus;
+use crate::error::{Error, Result};
+use crate::losses::{
+    batch_loss, pair_labels, perplexity, pool_aligned, Batch, ClassTable, LossParts, LossWeights,
+    PairItem,
+};
+use crate::optim::{learning_rate, AdamW, AdamWConfig, GradSum};
+use crate::params::{Mode, Params};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub mode: Mode,
+    pub steps: usize,
+    /// (sentence, twin) pairs per micro-batch.
+    pub pairs_per_batch: usize,
+    /// Neutral sentences per micro-batch (cross-entropy and anchor).
+    pub neutral_per_batch: usize,
+    pub accumulation: usize,
+    pub learning_rate: f64,
+    pub warmup_steps: usize,
+    pub clip_norm: f64,
+    pub adamw: AdamWConfig,
+    pub weights: LossWeights,
+    pub adversary_learning_rate: f64,
+    /// Words whose probability gap between a context and its twin is penalised.
+    pub attribute_words: Vec<String>,
+    pub seed: u64,
+    pub eval_every: usize,
+    pub checkpoint_every: usize,
+    /// Stop when held-out perplexity exceeds the original's by more than this fraction.
+    pub perplexity_guard: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            mode: Mode::Full,
+            steps: 140,
+            pairs_per_batch: 8,
+            neutral_per_batch: 4,
+            accumulation: 1,
+            learning_rate: 2e-5,
+            warmup_steps: 10,
+            clip_norm: 1.0,
+            adamw: AdamWConfig::default(),
+            weights: LossWeights::default(),
+            adversary_learning_rate: 1e-3,
+            attribute_words: Vec::new(),
+            seed: 0,
+            eval_every: 20,
+            checkpoint_every: 20,
+            perplexity_guard: 0.05,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StepLog {
+    pub step: usize,
+    pub learning_rate: f64,
+    pub loss: LossParts,
+    pub grad_norm: f64,
+    pub tokens: usize,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heldout_perplexity: Option<f64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DiscriminatorReport {
+    /// Held-out accuracy of a fresh discriminator on the original model's states.
+    pub before: f64,
+    /// The same on the mitigated model's states.
+    pub after: f64,
+    /// Mean of 1/k over the probed pairs' axes.
+    pub chance: f64,
+    pub pairs: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainReport {
+    pub config: TrainConfig,
+    pub trainable_parameters: usize,
+    pub corpus_sentences_before: usize,
+    pub corpus_sentences_after: usize,
+    pub steps_done: usize,
+    /// Why training ended before `steps`, if it did.
+    pub stopped_early: Option<String>,
+    /// The step whose weights were kept.
+    pub kept_step: usize,
+    pub base_perplexity: f64,
+    pub final_perplexity: f64,
+    pub discriminator: Option<DiscriminatorReport>,
+    pub seconds: f64,
+    pub log: Vec<StepLog>,
+}
+
+/// A CDA set tokenised: the sentence and each twin with its alignment.
+struct PreparedSet {
+    axis: usize,
+    group: usize,
+    ids: Vec<u32>,
+    twins: Vec<(usize, Vec<u32>, Vec<(usize, usize)>)>,
+}
+
+fn encode(tok: &Tokenizer, text: &str, ctx: &[u32], max_len: usize) -> Result<Vec<u32>> {
+    let mut ids = ctx.to_vec();
+    ids.extend(tok.encode(text)?);
+    ids.truncate(max_len);
+    Ok(ids)
+}
+
+/// Longest sentence (tokens) a training batch holds; longer ones are cut.
+const MAX_TOKENS: usize = 64;
+
+struct Prepared {
+    sets: Vec<PreparedSet>,
+    neutral: Vec<Vec<u32>>,
+    mixed: Vec<Vec<u32>>,
+    /// (axis, g, h) → class table index.
+    table_index: BTreeMap<(usize, usize, usize), usize>,
+    tables: Vec<Option<ClassTable>>,
+}
+
+fn prepare(tok: &Tokenizer, lexicon: &Lexicon, corpus: &Corpus) -> Result<Prepared> {
+    let ctx: Vec<u32> = tok.document_start().into_iter().collect();
+    let mut sets = Vec::new();
+    for s in &corpus.sets {
+        let ids = encode(tok, &s.text, &ctx, MAX_TOKENS)?;
+        let ends_a = token_ends(&tok.tokens(&ids[ctx.len()..]));
+        let mut twins = Vec::new();
+        for tw in &s.twins {
+            let tids = encode(tok, &tw.text, &ctx, MAX_TOKENS)?;
+            let ends_b = token_ends(&tok.tokens(&tids[ctx.len()..]));
+            // Prefix lengths count the context token.
+            let aligned = aligned_prefixes(&ends_a, &ends_b, &tw.spans())
+                .into_iter()
+                .map(|(a, b)| (a + ctx.len() - 1, b + ctx.len() - 1))
+                .filter(|&(a, b)| a < ids.len() && b < tids.len())
+                .collect();
+            twins.push((tw.group, tids, aligned));
+        }
+        if !twins.is_empty() {
+            sets.push(PreparedSet {
+                axis: s.axis,
+                group: s.group,
+                ids,
+                twins,
+            });
+        }
+    }
+    let neutral = corpus
+        .neutral
+        .iter()
+        .map(|t| encode(tok, t, &ctx, MAX_TOKENS))
+        .collect::<Result<_>>()?;
+    let mixed = corpus
+        .mixed
+        .iter()
+        .map(|t| encode(tok, t, &ctx, MAX_TOKENS))
+        .collect::<Result<_>>()?;
+    let mut table_index = BTreeMap::new();
+    let mut tables = Vec::new();
+    for (a, axis) in lexicon.axes.iter().enumerate() {
+        for g in 0..axis.groups.len() {
+            for h in 0..axis.groups.len() {
+                if g != h {
+                    table_index.insert((a, g, h), tables.len());
+                    tables.push(ClassTable::new(&class_pairs(axis, g, h, tok))?);
+                }
+            }
+        }
+    }
+    Ok(Prepared {
+        sets,
+        neutral,
+        mixed,
+        table_index,
+        tables,
+    })
+}
+
+/// The micro-batch `micro` of step `step`: an epoch-wise seeded permutation of the pairs and
+/// of the neutral sentences, a seeded choice of twin.
+fn draw(prep: &Prepared, cfg: &TrainConfig, step: usize, micro: usize) -> Batch {
+    let k = step * cfg.accumulation + micro;
+    let pick = |n: usize, per: usize, stream: u64| -> Vec<usize> {
+        if n == 0 || per == 0 {
+            return Vec::new();
+        }
+        (0..per)
+            .map(|i| {
+                let flat = k * per + i;
+                let epoch = flat / n;
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut StdRng::seed_from_u64(
+                    cfg.seed ^ (stream << 32) ^ epoch as u64,
+                ));
+                order[flat % n]
+            })
+            .collect()
+    };
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x7_0000 ^ k as u64);
+    let pairs = pick(prep.sets.len(), cfg.pairs_per_batch, 1)
+        .into_iter()
+        .map(|i| {
+            let s = &prep.sets[i];
+            let (h, tids, aligned) = &s.twins[rng.random_range(0..s.twins.len())];
+            PairItem {
+                a: s.ids.clone(),
+                b: tids.clone(),
+                aligned: aligned.clone(),
+                table: prep.table_index[&(s.axis, s.group, *h)],
+                axis: s.axis,
+                group_a: s.group,
+                group_b: *h,
+            }
+        })
+        .collect();
+    let neutral = pick(prep.neutral.len(), cfg.neutral_per_batch, 2)
+        .into_iter()
+        .map(|i| prep.neutral[i].clone())
+        .collect();
+    let plain = pick(prep.mixed.len(), usize::from(!prep.mixed.is_empty()), 3)
+        .into_iter()
+        .map(|i| prep.mixed[i].clone())
+        .collect();
+    Batch {
+        pairs,
+        neutral,
+        plain,
+    }
+}
+
+fn dense_model(
+    ck: &Checkpoint,
+    tensors: HashMap<String, Tensor>,
+    kernels: Kernels,
+) -> Result<Box<dyn CausalLm>> {
+    let w = Weights::new(ck.weights.path(), tensors, HashMap::new());
+    Ok(ck.build_on(&w, kernels)?)
+}
+
+/// Pooled hidden states and labels of up to `max_sets` pairs (each set with its first twin),
+/// from an inference model.
+fn pair_features(
+    model: &dyn CausalLm,
+    prep: &Prepared,
+    max_sets: usize,
+) -> Result<(Vec<Tensor>, Vec<(usize, usize)>, Vec<usize>)> {
+    let n = prep.sets.len();
+    let stride = (n / max_sets.max(1)).max(1);
+    let chosen: Vec<usize> = (0..n).step_by(stride).take(max_sets).collect();
+    let mut feats = Vec::new();
+    let mut labels = Vec::new();
+    let mut set_of_row = Vec::new();
+    for chunk in chosen.chunks(16) {
+        let batch = Batch {
+            pairs: chunk
+                .iter()
+                .map(|&i| {
+                    let s = &prep.sets[i];
+                    let (h, tids, aligned) = &s.twins[0];
+                    PairItem {
+                        a: s.ids.clone(),
+                        b: tids.clone(),
+                        aligned: aligned.clone(),
+                        table: 0,
+                        axis: s.axis,
+                        group_a: s.group,
+                        group_b: *h,
+                    }
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let rows: Vec<&Vec<u32>> = batch
+            .pairs
+            .iter()
+            .map(|p| &p.a)
+            .chain(batch.pairs.iter().map(|p| &p.b))
+            .collect();
+        let t = rows.iter().map(|r| r.len()).max().unwrap_or(1);
+        let mut flat = Vec::new();
+        for r in &rows {
+            flat.extend_from_slice(r);
+            flat.extend(std::iter::repeat_n(0u32, t - r.len()));
+        }
+        let ids = Tensor::from_vec(flat, (rows.len(), t), &Device::Cpu)?;
+        let out = model.forward(&ids, &mut model.new_cache())?;
+        let hidden = out.hidden.reshape((rows.len() * t, out.hidden.dim(2)?))?;
+        feats.push(pool_aligned(&hidden, &batch, t)?);
+        labels.extend(pair_labels(&batch));
+        set_of_row.extend(chunk.iter().chain(chunk.iter()).copied());
+    }
+    Ok((feats, labels, set_of_row))
+}
+
+/// Held-out discriminator accuracy on `model`'s states: trained on the pairs of even-numbered
+/// sets, tested on the odd ones (a sentence and its twin stay on one side).
+fn discriminator_accuracy(
+    model: &dyn CausalLm,
+    prep: &Prepared,
+    groups: &[usize],
+    seed: u64,
+) -> Result<(f64, f64, usize)> {
+    let (feats, labels, sets) = pair_features(model, prep, 160)?;
+    let x = Tensor::cat(&feats, 0)?;
+    let (mut tr, mut te) = (Vec::new(), Vec::new());
+    for (i, &s) in sets.iter().enumerate() {
+        if s % 2 == 0 {
+            tr.push(i as u32)
+        } else {
+            te.push(i as u32)
+        }
+    }
+    if tr.is_empty() || te.is_empty() {
+        return Err(Error::Invalid(
+            "too few counterfactual pairs to probe a discriminator".into(),
+        ));
+    }
+    let pick = |ix: &[u32]| -> Result<(Tensor, Vec<(usize, usize)>)> {
+        Ok((
+            x.index_select(&Tensor::new(ix, &Device::Cpu)?, 0)?,
+            ix.iter().map(|&i| labels[i as usize]).collect(),
+        ))
+    };
+    let (xtr, ltr) = pick(&tr)?;
+    let (xte, lte) = pick(&te)?;
+    let acc = probe_accuracy(&xtr, &ltr, &xte, &lte, groups, seed)?;
+    let chance = lte.iter().map(|l| 1.0 / groups[l.0] as f64).sum::<f64>() / lte.len() as f64;
+    Ok((acc, chance, sets.len() / 2))
+}
+
+/// Checkpoint files: tensors (parameters, optimiser moments, adversary) and the JSON state.
+const CHECKPOINT_TENSORS: &str = "state.safetensors";
+const CHECKPOINT_STATE: &str = "state.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CheckpointState {
+    config: TrainConfig,
+    step: usize,
+    log: Vec<StepLog>,
+    kept_step: usize,
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    state: &CheckpointState,
+    groups: [(&str, &[(String, candle_core::Var)], &AdamW); 2],
+) -> Result<()> {
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (prefix, vars, opt) in groups {
+        for (i, (name, var)) in vars.iter().enumerate() {
+            let shape = var.shape().clone();
+            tensors.insert(format!("{prefix}param.{name}"), var.as_tensor().copy()?);
+            tensors.insert(
+                format!("{prefix}m.{name}"),
+                Tensor::from_slice(&opt.m[i], shape.clone(), &Device::Cpu)?,
+            );
+            tensors.insert(
+                format!("{prefix}v.{name}"),
+                Tensor::from_slice(&opt.v[i], shape, &Device::Cpu)?,
+            );
+        }
+        tensors.insert(
+            format!("{prefix}step"),
+            Tensor::new(&[opt.step as u32], &Device::Cpu)?,
+        );
+    }
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
+    let tmp = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
+    candle_core::safetensors::save(&tensors, tmp.join(CHECKPOINT_TENSORS))
+        .map_err(|e| Error::file(tmp.join(CHECKPOINT_TENSORS), e))?;
+    let json = serde_json::to_string(state).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(tmp.join(CHECKPOINT_STATE), json)
+        .map_err(|e| Error::file(tmp.join(CHECKPOINT_STATE), e))?;
+    let old = dir.with_extension("old");
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(dir, &old).map_err(|e| Error::file(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| Error::file(dir, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn load_checkpoint(
+    dir: &Path,
+    cfg: &TrainConfig,
+    groups: [(&str, &[(String, candle_core::Var)], &mut AdamW); 2],
+) -> Result<CheckpointState> {
+    let state_path = dir.join(CHECKPOINT_STATE);
+    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::file(&state_path, e))?;
+    let state: CheckpointState = serde_json::from_str(&text)
+        .map_err(|e| Error::file(&state_path, format!("not a fairlm checkpoint: {e}")))?;
+    let ours = serde_json::to_value(cfg).map_err(|e| Error::Invalid(e.to_string()))?;
+    let theirs = serde_json::to_value(&state.config).map_err(|e| Error::Invalid(e.to_string()))?;
+    if ours != theirs {
+        return Err(Error::file(&state_path, "the checkpoint was made with other training settings; resume with the same ones or start a new --out"));
+    }
+    let tpath = dir.join(CHECKPOINT_TENSORS);
+    let tensors =
+        candle_core::safetensors::load(&tpath, &Device::Cpu).map_err(|e| Error::file(&tpath, e))?;
+    let get = |name: &str| {
+        tensors
+            .get(name)
+            .ok_or_else(|| Error::file(&tpath, format!("missing tensor `{name}`")))
+    };
+    for (prefix, vars, opt) in groups {
+        for (i, (name, var)) in vars.iter().enumerate() {
+            var.set(get(&format!("{prefix}param.{name}"))?)?;
+            opt.m[i] = get(&format!("{prefix}m.{name}"))?
+                .flatten_all()?
+                .to_vec1()?;
+            opt.v[i] = get(&format!("{prefix}v.{name}"))?
+                .flatten_all()?
+                .to_vec1()?;
+        }
+        opt.step = get(&format!("{prefix}step"))?.to_vec1::<u32>()?[0] as usize;
+    }
+    Ok(state)
+}
+
+/// Deep copies (a var's detached tensor shares its storage and changes with it).
+fn snapshot(t: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+    t.iter().map(|(k, v)| Ok((k.clone(), v.copy()?))).collect()
+}
+
+pub struct Trained {
+    /// The kept weights under the input's names.
+    pub tensors: HashMap<String, Tensor>,
+    pub report: TrainReport,
+}
+
+/// Trains `ck` on `corpus`. Checkpoints go to `checkpoint_dir`; with `resume`, training
+/// continues from the checkpoint there.
+pub fn train(
+    ck: &Checkpoint,
+    lexicon: &Lexicon,
+    corpus: &Corpus,
+    cfg: &TrainConfig,
+    checkpoint_dir: &Path,
+    resume: bool,
+) -> Result<Trained> {
+    let started = Instant::now();
+    if cfg.steps == 0 || cfg.pairs_per_batch == 0 || cfg.accumulation == 0 {
+        return Err(Error::Invalid(
+            "steps, pairs per batch and accumulation must be ≥ 1".into(),
+        ));
+    }
+    let tok = &ck.tokenizer;
+    let prep = prepare(tok, lexicon, corpus)?;
+    if prep.sets.is_empty() {
+        return Err(Error::Invalid(
+            "the corpus has no sentence that mentions a group: nothing to augment".into(),
+        ));
+    }
+    let frozen = ck.build()?;
+    let heldout = tok.encode(HELDOUT)?;
+    let base_perplexity = perplexity(frozen.as_ref(), &heldout)?;
+    let groups: Vec<usize> = lexicon.axes.iter().map(|a| a.groups.len()).collect();
+    let (disc_before, chance, probed) =
+        discriminator_accuracy(frozen.as_ref(), &prep, &groups, cfg.seed)?;
+
+    let params = Params::new(ck, cfg.mode, cfg.seed)?;
+    let hidden = frozen.info().hidden_size;
+    let adversary = Adversary::new(hidden, &groups, cfg.seed)?;
+    let adv_vars = adversary.vars();
+    let mut opt = AdamW::new(&params.vars, cfg.adamw.clone());
+    let mut adv_opt = AdamW::new(
+        &adv_vars,
+        AdamWConfig {
+            weight_decay: 0.0,
+            ..cfg.adamw.clone()
+        },
+    );
+    let attribute_ids: Vec<u32> = cfg
+        .attribute_words
+        .iter()
+        .filter_map(|w| match tok.encode(&format!(" {w}")).ok()?.as_slice() {
+            [id] => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let attribute_tokens = if attribute_ids.is_empty() {
+        None
+    } else {
+        Some(Tensor::new(attribute_ids.as_slice(), &Device::Cpu)?)
+    };
+
+    let mut log: Vec<StepLog> = Vec::new();
+    let mut start = 0;
+    let mut kept_step = 0;
+    if resume && checkpoint_dir.join(CHECKPOINT_STATE).exists() {
+        let state = load_checkpoint(
+            checkpoint_dir,
+            cfg,
+            [
+                ("", &params.vars, &mut opt),
+                ("adversary.", &adv_vars, &mut adv_opt),
+            ],
+        )?;
+        start = state.step;
+        log = state.log;
+        kept_step = state.kept_step;
+        eprintln!(
+            "fairlm: resuming from step {start} ({})",
+            checkpoint_dir.display()
+        );
+    }
+    let mut kept = snapshot(&params.merged()?)?;
+    let mut stopped_early = None;
+    let pb = progress((cfg.steps - start.min(cfg.steps)) as u64, "training");
+    let mut step = start;
+    while step < cfg.steps {
+        let t0 = Instant::now();
+        let lr = learning_rate(step, cfg.steps, cfg.warmup_steps, cfg.learning_rate);
+        let mut grads = GradSum::new(&params.vars);
+        let mut adv_grads = GradSum::new(&adv_vars);
+        let mut parts = LossParts::default();
+        let mut tokens = 0;
+        for micro in 0..cfg.accumulation {
+            let batch = draw(&prep, cfg, step, micro);
+            tokens += batch.tokens();
+            let model = dense_model(ck, params.materialize()?, Kernels::Differentiable)?;
+            let (loss, p) = batch_loss(
+                model.as_ref(),
+                Some(frozen.as_ref()),
+                &batch,
+                &prep.tables,
+                attribute_tokens.as_ref(),
+                &cfg.weights,
+                (cfg.weights.adversary > 0.0).then_some(&adversary),
+            )?;
+            if !p.total.is_finite() {
+                stopped_early = Some(format!(
+                    "the loss became {} at step {step}; kept the weights of step {kept_step}",
+                    p.total
+                ));
+                break;
+            }
+            let tb = Instant::now();
+            let g = loss.backward()?;
+            let tg = Instant::now();
+            grads.add(&params.vars, &g)?;
+            adv_grads.add(&adv_vars, &g)?;
+            tracing::debug!(
+                forward_loss_s = (tb - t0).as_secs_f64(),
+                backward_s = (tg - tb).as_secs_f64(),
+                grads_s = tg.elapsed().as_secs_f64(),
+                "micro-batch"
+            );
+            let m = cfg.accumulation as f64;
+            parts.total += p.total / m;
+            parts.ce += p.ce / m;
+            parts.consistency += p.consistency / m;
+            parts.equalising += p.equalising / m;
+            parts.attribute += p.attribute / m;
+            parts.anchor += p.anchor / m;
+            parts.adversary += p.adversary / m;
+            parts.adversary_accuracy += p.adversary_accuracy / m;
+        }
+        if stopped_early.is_some() {
+            break;
+        }
+        let norm = grads.norm() / cfg.accumulation as f64;
+        if !norm.is_finite() {
+            stopped_early = Some(format!(
+                "the gradient became {norm} at step {step}; kept the weights of step {kept_step}"
+            ));
+            break;
+        }
+        let clip = if norm > cfg.clip_norm {
+            cfg.clip_norm / norm
+        } else {
+            1.0
+        };
+        let tu = Instant::now();
+        opt.update(&params.vars, &grads, lr, clip / cfg.accumulation as f64)?;
+        tracing::debug!(update_s = tu.elapsed().as_secs_f64(), "optimiser step");
+        if cfg.weights.adversary > 0.0 {
+            adv_opt.update(
+                &adv_vars,
+                &adv_grads,
+                cfg.adversary_learning_rate,
+                1.0 / cfg.accumulation as f64,
+            )?;
+        }
+        step += 1;
+        let mut entry = StepLog {
+            step,
+            learning_rate: lr,
+            loss: parts,
+            grad_norm: norm,
+            tokens,
+            seconds: t0.elapsed().as_secs_f64(),
+            heldout_perplexity: None,
+        };
+        if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
+            let merged = params.merged()?;
+            let eval_model = dense_model(ck, merged.clone(), Kernels::Fused)?;
+            let ppl = perplexity(eval_model.as_ref(), &heldout)?;
+            entry.heldout_perplexity = Some(ppl);
+            if ppl > base_perplexity * (1.0 + cfg.perplexity_guard) {
+                stopped_early = Some(format!(
+                    "held-out perplexity {ppl:.3} at step {step} exceeds the guard ({:.3} × {:.2}); kept the weights of step {kept_step}",
+                    base_perplexity,
+                    1.0 + cfg.perplexity_guard
+                ));
+                log.push(entry);
+                break;
+            }
+            kept = snapshot(&merged)?;
+            kept_step = step;
+        }
+        pb.set_message(format!(
+            "ce {:.3} cons {:.3} anchor {:.4} | {:.0} tok/s",
+            parts.ce,
+            parts.consistency,
+            parts.anchor,
+            tokens as f64 / entry.seconds
+        ));
+        pb.inc(1);
+        log.push(entry);
+        if step % cfg.checkpoint_every.max(1) == 0 && step < cfg.steps {
+            let state = CheckpointState {
+                config: cfg.clone(),
+                step,
+                log: log.clone(),
+                kept_step,
+            };
+            save_checkpoint(
+                checkpoint_dir,
+                &state,
+                [
+                    ("", &params.vars, &opt),
+                    ("adversary.", &adv_vars, &adv_opt),
+                ],
+            )?;
+        }
+    }
+    pb.finish_and_clear();
+    let final_model = dense_model(ck, kept.clone(), Kernels::Fused)?;
+    let final_perplexity = perplexity(final_model.as_ref(), &heldout)?;
+    let (disc_after, _, _) =
+        discriminator_accuracy(final_model.as_ref(), &prep, &groups, cfg.seed)?;
+    Ok(Trained {
+        tensors: kept,
+        report: TrainReport {
+            config: cfg.clone(),
+            trainable_parameters: params.n_trainable(),
+            corpus_sentences_before: corpus.size_before(),
+            corpus_sentences_after: corpus.size_after(),
+            steps_done: step,
+            stopped_early,
+            kept_step,
+            base_perplexity,
+            final_perplexity,
+            discriminator: Some(DiscriminatorReport {
+                before: disc_before,
+                after: disc_after,
+                chance,
+                pairs: probed,
+            }),
+            seconds: started.elapsed().as_secs_f64(),
+            log,
+        },
+    })
+}
+
+/// Where `train` keeps its checkpoint inside an output directory.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::augment;
+    use fairlm_model::NumericPath;
+
+    fn tiny(name: &str) -> Checkpoint {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures")
+            .join(name);
+        Checkpoint::open(&p, NumericPath::F32).unwrap()
+    }
+
+    fn corpus() -> (Lexicon, Corpus) {
+        let lex = Lexicon::default_lexicon().unwrap();
+        let sentences: Vec<String> = [
+            "The woman said she was a nurse.",
+            "The man worked as a doctor.",
+            "My sister likes her job.",
+            "The weather was fine today.",
+            "The train left at noon.",
+        ]
+        .map(String::from)
+        .to_vec();
+        let c = augment(&lex, &sentences);
+        (lex, c)
+    }
+
+    fn config(mode: Mode, steps: usize) -> TrainConfig {
+        TrainConfig {
+            mode,
+            steps,
+            pairs_per_batch: 2,
+            neutral_per_batch: 2,
+            learning_rate: 1e-2,
+            warmup_steps: 1,
+            eval_every: 1,
+            checkpoint_every: 1,
+            perplexity_guard: 100.0,
+            weights: LossWeights {
+                equalising: 0.5,
+                attribute: 0.5,
+                adversary: 0.5,
+                ..LossWeights::default()
+            },
+            attribute_words: vec!["nurse".into(), "doctor".into()],
+            ..TrainConfig::default()
+        }
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("fairlm-train-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn every_mode_trains_and_keeps_names_and_shapes() {
+        for name in ["tiny-llama", "tiny-gpt2"] {
+            let ck = tiny(name);
+            let (lex, c) = corpus();
+            for mode in [
+                Mode::Full,
+                Mode::LastK(1),
+                Mode::Lora {
+                    rank: 2,
+                    alpha: 2.0,
+                },
+            ] {
+                let dir = tmp(&format!("{name}-modes"));
+                let t = train(&ck, &lex, &c, &config(mode, 2), &dir, false).unwrap();
+                let r = &t.report;
+                assert_eq!(r.steps_done, 2, "{name} {mode:?}");
+                assert!(r
+                    .log
+                    .iter()
+                    .all(|l| l.loss.total.is_finite() && l.loss.consistency > 0.0));
+                let original = ck.weights.dense();
+                assert_eq!(t.tensors.len(), original.len());
+                let mut changed = 0;
+                for (k, v) in original {
+                    let new = &t.tensors[k];
+                    assert_eq!(new.dims(), v.dims(), "{k}");
+                    let d = (new - v)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap();
+                    changed += usize::from(d > 0.0);
+                }
+                assert!(changed > 0, "{name} {mode:?} changed nothing");
+                if mode == Mode::LastK(1) {
+                    let frozen = original.keys().filter(|k| k.contains(".0.")).count();
+                    assert!(
+                        changed <= original.len() - frozen,
+                        "{name}: a frozen block moved"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+        let ck = tiny("tiny-llama");
+        let (lex, c) = corpus();
+        let whole = train(&ck, &lex, &c, &config(Mode::Full, 3), &tmp("whole"), false).unwrap();
+        // A run leaves its last checkpoint at step 2 (as if interrupted during step 3);
+        // resuming from it redoes step 3.
+        let dir = tmp("resumed");
+        let cfg = config(Mode::Full, 3);
+        train(&ck, &lex, &c, &cfg, &dir, false).unwrap();
+        assert!(dir.join(CHECKPOINT_STATE).exists());
+        let resumed = train(&ck, &lex, &c, &cfg, &dir, true).unwrap();
+        // The checkpoint of step 2 was resumed: one more step was logged after it.
+        assert_eq!(resumed.report.steps_done, 3);
+        assert_eq!(resumed.report.log.len(), 3);
+        for (k, v) in &whole.tensors {
+            let d = (v - &resumed.tensors[k])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-6, "{k}: {d}");
+        }
+    }
+
+    #[test]
+    fn a_diverging_run_stops_and_keeps_finite_weights() {
+        let ck = tiny("tiny-gpt2");
+        let (lex, c) = corpus();
+        let mut cfg = config(Mode::Full, 6);
+        cfg.learning_rate = 1e3;
+        cfg.clip_norm = 1e9;
+        cfg.perplexity_guard = 0.05;
+        let t = train(&ck, &lex, &c, &cfg, &tmp("diverge"), false).unwrap();
+        let why = t.report.stopped_early.clone().expect("should stop");
+        assert!(
+            why.contains("guard") || why.contains("loss") || why.contains("gradient"),
+            "{why}"
+        );
+        for v in t.tensors.values() {
+            let s = v.sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(s.is_finite());
+        }
+        assert!(t.report.final_perplexity <= t.report.base_perplexity * 1.05 + 1e-9);
+    }
+}
