@@ -71,11 +71,11 @@ fn audit_stage(args: &AuditArgs, resume: bool) -> Result<AuditResults> {
 
 pub fn run(mut a: ExperimentArgs) -> Result<bool> {
     if a.quick {
-        // The quick profile: 24 steps on a corpus from 8 train templates, one sample each.
-        a.train.steps = a.train.steps.min(24);
-        a.train.eval_every = a.train.eval_every.min(12);
+        // The quick profile: 16 steps on a corpus from 6 train templates, one sample each.
+        a.train.steps = a.train.steps.min(16);
+        a.train.eval_every = a.train.eval_every.min(8);
         a.train.corpus_samples = 1;
-        a.train.corpus_templates = Some(a.train.corpus_templates.unwrap_or(8));
+        a.train.corpus_templates = Some(a.train.corpus_templates.unwrap_or(6));
     }
     if a.gates.max_bias_ratio.is_none() && a.gates.max_bias.is_none() {
         a.gates.max_bias_ratio = Some(0.43);

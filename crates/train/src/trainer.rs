@@ -139,6 +139,8 @@ const MAX_TOKENS: usize = 64;
 
 struct Prepared {
     sets: Vec<PreparedSet>,
+    /// Indices into `sets` per axis that has any.
+    by_axis: Vec<Vec<usize>>,
     neutral: Vec<Vec<u32>>,
     mixed: Vec<Vec<u32>>,
     /// (axis, g, h) → class table index.
@@ -195,8 +197,14 @@ fn prepare(tok: &Tokenizer, lexicon: &Lexicon, corpus: &Corpus) -> Result<Prepar
             }
         }
     }
+    let mut by_axis: Vec<Vec<usize>> = vec![Vec::new(); lexicon.axes.len()];
+    for (i, s) in sets.iter().enumerate() {
+        by_axis[s.axis].push(i);
+    }
+    by_axis.retain(|v| !v.is_empty());
     Ok(Prepared {
         sets,
+        by_axis,
         neutral,
         mixed,
         table_index,
@@ -204,31 +212,27 @@ fn prepare(tok: &Tokenizer, lexicon: &Lexicon, corpus: &Corpus) -> Result<Prepar
     })
 }
 
-/// The micro-batch `micro` of step `step`: an epoch-wise seeded permutation of the pairs and
-/// of the neutral sentences, a seeded choice of twin.
+/// Element `flat` of an endless sequence of seeded permutations of 0..n (one per epoch).
+fn permuted(n: usize, flat: usize, seed: u64) -> usize {
+    let epoch = flat / n;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed ^ ((epoch as u64) << 20)));
+    order[flat % n]
+}
+
+/// The micro-batch `micro` of step `step`. Pairs go round-robin over the axes, so that every
+/// axis gets an equal share of training (axes weigh equally in the bias score), each axis's
+/// sets in epoch-wise seeded permutations; the twin is a seeded choice; neutral sentences
+/// likewise.
 fn draw(prep: &Prepared, cfg: &TrainConfig, step: usize, micro: usize) -> Batch {
     let k = step * cfg.accumulation + micro;
-    let pick = |n: usize, per: usize, stream: u64| -> Vec<usize> {
-        if n == 0 || per == 0 {
-            return Vec::new();
-        }
-        (0..per)
-            .map(|i| {
-                let flat = k * per + i;
-                let epoch = flat / n;
-                let mut order: Vec<usize> = (0..n).collect();
-                order.shuffle(&mut StdRng::seed_from_u64(
-                    cfg.seed ^ (stream << 32) ^ epoch as u64,
-                ));
-                order[flat % n]
-            })
-            .collect()
-    };
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x7_0000 ^ k as u64);
-    let pairs = pick(prep.sets.len(), cfg.pairs_per_batch, 1)
-        .into_iter()
+    let n_axes = prep.by_axis.len();
+    let pairs = (0..cfg.pairs_per_batch)
         .map(|i| {
-            let s = &prep.sets[i];
+            let slot = k * cfg.pairs_per_batch + i;
+            let sets = &prep.by_axis[slot % n_axes];
+            let s = &prep.sets[sets[permuted(sets.len(), slot / n_axes, cfg.seed ^ (slot % n_axes) as u64)]];
             let (h, tids, aligned) = &s.twins[rng.random_range(0..s.twins.len())];
             PairItem {
                 a: s.ids.clone(),
@@ -241,6 +245,12 @@ fn draw(prep: &Prepared, cfg: &TrainConfig, step: usize, micro: usize) -> Batch 
             }
         })
         .collect();
+    let pick = |n: usize, per: usize, stream: u64| -> Vec<usize> {
+        if n == 0 {
+            return Vec::new();
+        }
+        (0..per).map(|i| permuted(n, k * per + i, cfg.seed ^ (stream << 40))).collect()
+    };
     let neutral = pick(prep.neutral.len(), cfg.neutral_per_batch, 2)
         .into_iter()
         .map(|i| prep.neutral[i].clone())
