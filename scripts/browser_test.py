@@ -68,7 +68,9 @@ def main():
     templates.write_text('template = [\n  { text = "The {X} worked as", category = "occupation", split = "eval" },\n'
                          '  { text = "The {X} was", category = "regard", split = "eval" },\n]\n')
     subprocess.run([str(FAIRLM), "audit", "--model", str(ROOT / "fixtures" / "tiny-gpt2"), "--templates", str(templates),
-                    "--samples", "4", "--bootstrap", "200", "--out", str(work / "a")], check=True, capture_output=True)
+                    "--samples", "4", "--bootstrap", "200", "--out", str(work / "a"),
+                    "--crows", str(ROOT / "fixtures" / "crows-sample.csv"),
+                    "--stereoset", str(ROOT / "fixtures" / "stereoset-sample.json")], check=True, capture_output=True)
     results = json.loads((work / "a" / "results.json").read_text())
     page = work / "report.html"
     subprocess.run([str(FAIRLM), "report", str(work / "a" / "results.json"), "-o", str(page)], check=True, capture_output=True)
@@ -81,6 +83,14 @@ def main():
     ppl = re.search(r'id="ppl-before">([0-9.]+)<', dom)
     check(bias is not None and bias.group(1) == f"{results['probe']['bias_score']['value']:.3f}", "headline bias score equals results.json")
     check(ppl is not None and ppl.group(1) == f"{results['perplexity']['perplexity']['value']:.2f}", "headline perplexity equals results.json")
+
+    for bench in results["benchmarks"]:
+        kind = bench["benchmark"]
+        overall = (bench.get("pair_table") or bench.get("stereoset_table"))[-1]
+        value = overall["pct_stereotype_sum"] if kind == "crows" else overall["sum"]["ss"]
+        table = re.search(r'data-bench="?%s"?>(.*?)</table>' % kind, dom, re.S)
+        cell = table and re.search(r"<td>overall</td><td>\d+</td><td>([0-9.]+)</td>", table.group(1))
+        check(cell is not None and cell.group(1) == f"{value:.1f}", f"{kind} table's overall figure equals results.json")
 
     rows = re.findall(r"<tr( hidden=\"\")?><td>([0-9.]+)</td>(.*?)</tr>", samples_body(dom))
     check(len(rows) > 0 and all(not h for h, _, _ in rows), f"all {len(rows)} flagged rows shown without a filter")

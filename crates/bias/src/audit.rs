@@ -66,6 +66,10 @@ pub struct AuditResults {
     pub text_perplexity: Option<Perplexity>,
     pub timings_s: std::collections::BTreeMap<String, f64>,
     pub records: Vec<SampleRecord>,
+    /// CrowS-Pairs / StereoSet / JSONL pair benchmarks run with the audit (`--crows`,
+    /// `--stereoset`), with their per-pair records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub benchmarks: Vec<crate::pairs::BenchResults>,
 }
 
 impl AuditResults {
@@ -193,6 +197,7 @@ pub fn run(
         text_perplexity,
         timings_s: timings,
         records,
+        benchmarks: Vec::new(),
     })
 }
 

@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::audit::AuditResults;
 use crate::error::{Error, Result};
+use crate::pairs::{pair_table, stereo_table, BenchResults, PairRecord, StereoRecord};
 use crate::probe::SampleRecord;
 use crate::stats::{percentile_interval, Estimate};
 
@@ -21,6 +22,9 @@ pub struct Gates {
     pub max_bias_ratio: Option<f64>,
     /// Held-out perplexity may rise at most this many percent.
     pub max_ppl_increase: Option<f64>,
+    /// StereoSet lms (sum convention) after must be at least this (needs `--stereoset`).
+    #[serde(default)]
+    pub min_lms: Option<f64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -225,7 +229,21 @@ pub fn compare(
         after: pa,
         delta: perplexity_delta(before, after, resamples, &mut rng),
     });
+    let stereo_after = benchmark_rows(before, after, resamples, &mut rng, &mut rows);
     let mut results = Vec::new();
+    if let Some(l) = gates.min_lms {
+        let Some(lms) = stereo_after else {
+            return Err(Error::Invalid(
+                "--min-lms needs StereoSet results in both audits: run them with --stereoset FILE"
+                    .into(),
+            ));
+        };
+        results.push(GateResult {
+            gate: "min-lms".into(),
+            passed: lms >= l,
+            detail: format!("StereoSet lms after {lms:.2} vs limit {l}"),
+        });
+    }
     if let Some(x) = gates.max_bias {
         results.push(GateResult {
             gate: "max-bias".into(),
@@ -259,6 +277,93 @@ pub fn compare(
         rows,
         gates: results,
     })
+}
+
+/// Overall figure of a benchmark's records: CrowS pct_stereotype, or StereoSet [ss, lms].
+fn bench_figures(b: &BenchResults, pick: Option<&[usize]>) -> Vec<f64> {
+    let chosen =
+        |n: usize| -> Vec<usize> { pick.map(|p| p.to_vec()).unwrap_or_else(|| (0..n).collect()) };
+    if let Some(recs) = &b.pairs {
+        let rs: Vec<PairRecord> = chosen(recs.len())
+            .into_iter()
+            .map(|i| recs[i].clone())
+            .collect();
+        let overall = pair_table(&rs).pop();
+        return vec![overall.map(|r| r.pct_stereotype_sum).unwrap_or(0.0)];
+    }
+    if let Some(recs) = &b.entries {
+        let rs: Vec<StereoRecord> = chosen(recs.len())
+            .into_iter()
+            .map(|i| recs[i].clone())
+            .collect();
+        let overall = stereo_table(&rs).pop();
+        return overall
+            .map(|r| vec![r.sum.ss, r.sum.lms])
+            .unwrap_or_default();
+    }
+    Vec::new()
+}
+
+/// Before/after rows of the pair benchmarks both audits ran on the same file, recomputed from
+/// their per-pair records with a paired bootstrap over pairs. Returns StereoSet lms after.
+fn benchmark_rows(
+    before: &AuditResults,
+    after: &AuditResults,
+    resamples: usize,
+    rng: &mut StdRng,
+    rows: &mut Vec<Row>,
+) -> Option<f64> {
+    let mut lms_after = None;
+    for b in &before.benchmarks {
+        let Some(a) = after
+            .benchmarks
+            .iter()
+            .find(|a| a.benchmark == b.benchmark && a.file == b.file)
+        else {
+            continue;
+        };
+        let n = b
+            .pairs
+            .as_ref()
+            .map(|p| p.len())
+            .or(b.entries.as_ref().map(|e| e.len()))
+            .unwrap_or(0);
+        let n_after = a
+            .pairs
+            .as_ref()
+            .map(|p| p.len())
+            .or(a.entries.as_ref().map(|e| e.len()))
+            .unwrap_or(0);
+        if n == 0 || n != n_after {
+            continue;
+        }
+        let (fb, fa) = (bench_figures(b, None), bench_figures(a, None));
+        let mut reps: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); fb.len()];
+        for _ in 0..resamples {
+            let pick: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+            let (xb, xa) = (bench_figures(b, Some(&pick)), bench_figures(a, Some(&pick)));
+            for (k, r) in reps.iter_mut().enumerate() {
+                r.push(xa[k] - xb[k]);
+            }
+        }
+        let names: &[&str] = if b.pairs.is_some() {
+            &["pct_stereotype (sum, ideal 50)"]
+        } else {
+            &["ss (sum, ideal 50)", "lms (sum, ideal 100)"]
+        };
+        for (k, r) in reps.into_iter().enumerate() {
+            rows.push(Row {
+                metric: format!("{} {}", b.benchmark, names[k]),
+                before: fb[k],
+                after: fa[k],
+                delta: percentile_interval(r, fa[k] - fb[k]),
+            });
+        }
+        if b.entries.is_some() {
+            lms_after = fa.get(1).copied();
+        }
+    }
+    lms_after
 }
 
 /// Paired bootstrap over the held-out text's 64-token blocks (each block weighs the same);

@@ -507,6 +507,100 @@ pub struct BenchResults {
     pub entries: Option<Vec<StereoRecord>>,
 }
 
+/// A benchmark file's rows, read and checked before any model is loaded.
+pub enum BenchInput {
+    Pairs(Vec<Pair>),
+    Stereo(Vec<StereoEntry>),
+}
+
+/// Reads a `crows`, `stereoset` or `pairs` file.
+pub fn read_benchmark(kind: &str, file: &Path, strict: bool) -> Result<(BenchInput, Vec<Skipped>)> {
+    Ok(match kind {
+        "crows" => {
+            let (p, s) = read_crows(file, strict)?;
+            (BenchInput::Pairs(p), s)
+        }
+        "pairs" => {
+            let (p, s) = read_pairs_jsonl(file, strict)?;
+            (BenchInput::Pairs(p), s)
+        }
+        "stereoset" => {
+            let (e, s) = read_stereoset(file, strict)?;
+            (BenchInput::Stereo(e), s)
+        }
+        other => return Err(Error::Invalid(format!("unknown benchmark `{other}`"))),
+    })
+}
+
+/// Scores a benchmark read by `read_benchmark` and tabulates it.
+#[allow(clippy::too_many_arguments)]
+pub fn run_benchmark(
+    kind: &str,
+    file: &Path,
+    input: &BenchInput,
+    skipped: Vec<Skipped>,
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    record: crate::audit::ModelRecord,
+    batch: usize,
+) -> Result<BenchResults> {
+    let mut results = BenchResults {
+        schema_version: 1,
+        benchmark: kind.into(),
+        file: file.to_path_buf(),
+        model: record,
+        skipped,
+        pair_table: None,
+        stereoset_table: None,
+        pairs: None,
+        entries: None,
+    };
+    match input {
+        BenchInput::Pairs(p) => {
+            let recs = score_pairs(model, tok, p, batch)?;
+            results.pair_table = Some(pair_table(&recs));
+            results.pairs = Some(recs);
+        }
+        BenchInput::Stereo(e) => {
+            let recs = score_stereoset(model, tok, e, batch)?;
+            results.stereoset_table = Some(stereo_table(&recs));
+            results.entries = Some(recs);
+        }
+    }
+    Ok(results)
+}
+
+/// The benchmark's table in Markdown (both conventions).
+pub fn markdown(r: &BenchResults) -> String {
+    let mut s = String::new();
+    if let Some(table) = &r.pair_table {
+        s += "| bias type | pairs | pct_stereotype (sum) | pct_stereotype (mean) |\n|---|---|---|---|\n";
+        for row in table {
+            s += &format!(
+                "| {} | {} | {:.1} | {:.1} |\n",
+                row.bias_type, row.pairs, row.pct_stereotype_sum, row.pct_stereotype_mean
+            );
+        }
+    }
+    if let Some(table) = &r.stereoset_table {
+        s += "| bias type | entries | ss (sum) | lms (sum) | icat (sum) | ss (mean) | lms (mean) | icat (mean) |\n|---|---|---|---|---|---|---|---|\n";
+        for row in table {
+            s += &format!(
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+                row.bias_type,
+                row.entries,
+                row.sum.ss,
+                row.sum.lms,
+                row.sum.icat,
+                row.mean.ss,
+                row.mean.lms,
+                row.mean.icat
+            );
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

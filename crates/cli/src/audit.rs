@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use fairlm_bias::audit::{self, AuditConfig};
 use fairlm_bias::lexicon::Lexicon;
+use fairlm_bias::pairs;
 use fairlm_bias::probe::ProbeConfig;
 use fairlm_bias::templates;
 use fairlm_model::fetch;
@@ -44,6 +45,12 @@ pub struct AuditArgs {
     /// Also report the perplexity of this text file.
     #[arg(long)]
     pub text: Option<PathBuf>,
+    /// Also run CrowS-Pairs on this CSV (your copy; malformed rows skipped and counted).
+    #[arg(long)]
+    pub crows: Option<PathBuf>,
+    /// Also run StereoSet (intrasentence) on this JSON (your copy).
+    #[arg(long)]
+    pub stereoset: Option<PathBuf>,
 }
 
 pub fn run(a: AuditArgs) -> Result<()> {
@@ -82,19 +89,47 @@ pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     }
+    // Benchmark files are read and checked before the model is loaded.
+    let mut benches = Vec::new();
+    for (kind, file) in [("crows", &a.crows), ("stereoset", &a.stereoset)] {
+        if let Some(f) = file {
+            let (input, skipped) = pairs::read_benchmark(kind, f, false)?;
+            benches.push((kind, f, input, skipped));
+        }
+    }
     let path = fetch::resolve(&a.model.model)?;
     let ck = a.model.open()?;
     let model = ck.build()?;
     let record = crate::engine::model_record(&path, model.as_ref())?;
-    let results = audit::run(
+    let mut results = audit::run(
         model.as_ref(),
         &ck.tokenizer,
-        record,
+        record.clone(),
         &lexicon,
         &templates,
         &cfg,
     )?;
-    let summary = audit::summary_markdown(&results);
+    for (kind, file, input, skipped) in benches {
+        results.benchmarks.push(pairs::run_benchmark(
+            kind,
+            file,
+            &input,
+            skipped,
+            model.as_ref(),
+            &ck.tokenizer,
+            record.clone(),
+            32,
+        )?);
+    }
+    let mut summary = audit::summary_markdown(&results);
+    for b in &results.benchmarks {
+        summary += &format!(
+            "\n{} ({}):\n\n{}",
+            b.benchmark,
+            b.file.display(),
+            pairs::markdown(b)
+        );
+    }
     println!("{summary}");
     if let Some(out) = &a.out {
         audit::write_atomic(

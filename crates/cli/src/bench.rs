@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use fairlm_bias::audit::write_atomic;
-use fairlm_bias::pairs::{self, BenchResults};
+use fairlm_bias::pairs;
 use fairlm_model::fetch;
 
 use crate::engine::ModelArgs;
@@ -44,24 +44,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Pairs(a) => ("pairs", a),
     };
     // Read and check the file before loading the model: bad input fails fast.
-    enum Input {
-        Pairs(Vec<pairs::Pair>),
-        Stereo(Vec<pairs::StereoEntry>),
-    }
-    let (input, skipped) = match name {
-        "crows" => {
-            let (p, s) = pairs::read_crows(&a.file, a.strict)?;
-            (Input::Pairs(p), s)
-        }
-        "pairs" => {
-            let (p, s) = pairs::read_pairs_jsonl(&a.file, a.strict)?;
-            (Input::Pairs(p), s)
-        }
-        _ => {
-            let (e, s) = pairs::read_stereoset(&a.file, a.strict)?;
-            (Input::Stereo(e), s)
-        }
-    };
+    let (input, skipped) = pairs::read_benchmark(name, &a.file, a.strict)?;
     if let Some(first) = skipped.first() {
         eprintln!(
             "fairlm: skipped {} malformed rows of {} (first: line {}: {}); --strict fails on them",
@@ -75,52 +58,17 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     let ck = a.model.open()?;
     let model = ck.build()?;
     let record = crate::engine::model_record(&path, model.as_ref())?;
-    let mut results = BenchResults {
-        schema_version: 1,
-        benchmark: name.into(),
-        file: a.file.clone(),
-        model: record,
+    let results = pairs::run_benchmark(
+        name,
+        &a.file,
+        &input,
         skipped,
-        pair_table: None,
-        stereoset_table: None,
-        pairs: None,
-        entries: None,
-    };
-    match input {
-        Input::Pairs(p) => {
-            let recs = pairs::score_pairs(model.as_ref(), &ck.tokenizer, &p, a.batch_size)?;
-            let table = pairs::pair_table(&recs);
-            println!("| bias type | pairs | pct_stereotype (sum) | pct_stereotype (mean) |\n|---|---|---|---|");
-            for r in &table {
-                println!(
-                    "| {} | {} | {:.1} | {:.1} |",
-                    r.bias_type, r.pairs, r.pct_stereotype_sum, r.pct_stereotype_mean
-                );
-            }
-            results.pair_table = Some(table);
-            results.pairs = Some(recs);
-        }
-        Input::Stereo(e) => {
-            let recs = pairs::score_stereoset(model.as_ref(), &ck.tokenizer, &e, a.batch_size)?;
-            let table = pairs::stereo_table(&recs);
-            println!("| bias type | entries | ss (sum) | lms (sum) | icat (sum) | ss (mean) | lms (mean) | icat (mean) |\n|---|---|---|---|---|---|---|---|");
-            for r in &table {
-                println!(
-                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                    r.bias_type,
-                    r.entries,
-                    r.sum.ss,
-                    r.sum.lms,
-                    r.sum.icat,
-                    r.mean.ss,
-                    r.mean.lms,
-                    r.mean.icat
-                );
-            }
-            results.stereoset_table = Some(table);
-            results.entries = Some(recs);
-        }
-    }
+        model.as_ref(),
+        &ck.tokenizer,
+        record,
+        a.batch_size,
+    )?;
+    print!("{}", pairs::markdown(&results));
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
         write_atomic(

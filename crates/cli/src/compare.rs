@@ -20,6 +20,9 @@ pub struct GateArgs {
     /// Fail when held-out perplexity rises more than this many percent.
     #[arg(long)]
     pub max_ppl_increase: Option<f64>,
+    /// Fail when StereoSet lms after is below this (the audits must have run --stereoset).
+    #[arg(long)]
+    pub min_lms: Option<f64>,
 }
 
 impl GateArgs {
@@ -28,6 +31,7 @@ impl GateArgs {
             max_bias: self.max_bias,
             max_bias_ratio: self.max_bias_ratio,
             max_ppl_increase: self.max_ppl_increase,
+            min_lms: self.min_lms,
         }
     }
 }

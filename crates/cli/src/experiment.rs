@@ -34,7 +34,20 @@ pub struct ExperimentArgs {
     #[command(flatten)]
     pub gates: GateArgs,
     #[command(flatten)]
+    pub bench: BenchFiles,
+    #[command(flatten)]
     pub train: TrainArgs,
+}
+
+/// Pair benchmarks both audits of an experiment run.
+#[derive(Args, Clone)]
+pub struct BenchFiles {
+    /// CrowS-Pairs CSV (your copy) scored before and after.
+    #[arg(long)]
+    pub crows: Option<PathBuf>,
+    /// StereoSet intrasentence JSON (your copy) scored before and after.
+    #[arg(long)]
+    pub stereoset: Option<PathBuf>,
 }
 
 fn audit_args(
@@ -43,6 +56,7 @@ fn audit_args(
     quick: bool,
     seed: u64,
     train: &TrainArgs,
+    bench: &BenchFiles,
 ) -> AuditArgs {
     AuditArgs {
         model: model.clone(),
@@ -56,6 +70,8 @@ fn audit_args(
         templates: train.templates.clone(),
         bootstrap: 1000,
         text: None,
+        crows: bench.crows.clone(),
+        stereoset: bench.stereoset.clone(),
     }
 }
 
@@ -87,7 +103,14 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
     let seed = a.train.seed;
     eprintln!("fairlm: experiment 1/3: audit of the original model");
     let before = audit_stage(
-        &audit_args(&a.model, a.out.join("before"), a.quick, seed, &a.train),
+        &audit_args(
+            &a.model,
+            a.out.join("before"),
+            a.quick,
+            seed,
+            &a.train,
+            &a.bench,
+        ),
         a.resume,
     )?;
 
@@ -115,7 +138,14 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
         dtype: fairlm_model::NumericPath::F32,
     };
     let after = audit_stage(
-        &audit_args(&mitigated, a.out.join("after"), a.quick, seed, &a.train),
+        &audit_args(
+            &mitigated,
+            a.out.join("after"),
+            a.quick,
+            seed,
+            &a.train,
+            &a.bench,
+        ),
         a.resume,
     )?;
 

@@ -250,6 +250,17 @@ pub fn mitigate(a: &MitigateArgs) -> Result<(TrainReport, PathBuf)> {
     let lexicon = lexicon(&a.train.lexicon, &a.train.axes)?;
     let ck = a.model.open()?;
     let corpus = corpus(a, &ck, &lexicon)?;
+    if corpus.sets.is_empty() {
+        bail!(
+            "the corpus has no sentence that mentions a group of {}: nothing to augment",
+            lexicon
+                .axes
+                .iter()
+                .map(|x| x.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     eprintln!(
         "fairlm: corpus {} sentences → {} after counterfactual augmentation ({} about a group, {} neutral, {} mixed)",
         corpus.size_before(),

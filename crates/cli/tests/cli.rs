@@ -658,6 +658,8 @@ fn tiny_audit(name: &str) -> (PathBuf, serde_json::Value) {
         "200",
         "--out",
         d.join("a").to_str().unwrap(),
+        "--stereoset",
+        fixture("stereoset-sample.json").to_str().unwrap(),
     ])
     .output()
     .unwrap();
@@ -764,7 +766,28 @@ fn compare_gates_fail_with_exit_1_and_name_the_gate() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The unrelated sentence wins every StereoSet entry: lms 0.
+    let mut nonsense = v.clone();
+    for e in nonsense["benchmarks"][0]["entries"].as_array_mut().unwrap() {
+        e["sum"][2] = serde_json::json!(0.0);
+    }
+    let nonsense = write_json(&d.join("nonsense.json"), &nonsense);
+    let out = compare(&b, &b, &["--min-lms", "1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut bare = v.clone();
+    bare.as_object_mut().unwrap().remove("benchmarks");
+    let bare = write_json(&d.join("bare.json"), &bare);
+    assert_one_line_error(
+        compare(&bare, &bare, &["--min-lms", "80"]),
+        &["--min-lms", "--stereoset"],
+    );
     for (after, gate, flag, limit) in [
+        (&nonsense, "min-lms", "--min-lms", "50"),
         (&worse, "max-bias", "--max-bias", "0.5"),
         (&worse, "max-bias-ratio", "--max-bias-ratio", "1.0"),
         (&costly, "max-ppl-increase", "--max-ppl-increase", "5"),
@@ -864,10 +887,11 @@ fn report_page_recomputes_the_headline_from_the_records() {
 fn experiment_on_a_tiny_model_writes_every_stage_and_resumes() {
     let d = scratch("experiment");
     let out = d.join("exp");
+    let model = fixture("tiny-gpt2");
     let args = [
         "experiment",
         "--model",
-        fixture("tiny-gpt2").to_str().unwrap(),
+        model.to_str().unwrap(),
         "--quick",
         "--axes",
         "gender",

@@ -5,6 +5,7 @@
 use fairlm_bias::audit::AuditResults;
 use fairlm_bias::compare::Comparison;
 use fairlm_bias::metrics::{self, ProbeMetrics};
+use fairlm_bias::pairs::{pair_table, stereo_table};
 use fairlm_bias::stats::Estimate;
 
 /// At most this many flagged samples are embedded; the rest stay in results.json.
@@ -132,6 +133,59 @@ fn delta_histogram(r: &AuditResults, axis: &str) -> String {
 }
 
 /// The page. `after` and `comparison` are present for a before/after report.
+/// CrowS-Pairs / StereoSet tables (recomputed from their per-pair records), before and after
+/// side by side when both audits ran the file.
+fn benchmark_tables(before: &AuditResults, after: Option<&AuditResults>) -> String {
+    let mut h = String::new();
+    for b in &before.benchmarks {
+        let a = after.and_then(|x| {
+            x.benchmarks
+                .iter()
+                .find(|y| y.benchmark == b.benchmark && y.file == b.file)
+        });
+        let file = esc(&b.file.display().to_string());
+        if let Some(recs) = &b.pairs {
+            let tb = pair_table(recs);
+            let ta = a.and_then(|x| x.pairs.as_ref()).map(|r| pair_table(r));
+            h += &format!("<h2>{} <small>({file}; ideal 50)</small></h2><table class=bench data-bench={}><tr><th>bias type</th><th>pairs</th><th>pct_stereotype (sum) before</th>{}</tr>", esc(&b.benchmark), esc(&b.benchmark), if ta.is_some() { "<th>after</th>" } else { "" });
+            for row in &tb {
+                let after_cell = ta
+                    .as_ref()
+                    .and_then(|t| t.iter().find(|r| r.bias_type == row.bias_type))
+                    .map(|r| format!("<td>{:.1}</td>", r.pct_stereotype_sum))
+                    .unwrap_or_default();
+                h += &format!(
+                    "<tr><td>{}</td><td>{}</td><td>{:.1}</td>{after_cell}</tr>",
+                    esc(&row.bias_type),
+                    row.pairs,
+                    row.pct_stereotype_sum
+                );
+            }
+            h += "</table>";
+        }
+        if let Some(recs) = &b.entries {
+            let tb = stereo_table(recs);
+            let ta = a.and_then(|x| x.entries.as_ref()).map(|r| stereo_table(r));
+            h += &format!("<h2>StereoSet <small>({file}; ss ideal 50, lms ideal 100)</small></h2><table class=bench data-bench=stereoset><tr><th>bias type</th><th>entries</th><th>ss before</th><th>lms before</th><th>icat before</th>{}</tr>", if ta.is_some() { "<th>ss after</th><th>lms after</th><th>icat after</th>" } else { "" });
+            for row in &tb {
+                let after_cells = ta
+                    .as_ref()
+                    .and_then(|t| t.iter().find(|r| r.bias_type == row.bias_type))
+                    .map(|r| {
+                        format!(
+                            "<td>{:.1}</td><td>{:.1}</td><td>{:.1}</td>",
+                            r.sum.ss, r.sum.lms, r.sum.icat
+                        )
+                    })
+                    .unwrap_or_default();
+                h += &format!("<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td>{after_cells}</tr>", esc(&row.bias_type), row.entries, row.sum.ss, row.sum.lms, row.sum.icat);
+            }
+            h += "</table>";
+        }
+    }
+    h
+}
+
 pub fn render(
     before: &AuditResults,
     after: Option<&AuditResults>,
@@ -253,6 +307,7 @@ pub fn render(
         );
     }
     h += "</table>";
+    h += &benchmark_tables(before, after);
     // Flagged samples.
     let mut flagged: Vec<(f64, String, String, String, String, String)> = shown
         .records

@@ -232,7 +232,8 @@ fn draw(prep: &Prepared, cfg: &TrainConfig, step: usize, micro: usize) -> Batch 
         .map(|i| {
             let slot = k * cfg.pairs_per_batch + i;
             let sets = &prep.by_axis[slot % n_axes];
-            let s = &prep.sets[sets[permuted(sets.len(), slot / n_axes, cfg.seed ^ (slot % n_axes) as u64)]];
+            let s = &prep.sets
+                [sets[permuted(sets.len(), slot / n_axes, cfg.seed ^ (slot % n_axes) as u64)]];
             let (h, tids, aligned) = &s.twins[rng.random_range(0..s.twins.len())];
             PairItem {
                 a: s.ids.clone(),
@@ -249,7 +250,9 @@ fn draw(prep: &Prepared, cfg: &TrainConfig, step: usize, micro: usize) -> Batch 
         if n == 0 {
             return Vec::new();
         }
-        (0..per).map(|i| permuted(n, k * per + i, cfg.seed ^ (stream << 40))).collect()
+        (0..per)
+            .map(|i| permuted(n, k * per + i, cfg.seed ^ (stream << 40)))
+            .collect()
     };
     let neutral = pick(prep.neutral.len(), cfg.neutral_per_batch, 2)
         .into_iter()
