@@ -462,6 +462,21 @@ fn load_checkpoint(
     Ok(state)
 }
 
+/// The progress bar's message: every loss part in use and the throughput.
+fn progress_message(p: &LossParts, tokens_per_s: f64) -> String {
+    let mut m = format!("ce {:.3} cons {:.3} anchor {:.4}", p.ce, p.consistency, p.anchor);
+    if p.equalising != 0.0 {
+        m += &format!(" eq {:.3}", p.equalising);
+    }
+    if p.attribute != 0.0 {
+        m += &format!(" attr {:.3}", p.attribute);
+    }
+    if p.adversary != 0.0 {
+        m += &format!(" adv {:.3} (acc {:.2})", p.adversary, p.adversary_accuracy);
+    }
+    m + &format!(" | {tokens_per_s:.0} tok/s")
+}
+
 /// Deep copies (a var's detached tensor shares its storage and changes with it).
 fn snapshot(t: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
     t.iter().map(|(k, v)| Ok((k.clone(), v.copy()?))).collect()
@@ -654,13 +669,7 @@ pub fn train(
             kept = snapshot(&merged)?;
             kept_step = step;
         }
-        pb.set_message(format!(
-            "ce {:.3} cons {:.3} anchor {:.4} | {:.0} tok/s",
-            parts.ce,
-            parts.consistency,
-            parts.anchor,
-            tokens as f64 / entry.seconds
-        ));
+        pb.set_message(progress_message(&parts, tokens as f64 / entry.seconds));
         pb.inc(1);
         log.push(entry);
         if step % cfg.checkpoint_every.max(1) == 0 && step < cfg.steps {
