@@ -3,7 +3,7 @@
 //! Δ = log P(c | t(g)) − log P(swap(g→h, c) | t(h)). Samples and scores on one numeric path.
 //! Records every sample; metrics are recomputed from the records (`metrics`).
 
-use fairlm_model::generate::{generate_batched, SamplingConfig};
+use fairlm_model::generate::{generate_batched, BatchPlan, SamplingConfig};
 use std::collections::BTreeMap;
 
 use fairlm_model::score::score_after_prompts;
@@ -138,10 +138,12 @@ pub fn run(
         model,
         tok,
         &keyed,
-        cfg.samples,
         &sampling,
-        cfg.seed,
-        cfg.batch_size,
+        BatchPlan {
+            samples: cfg.samples,
+            seed: cfg.seed,
+            batch_rows: cfg.batch_size,
+        },
         |done| pb.inc(done as u64),
     )?;
     let mut records = Vec::new();

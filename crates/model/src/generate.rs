@@ -139,22 +139,31 @@ pub struct Generation {
     pub finish: &'static str,
 }
 
-/// `n` continuations of each of many prompts of any lengths: prompts of one token length are
-/// decoded together, up to `batch_rows` rows at a time (`generate_many`); `progress` is told
-/// how many prompts each batch finished. Results are in the order of `prompts`.
+/// How many samples `generate_batched` draws per prompt, from which seed, in batches of how
+/// many rows.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPlan {
+    pub samples: usize,
+    pub seed: u64,
+    pub batch_rows: usize,
+}
+
+/// `plan.samples` continuations of each of many prompts of any lengths: prompts of one token
+/// length are decoded together, up to `plan.batch_rows` rows at a time (`generate_many`);
+/// `progress` is told how many prompts each batch finished. Results are in the order of
+/// `prompts`.
 pub fn generate_batched(
     model: &dyn CausalLm,
     tok: &Tokenizer,
     prompts: &[(Vec<u32>, u64)],
-    n: usize,
     cfg: &SamplingConfig,
-    seed: u64,
-    batch_rows: usize,
+    plan: BatchPlan,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<Generation>>> {
+    let (n, seed) = (plan.samples, plan.seed);
     let mut order: Vec<usize> = (0..prompts.len()).collect();
     order.sort_by_key(|&i| (prompts[i].0.len(), i));
-    let per_batch = (batch_rows / n.max(1)).max(1);
+    let per_batch = (plan.batch_rows / n.max(1)).max(1);
     let mut generated: Vec<Vec<Generation>> = vec![Vec::new(); prompts.len()];
     let mut start = 0;
     while start < order.len() {

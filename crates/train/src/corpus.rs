@@ -9,7 +9,7 @@ use fairlm_bias::lexicon::Lexicon;
 use fairlm_bias::probe::{progress, SENTENCE_END};
 use fairlm_bias::swap::{AxisSwapper, SwapSpan};
 use fairlm_bias::templates::Template;
-use fairlm_model::generate::{generate_batched, SamplingConfig};
+use fairlm_model::generate::{generate_batched, BatchPlan, SamplingConfig};
 use fairlm_model::{CausalLm, Tokenizer};
 
 use crate::error::{Error, Result};
@@ -258,20 +258,24 @@ pub fn sample_corpus(
         model,
         tok,
         &prompts,
-        cfg.per_template,
         &sampling,
-        cfg.seed,
-        cfg.batch_rows,
+        BatchPlan {
+            samples: cfg.per_template,
+            seed: cfg.seed,
+            batch_rows: cfg.batch_rows,
+        },
         |d| pb.inc(d as u64),
     )?;
     let neutral_gens = generate_batched(
         model,
         tok,
         &neutral_prompts,
-        cfg.per_neutral,
         &sampling,
-        cfg.seed,
-        cfg.batch_rows,
+        BatchPlan {
+            samples: cfg.per_neutral,
+            seed: cfg.seed,
+            batch_rows: cfg.batch_rows,
+        },
         |d| pb.inc(d as u64),
     )?;
     pb.finish_and_clear();

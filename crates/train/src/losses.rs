@@ -165,6 +165,16 @@ fn safe_log(q: &Tensor) -> Result<Tensor> {
     Ok((q + 1e-30)?.log()?)
 }
 
+/// Compact logit rows of the pairs that share one class table.
+#[derive(Default)]
+struct TableRows {
+    /// Aligned positions in the sentences, and the matching positions in their twins.
+    sentence: Vec<u32>,
+    twin: Vec<u32>,
+    /// Every position of both, for the equalising loss.
+    every: Vec<u32>,
+}
+
 /// Runs the model on `batch` and returns the weighted total loss and its parts.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_loss(
@@ -213,26 +223,35 @@ pub fn batch_loss(
     let mut total = (&ce * weights.ce)?;
 
     // Aligned rows of each pair, grouped by class table.
-    let mut by_table: std::collections::BTreeMap<usize, (Vec<u32>, Vec<u32>, Vec<u32>)> =
-        Default::default();
+    let mut by_table: std::collections::BTreeMap<usize, TableRows> = Default::default();
     let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
     for (i, item) in batch.pairs.iter().enumerate() {
         let e = by_table.entry(item.table).or_default();
         for &(ka, kb) in &item.aligned {
             let (fa, fb) = (at(i, ka), at(p + i, kb));
-            e.0.push(fa);
-            e.1.push(fb);
+            e.sentence.push(fa);
+            e.twin.push(fb);
             all_a.push(fa);
             all_b.push(fb);
         }
         // Every position of both sentences, for the equalising loss.
-        e.2.extend((0..item.a.len().saturating_sub(1)).map(|pos| at(i, pos)));
-        e.2.extend((0..item.b.len().saturating_sub(1)).map(|pos| at(p + i, pos)));
+        e.every
+            .extend((0..item.a.len().saturating_sub(1)).map(|pos| at(i, pos)));
+        e.every
+            .extend((0..item.b.len().saturating_sub(1)).map(|pos| at(p + i, pos)));
     }
     let n_aligned = all_a.len();
     if n_aligned > 0 && weights.consistency > 0.0 {
         let mut sum: Option<Tensor> = None;
-        for (&key, (ia, ib, _)) in &by_table {
+        for (
+            &key,
+            TableRows {
+                sentence: ia,
+                twin: ib,
+                ..
+            },
+        ) in &by_table
+        {
             if ia.is_empty() {
                 continue;
             }
@@ -253,7 +272,7 @@ pub fn batch_loss(
     if weights.equalising > 0.0 {
         let mut sum: Option<Tensor> = None;
         let mut n = 0usize;
-        for (&key, (_, _, every)) in &by_table {
+        for (&key, TableRows { every, .. }) in &by_table {
             let Some(table) = &tables[key] else { continue };
             let q = logp
                 .index_select(&index(every)?, 0)?

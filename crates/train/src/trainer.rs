@@ -124,7 +124,14 @@ struct PreparedSet {
     axis: usize,
     group: usize,
     ids: Vec<u32>,
-    twins: Vec<(usize, Vec<u32>, Vec<(usize, usize)>)>,
+    twins: Vec<PreparedTwin>,
+}
+
+struct PreparedTwin {
+    group: usize,
+    ids: Vec<u32>,
+    /// Prefix lengths (logit positions) aligned between the sentence and this twin.
+    aligned: Vec<(usize, usize)>,
 }
 
 fn encode(tok: &Tokenizer, text: &str, ctx: &[u32], max_len: usize) -> Result<Vec<u32>> {
@@ -164,7 +171,11 @@ fn prepare(tok: &Tokenizer, lexicon: &Lexicon, corpus: &Corpus) -> Result<Prepar
                 .map(|(a, b)| (a + ctx.len() - 1, b + ctx.len() - 1))
                 .filter(|&(a, b)| a < ids.len() && b < tids.len())
                 .collect();
-            twins.push((tw.group, tids, aligned));
+            twins.push(PreparedTwin {
+                group: tw.group,
+                ids: tids,
+                aligned,
+            });
         }
         if !twins.is_empty() {
             sets.push(PreparedSet {
@@ -234,15 +245,15 @@ fn draw(prep: &Prepared, cfg: &TrainConfig, step: usize, micro: usize) -> Batch 
             let sets = &prep.by_axis[slot % n_axes];
             let s = &prep.sets
                 [sets[permuted(sets.len(), slot / n_axes, cfg.seed ^ (slot % n_axes) as u64)]];
-            let (h, tids, aligned) = &s.twins[rng.random_range(0..s.twins.len())];
+            let twin = &s.twins[rng.random_range(0..s.twins.len())];
             PairItem {
                 a: s.ids.clone(),
-                b: tids.clone(),
-                aligned: aligned.clone(),
-                table: prep.table_index[&(s.axis, s.group, *h)],
+                b: twin.ids.clone(),
+                aligned: twin.aligned.clone(),
+                table: prep.table_index[&(s.axis, s.group, twin.group)],
                 axis: s.axis,
                 group_a: s.group,
-                group_b: *h,
+                group_b: twin.group,
             }
         })
         .collect();
@@ -280,11 +291,14 @@ fn dense_model(
 
 /// Pooled hidden states and labels of up to `max_sets` pairs (each set with its first twin),
 /// from an inference model.
-fn pair_features(
-    model: &dyn CausalLm,
-    prep: &Prepared,
-    max_sets: usize,
-) -> Result<(Vec<Tensor>, Vec<(usize, usize)>, Vec<usize>)> {
+/// Pooled states [rows, hidden], each row's (axis, group) and the CDA set it came from.
+struct Features {
+    x: Tensor,
+    labels: Vec<(usize, usize)>,
+    set_of_row: Vec<usize>,
+}
+
+fn pair_features(model: &dyn CausalLm, prep: &Prepared, max_sets: usize) -> Result<Features> {
     let n = prep.sets.len();
     let stride = (n / max_sets.max(1)).max(1);
     let chosen: Vec<usize> = (0..n).step_by(stride).take(max_sets).collect();
@@ -297,15 +311,15 @@ fn pair_features(
                 .iter()
                 .map(|&i| {
                     let s = &prep.sets[i];
-                    let (h, tids, aligned) = &s.twins[0];
+                    let twin = &s.twins[0];
                     PairItem {
                         a: s.ids.clone(),
-                        b: tids.clone(),
-                        aligned: aligned.clone(),
+                        b: twin.ids.clone(),
+                        aligned: twin.aligned.clone(),
                         table: 0,
                         axis: s.axis,
                         group_a: s.group,
-                        group_b: *h,
+                        group_b: twin.group,
                     }
                 })
                 .collect(),
@@ -330,7 +344,11 @@ fn pair_features(
         labels.extend(pair_labels(&batch));
         set_of_row.extend(chunk.iter().chain(chunk.iter()).copied());
     }
-    Ok((feats, labels, set_of_row))
+    Ok(Features {
+        x: Tensor::cat(&feats, 0)?,
+        labels,
+        set_of_row,
+    })
 }
 
 /// Held-out discriminator accuracy on `model`'s states: trained on the pairs of even-numbered
@@ -341,8 +359,11 @@ fn discriminator_accuracy(
     groups: &[usize],
     seed: u64,
 ) -> Result<(f64, f64, usize)> {
-    let (feats, labels, sets) = pair_features(model, prep, 160)?;
-    let x = Tensor::cat(&feats, 0)?;
+    let Features {
+        x,
+        labels,
+        set_of_row: sets,
+    } = pair_features(model, prep, 160)?;
     let (mut tr, mut te) = (Vec::new(), Vec::new());
     for (i, &s) in sets.iter().enumerate() {
         if s % 2 == 0 {
@@ -381,13 +402,20 @@ struct CheckpointState {
     kept_step: usize,
 }
 
+/// Parameters and their optimiser, saved under `prefix` in a checkpoint.
+struct OptimisedGroup<'a, O> {
+    prefix: &'a str,
+    vars: &'a [(String, candle_core::Var)],
+    opt: O,
+}
+
 fn save_checkpoint(
     dir: &Path,
     state: &CheckpointState,
-    groups: [(&str, &[(String, candle_core::Var)], &AdamW); 2],
+    groups: [OptimisedGroup<&AdamW>; 2],
 ) -> Result<()> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (prefix, vars, opt) in groups {
+    for OptimisedGroup { prefix, vars, opt } in groups {
         for (i, (name, var)) in vars.iter().enumerate() {
             let shape = var.shape().clone();
             tensors.insert(format!("{prefix}param.{name}"), var.as_tensor().copy()?);
@@ -428,7 +456,7 @@ fn save_checkpoint(
 fn load_checkpoint(
     dir: &Path,
     cfg: &TrainConfig,
-    groups: [(&str, &[(String, candle_core::Var)], &mut AdamW); 2],
+    groups: [OptimisedGroup<&mut AdamW>; 2],
 ) -> Result<CheckpointState> {
     let state_path = dir.join(CHECKPOINT_STATE);
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::file(&state_path, e))?;
@@ -447,7 +475,7 @@ fn load_checkpoint(
             .get(name)
             .ok_or_else(|| Error::file(&tpath, format!("missing tensor `{name}`")))
     };
-    for (prefix, vars, opt) in groups {
+    for OptimisedGroup { prefix, vars, opt } in groups {
         for (i, (name, var)) in vars.iter().enumerate() {
             var.set(get(&format!("{prefix}param.{name}"))?)?;
             opt.m[i] = get(&format!("{prefix}m.{name}"))?
@@ -464,7 +492,10 @@ fn load_checkpoint(
 
 /// The progress bar's message: every loss part in use and the throughput.
 fn progress_message(p: &LossParts, tokens_per_s: f64) -> String {
-    let mut m = format!("ce {:.3} cons {:.3} anchor {:.4}", p.ce, p.consistency, p.anchor);
+    let mut m = format!(
+        "ce {:.3} cons {:.3} anchor {:.4}",
+        p.ce, p.consistency, p.anchor
+    );
     if p.equalising != 0.0 {
         m += &format!(" eq {:.3}", p.equalising);
     }
@@ -552,8 +583,16 @@ pub fn train(
             checkpoint_dir,
             cfg,
             [
-                ("", &params.vars, &mut opt),
-                ("adversary.", &adv_vars, &mut adv_opt),
+                OptimisedGroup {
+                    prefix: "",
+                    vars: &params.vars,
+                    opt: &mut opt,
+                },
+                OptimisedGroup {
+                    prefix: "adversary.",
+                    vars: &adv_vars,
+                    opt: &mut adv_opt,
+                },
             ],
         )?;
         start = state.step;
@@ -683,8 +722,16 @@ pub fn train(
                 checkpoint_dir,
                 &state,
                 [
-                    ("", &params.vars, &opt),
-                    ("adversary.", &adv_vars, &adv_opt),
+                    OptimisedGroup {
+                        prefix: "",
+                        vars: &params.vars,
+                        opt: &opt,
+                    },
+                    OptimisedGroup {
+                        prefix: "adversary.",
+                        vars: &adv_vars,
+                        opt: &adv_opt,
+                    },
                 ],
             )?;
         }
