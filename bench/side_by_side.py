@@ -6,6 +6,7 @@ table of medians and ratios for BENCHMARKS.md.
     scripts/reference/setup.sh            # once: the reference venv
     cargo build --release
     scripts/reference/.venv/bin/python bench/side_by_side.py [--rounds 3]
+    scripts/reference/.venv/bin/python bench/side_by_side.py --train   # the training step
 """
 import argparse
 import datetime
@@ -75,6 +76,25 @@ def hf_work(model, score_ids, prompt_ids, batches):
     return res
 
 
+def torch_train_step(model, ids, runs):
+    """Seconds of full fine-tuning steps (CE on every next token, backward, AdamW), each
+    after one warm-up step: the work `fairlm speed --train` times."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    x = torch.tensor(ids)
+    times = []
+    for r in range(runs + 1):
+        t0 = time.perf_counter()
+        loss = model(x, labels=x).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if r > 0:
+            times.append(time.perf_counter() - t0)
+    model.eval()
+    return times
+
+
 def llama_work(llm, score_ids, prompt_ids):
     res = {}
 
@@ -103,6 +123,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batches", default="16,32")
+    ap.add_argument("--train", action="store_true", help="only the training step, fairlm vs PyTorch")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     from transformers import AutoModelForCausalLM
@@ -112,6 +133,20 @@ def main():
     path = [l.split("-> ")[1].split(" (")[0] for l in gguf.splitlines() if l.startswith("default:")][0]
     d, name = os.path.split(path)
     hf = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32).eval()
+    if args.train:
+        fl, pt = [], []
+        for r in range(args.rounds):
+            rep = json.loads(subprocess.run([str(FAIRLM), "speed", "--train", "--runs", "2"], check=True,
+                                            capture_output=True, text=True).stdout)
+            fl += rep["runs_s"]
+            pt += torch_train_step(hf, rep["ids"], 2)
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        print(f"\n{datetime.date.today()} · commit {commit} · {machine()} · 2 threads · median of {len(fl)} steps, {args.rounds} interleaved rounds\n")
+        print("| work | fairlm s | PyTorch s | fairlm / PyTorch time |\n|---|---|---|---|")
+        f, t = statistics.median(fl), statistics.median(pt)
+        print(f"| train step 8x32 tokens, full fine-tune, AdamW, f32 | {f:.2f} | {t:.2f} | {f / t:.2f}× |")
+        return
     llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=2, n_batch=512, logits_all=True, verbose=False)
 
     rows = {}  # work -> tool -> [(tokens, seconds)]

@@ -334,10 +334,30 @@ pub struct SpeedArgs {
     /// Batch sizes for the sampling measurement.
     #[arg(long, value_delimiter = ',', default_value = "16,32")]
     pub sample_batches: Vec<usize>,
+    /// Time a full fine-tuning step instead (8×32 held-out tokens, cross-entropy, AdamW, f32).
+    #[arg(long)]
+    pub train: bool,
 }
 
 pub fn speed(a: SpeedArgs) -> Result<()> {
     let ck = a.model.open()?;
+    if a.train {
+        let ids = ck.tokenizer.encode(HELDOUT)?;
+        let rows: Vec<Vec<u32>> = ids.chunks_exact(32).take(8).map(|c| c.to_vec()).collect();
+        let mut runs = fairlm_train::trainer::time_train_step(&ck, &rows, a.runs.max(1))?;
+        let raw = runs.clone();
+        runs.sort_by(f64::total_cmp);
+        println!(
+            "{}",
+            serde_json::json!({
+                "work": "train step 8x32 tokens, full fine-tune, AdamW, f32",
+                "median_s": runs[runs.len() / 2],
+                "runs_s": raw,
+                "ids": rows,
+            })
+        );
+        return Ok(());
+    }
     let model = ck.build()?;
     let report = fairlm_model::speed::measure(
         model.as_ref(),

@@ -770,6 +770,39 @@ pub fn checkpoint_dir(out: &Path) -> PathBuf {
     out.join("checkpoint")
 }
 
+/// Seconds of `runs` full fine-tuning steps (forward, cross-entropy on every next token of
+/// `rows`, backward, AdamW), each after one warm-up step: the work of PyTorch's reference
+/// training step, for BENCHMARKS.md. Measures; asserts nothing.
+pub fn time_train_step(ck: &Checkpoint, rows: &[Vec<u32>], runs: usize) -> Result<Vec<f64>> {
+    let params = Params::new(ck, Mode::Full, 0)?;
+    let mut opt = AdamW::new(&params.vars, AdamWConfig::default());
+    let len = rows.iter().map(|r| r.len()).min().unwrap_or(0);
+    if rows.is_empty() || len < 2 {
+        return Err(Error::Invalid("the timed batch needs rows of at least 2 tokens".into()));
+    }
+    let flat: Vec<u32> = rows.iter().flat_map(|r| r[..len].iter().copied()).collect();
+    let ids = Tensor::from_vec(flat, (rows.len(), len), &Device::Cpu)?;
+    let targets: Vec<u32> = rows.iter().flat_map(|r| r[1..len].iter().copied()).collect();
+    let targets = Tensor::from_vec(targets, (rows.len() * (len - 1), 1), &Device::Cpu)?;
+    let mut times = Vec::with_capacity(runs);
+    for run in 0..=runs {
+        let t0 = Instant::now();
+        let model = dense_model(ck, params.materialize()?, Kernels::Differentiable)?;
+        let hidden = model.hidden(&ids, &mut model.new_cache())?;
+        let logits = model.logits(&hidden.narrow(1, 0, len - 1)?)?;
+        let logp = crate::losses::log_softmax(&logits.reshape((rows.len() * (len - 1), ()))?)?;
+        let loss = (logp.gather(&targets, 1)?.mean_all()? * -1.0)?;
+        let grads = loss.backward()?;
+        let mut sum = GradSum::new(&params.vars);
+        sum.add(&params.vars, &grads)?;
+        opt.update(&params.vars, &sum, 1e-5, 1.0)?;
+        if run > 0 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok(times)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
