@@ -291,7 +291,8 @@ fn dense_model(
 
 /// Pooled hidden states and labels of up to `max_sets` pairs (each set with its first twin),
 /// from an inference model.
-/// Pooled states [rows, hidden], each row's (axis, group) and the CDA set it came from.
+/// Pooled states [rows, hidden], each row's (axis, group) and the ordinal of the CDA set it
+/// came from among the probed ones.
 struct Features {
     x: Tensor,
     labels: Vec<(usize, usize)>,
@@ -305,7 +306,7 @@ fn pair_features(model: &dyn CausalLm, prep: &Prepared, max_sets: usize) -> Resu
     let mut feats = Vec::new();
     let mut labels = Vec::new();
     let mut set_of_row = Vec::new();
-    for chunk in chosen.chunks(16) {
+    for (c, chunk) in chosen.chunks(16).enumerate() {
         let batch = Batch {
             pairs: chunk
                 .iter()
@@ -342,7 +343,9 @@ fn pair_features(model: &dyn CausalLm, prep: &Prepared, max_sets: usize) -> Resu
         let hidden = out.hidden.reshape((rows.len() * t, out.hidden.dim(2)?))?;
         feats.push(pool_aligned(&hidden, &batch, t)?);
         labels.extend(pair_labels(&batch));
-        set_of_row.extend(chunk.iter().chain(chunk.iter()).copied());
+        // The ordinal of each row's set among the chosen ones (sentence rows, then twins).
+        let ordinals = (0..chunk.len()).map(|i| c * 16 + i);
+        set_of_row.extend(ordinals.clone().chain(ordinals));
     }
     Ok(Features {
         x: Tensor::cat(&feats, 0)?,
@@ -351,8 +354,8 @@ fn pair_features(model: &dyn CausalLm, prep: &Prepared, max_sets: usize) -> Resu
     })
 }
 
-/// Held-out discriminator accuracy on `model`'s states: trained on the pairs of even-numbered
-/// sets, tested on the odd ones (a sentence and its twin stay on one side).
+/// Held-out discriminator accuracy on `model`'s states: trained on every other probed set,
+/// tested on the rest (a sentence and its twin stay on one side).
 fn discriminator_accuracy(
     model: &dyn CausalLm,
     prep: &Prepared,
