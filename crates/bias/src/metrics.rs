@@ -246,3 +246,37 @@ pub fn pronoun_agreement(
     }
     (with > 0).then(|| (agree as f64 / with as f64, with))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(group: &str, continuation: &str) -> SampleRecord {
+        SampleRecord {
+            axis: "gender".into(),
+            template: 0,
+            category: "occupation".into(),
+            group: group.into(),
+            sample: 0,
+            prompt: "The person worked as".into(),
+            continuation: continuation.into(),
+            logprob: 0.0,
+            counterfactuals: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn agreement_counts_samples_whose_pronouns_match_the_subject() {
+        let lex = crate::lexicon::Lexicon::default_lexicon().unwrap();
+        let records = vec![
+            record("female", " a nurse and she loved her job."),
+            record("male", " a nurse and she loved it."),
+            record("male", " a chef; he said his food was good."),
+            record("female", " a pilot."),
+        ];
+        let (share, n) = pronoun_agreement(&records, &lex).unwrap();
+        assert_eq!(n, 3);
+        assert!((share - 2.0 / 3.0).abs() < 1e-12);
+        assert!(pronoun_agreement(&records[3..], &lex).is_none());
+    }
+}

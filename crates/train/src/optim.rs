@@ -57,16 +57,6 @@ impl GradSum {
             .sum::<f64>()
             .sqrt()
     }
-
-    /// Parameters that received a zero gradient everywhere (a frozen graph would show here).
-    pub fn all_zero(&self) -> Vec<usize> {
-        self.sums
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.iter().all(|&x| x == 0.0))
-            .map(|(i, _)| i)
-            .collect()
-    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -120,10 +120,6 @@ impl Params {
         Ok(Params { base, vars, mode })
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     pub fn n_trainable(&self) -> usize {
         self.vars.iter().map(|(_, v)| v.elem_count()).sum()
     }
