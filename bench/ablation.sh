@@ -2,12 +2,14 @@
 # Ablation of the mitigation losses (RESULTS.md): the quick experiment profile, one seed, one
 # shared "before" audit and one shared sampled corpus, five loss settings. Each variant's
 # compare.md and train.json land in $OUT/<variant>/; a summary table is printed at the end.
-# Usage: bench/ablation.sh [OUT] (default target/ablation); needs a release build.
+# Usage: bench/ablation.sh [OUT] (default target/ablation); needs a release build, which is
+# copied first so that rebuilding during the run does not change the binary mid-way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-target/ablation}
-FAIRLM=./target/release/fairlm
 mkdir -p "$OUT"
+FAIRLM="$OUT/fairlm"
+cp ./target/release/fairlm "$FAIRLM"
 variants=(
   "ce-only|--w-consistency 0 --w-anchor 0"
   "ce+consistency|--w-anchor 0"
@@ -15,12 +17,13 @@ variants=(
   "ce+consistency+equalising+adversary|--w-anchor 0 --w-equalising 1 --adversary 0.5"
   "full-recipe(ce+consistency+anchor)|"
 )
-first=""
+# The first variant runs the "before" audit and samples the corpus; the others reuse both.
+first="$OUT/${variants[0]%%|*}"
 for v in "${variants[@]}"; do
   name=${v%%|*}
   flags=${v#*|}
   dir="$OUT/$name"
-  if [ -n "$first" ] && [ ! -d "$dir/before" ]; then
+  if [ "$dir" != "$first" ] && [ ! -d "$dir/before" ]; then
     mkdir -p "$dir"
     cp -r "$first/before" "$dir/before"
     cp "$first/corpus.json" "$dir/corpus.json"
@@ -29,14 +32,13 @@ for v in "${variants[@]}"; do
   # shellcheck disable=SC2086
   "$FAIRLM" experiment --quick --resume --out "$dir" $flags > "$dir.stdout" 2> "$dir.stderr" || true
   echo "$(( $(date +%s) - start ))" > "$dir.seconds"
-  [ -z "$first" ] && first="$dir"
 done
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" "${variants[@]%%|*}" <<'PY'
 import json, re, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 print("| variant | bias score before → after (ratio) | divergence before → after | held-out ppl before → after | discriminator acc. before → after | training s | wall s |")
 print("|---|---|---|---|---|---|---|")
-for d in sorted(p for p in out.iterdir() if p.is_dir()):
+for d in [out / v for v in sys.argv[2:]]:
     md = (d / "compare.md").read_text() if (d / "compare.md").exists() else ""
     row = lambda m: re.search(r"\| %s \| ([-0-9.]+) \| ([-0-9.]+) \|" % re.escape(m), md)
     b, dv, p = row("bias score"), row("divergence (nats)"), row("held-out perplexity")

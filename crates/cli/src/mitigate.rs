@@ -103,6 +103,9 @@ pub struct TrainArgs {
     /// Continuations per (train template, group) in the sampled corpus.
     #[arg(long, default_value_t = 2)]
     pub corpus_samples: usize,
+    /// Counterfactual pairs probed for the discriminator accuracy before and after.
+    #[arg(long, default_value_t = 160)]
+    pub discriminator_pairs: usize,
     /// Sample the corpus from at most this many `train` templates (default: all).
     #[arg(long)]
     pub corpus_templates: Option<usize>,
@@ -177,6 +180,7 @@ impl TrainArgs {
             eval_every: self.eval_every,
             checkpoint_every: self.checkpoint_every,
             perplexity_guard: self.guard / 100.0,
+            discriminator_pairs: self.discriminator_pairs,
             ..TrainConfig::default()
         })
     }

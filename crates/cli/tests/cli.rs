@@ -913,6 +913,7 @@ fn experiment_on_a_tiny_model_writes_every_stage_and_resumes() {
         "train-log.jsonl",
         "corpus.json",
         "compare.md",
+        "mitigation.md",
         "report.html",
     ] {
         assert!(out.join(f).exists(), "{f} missing; stderr: {err}");
@@ -926,7 +927,12 @@ fn experiment_on_a_tiny_model_writes_every_stage_and_resumes() {
         "augmentation must grow the corpus"
     );
     let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
-    assert!(md.contains("discriminator accuracy"), "{md}");
+    assert!(md.contains("pronoun agreement"), "{md}");
+    let mitigation = std::fs::read_to_string(out.join("mitigation.md")).unwrap();
+    assert!(
+        mitigation.contains("discriminator accuracy"),
+        "{mitigation}"
+    );
     // The mitigated model is a model fairlm audits.
     let audit = fairlm(&[
         "audit",

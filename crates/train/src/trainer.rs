@@ -53,6 +53,8 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Stop when held-out perplexity exceeds the original's by more than this fraction.
     pub perplexity_guard: f64,
+    /// Pairs probed for the discriminator accuracy before and after.
+    pub discriminator_pairs: usize,
 }
 
 impl Default for TrainConfig {
@@ -74,6 +76,7 @@ impl Default for TrainConfig {
             eval_every: 20,
             checkpoint_every: 20,
             perplexity_guard: 0.05,
+            discriminator_pairs: 160,
         }
     }
 }
@@ -360,13 +363,14 @@ fn discriminator_accuracy(
     model: &dyn CausalLm,
     prep: &Prepared,
     groups: &[usize],
+    max_pairs: usize,
     seed: u64,
 ) -> Result<(f64, f64, usize)> {
     let Features {
         x,
         labels,
         set_of_row: sets,
-    } = pair_features(model, prep, 160)?;
+    } = pair_features(model, prep, max_pairs)?;
     let (mut tr, mut te) = (Vec::new(), Vec::new());
     for (i, &s) in sets.iter().enumerate() {
         if s % 2 == 0 {
@@ -549,8 +553,13 @@ pub fn train(
     let heldout = tok.encode(HELDOUT)?;
     let base_perplexity = perplexity(frozen.as_ref(), &heldout)?;
     let groups: Vec<usize> = lexicon.axes.iter().map(|a| a.groups.len()).collect();
-    let (disc_before, chance, probed) =
-        discriminator_accuracy(frozen.as_ref(), &prep, &groups, cfg.seed)?;
+    let (disc_before, chance, probed) = discriminator_accuracy(
+        frozen.as_ref(),
+        &prep,
+        &groups,
+        cfg.discriminator_pairs,
+        cfg.seed,
+    )?;
 
     let params = Params::new(ck, cfg.mode, cfg.seed)?;
     let hidden = frozen.info().hidden_size;
@@ -607,6 +616,8 @@ pub fn train(
         );
     }
     let mut kept = snapshot(&params.merged()?)?;
+    // The held-out perplexity of `kept`, when it was measured (not after a resume).
+    let mut kept_perplexity = None;
     let mut stopped_early = None;
     let pb = progress((cfg.steps - start.min(cfg.steps)) as u64, "training");
     let mut step = start;
@@ -710,6 +721,7 @@ pub fn train(
             }
             kept = snapshot(&merged)?;
             kept_step = step;
+            kept_perplexity = Some(ppl);
         }
         pb.set_message(progress_message(&parts, tokens as f64 / entry.seconds));
         pb.inc(1);
@@ -741,9 +753,17 @@ pub fn train(
     }
     pb.finish_and_clear();
     let final_model = dense_model(ck, kept.clone(), Kernels::Fused)?;
-    let final_perplexity = perplexity(final_model.as_ref(), &heldout)?;
-    let (disc_after, _, _) =
-        discriminator_accuracy(final_model.as_ref(), &prep, &groups, cfg.seed)?;
+    let final_perplexity = match kept_perplexity {
+        Some(p) => p,
+        None => perplexity(final_model.as_ref(), &heldout)?,
+    };
+    let (disc_after, _, _) = discriminator_accuracy(
+        final_model.as_ref(),
+        &prep,
+        &groups,
+        cfg.discriminator_pairs,
+        cfg.seed,
+    )?;
     Ok(Trained {
         tensors: kept,
         report: TrainReport {
@@ -781,11 +801,16 @@ pub fn time_train_step(ck: &Checkpoint, rows: &[Vec<u32>], runs: usize) -> Resul
     let mut opt = AdamW::new(&params.vars, AdamWConfig::default());
     let len = rows.iter().map(|r| r.len()).min().unwrap_or(0);
     if rows.is_empty() || len < 2 {
-        return Err(Error::Invalid("the timed batch needs rows of at least 2 tokens".into()));
+        return Err(Error::Invalid(
+            "the timed batch needs rows of at least 2 tokens".into(),
+        ));
     }
     let flat: Vec<u32> = rows.iter().flat_map(|r| r[..len].iter().copied()).collect();
     let ids = Tensor::from_vec(flat, (rows.len(), len), &Device::Cpu)?;
-    let targets: Vec<u32> = rows.iter().flat_map(|r| r[1..len].iter().copied()).collect();
+    let targets: Vec<u32> = rows
+        .iter()
+        .flat_map(|r| r[1..len].iter().copied())
+        .collect();
     let targets = Tensor::from_vec(targets, (rows.len() * (len - 1), 1), &Device::Cpu)?;
     let mut times = Vec::with_capacity(runs);
     for run in 0..=runs {
