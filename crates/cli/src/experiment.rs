@@ -76,14 +76,23 @@ fn audit_args(
     }
 }
 
-/// Reads a finished audit when resuming, else runs it.
-fn audit_stage(args: &AuditArgs, resume: bool) -> Result<AuditResults> {
-    let results = args.out.as_ref().map(|o| o.join("results.json"));
-    if let Some(p) = results.filter(|p| resume && p.exists()) {
-        eprintln!("fairlm: keeping the finished audit {}", p.display());
-        return Ok(AuditResults::read(&p)?);
+/// The experiment's audit of `model` into OUT/`name`: read when resuming a finished one,
+/// else run.
+fn audit_stage(a: &ExperimentArgs, model: &ModelArgs, name: &str) -> Result<AuditResults> {
+    let args = audit_args(
+        model,
+        a.out.join(name),
+        a.quick,
+        a.train.seed,
+        &a.train,
+        &a.bench,
+    );
+    let results = a.out.join(name).join("results.json");
+    if a.resume && results.exists() {
+        eprintln!("fairlm: keeping the finished audit {}", results.display());
+        return Ok(AuditResults::read(&results)?);
     }
-    crate::audit::audit(args)
+    crate::audit::audit(&args)
 }
 
 pub fn run(mut a: ExperimentArgs) -> Result<bool> {
@@ -105,17 +114,7 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
     std::fs::create_dir_all(&a.out)?;
     let seed = a.train.seed;
     eprintln!("fairlm: experiment 1/3: audit of the original model");
-    let before = audit_stage(
-        &audit_args(
-            &a.model,
-            a.out.join("before"),
-            a.quick,
-            seed,
-            &a.train,
-            &a.bench,
-        ),
-        a.resume,
-    )?;
+    let before = audit_stage(&a, &a.model, "before")?;
 
     eprintln!("fairlm: experiment 2/3: mitigation");
     let model_dir = a.out.join("model");
@@ -140,17 +139,7 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
         model: model_dir.display().to_string(),
         dtype: fairlm_model::NumericPath::F32,
     };
-    let after = audit_stage(
-        &audit_args(
-            &mitigated,
-            a.out.join("after"),
-            a.quick,
-            seed,
-            &a.train,
-            &a.bench,
-        ),
-        a.resume,
-    )?;
+    let after = audit_stage(&a, &mitigated, "after")?;
 
     let comparison = compare::compare(
         &before,

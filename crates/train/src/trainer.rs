@@ -837,6 +837,11 @@ mod tests {
     use crate::corpus::augment;
     use fairlm_model::NumericPath;
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).and_then(|d| d.abs()).and_then(|d| d.max_all());
+        d.and_then(|d| d.to_scalar::<f32>()).unwrap()
+    }
+
     fn tiny(name: &str) -> Checkpoint {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fixtures")
@@ -914,15 +919,7 @@ mod tests {
                 for (k, v) in original {
                     let new = &t.tensors[k];
                     assert_eq!(new.dims(), v.dims(), "{k}");
-                    let d = (new - v)
-                        .unwrap()
-                        .abs()
-                        .unwrap()
-                        .max_all()
-                        .unwrap()
-                        .to_scalar::<f32>()
-                        .unwrap();
-                    changed += usize::from(d > 0.0);
+                    changed += usize::from(max_abs_diff(new, v) > 0.0);
                 }
                 assert!(changed > 0, "{name} {mode:?} changed nothing");
                 if mode == Mode::LastK(1) {
@@ -952,14 +949,7 @@ mod tests {
         assert_eq!(resumed.report.steps_done, 3);
         assert_eq!(resumed.report.log.len(), 3);
         for (k, v) in &whole.tensors {
-            let d = (v - &resumed.tensors[k])
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = max_abs_diff(v, &resumed.tensors[k]);
             assert!(d < 1e-6, "{k}: {d}");
         }
     }
