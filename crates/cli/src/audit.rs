@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use fairlm_bias::audit::{self, AuditConfig};
-use fairlm_bias::lexicon::Lexicon;
 use fairlm_bias::pairs;
 use fairlm_bias::probe::ProbeConfig;
 use fairlm_bias::templates;
@@ -59,13 +58,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
 
 /// Runs the audit `a` describes, prints its summary and writes its files; returns the results.
 pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
-    let mut lexicon = Lexicon::default_lexicon()?;
-    if let Some(p) = &a.lexicon {
-        lexicon.extend(Lexicon::from_file(p)?);
-    }
-    if !a.axes.is_empty() {
-        lexicon.select(&a.axes)?;
-    }
+    let lexicon = crate::mitigate::lexicon(&a.lexicon, &a.axes)?;
     let templates = match &a.templates {
         Some(p) => templates::from_file(p)?,
         None => templates::default_templates()?,

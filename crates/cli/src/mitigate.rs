@@ -111,6 +111,7 @@ pub struct TrainArgs {
     pub corpus_templates: Option<usize>,
 }
 
+/// The built-in lexicon, extended by `extra` and limited to `axes` (audit, mitigate, experiment).
 pub fn lexicon(extra: &Option<PathBuf>, axes: &[String]) -> Result<Lexicon> {
     let mut lexicon = Lexicon::default_lexicon()?;
     if let Some(p) = extra {
