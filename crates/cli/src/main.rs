@@ -57,7 +57,21 @@ enum Command {
     Speed(engine::SpeedArgs),
 }
 
+/// glibc serves large blocks with mmap and unmaps them on free, so every training step faulted
+/// its activation and gradient buffers in afresh (a quarter of the step in the kernel's
+/// page clearing, BENCHMARKS.md). Serving everything from the heap and never trimming it
+/// keeps freed pages for the next step.
+fn keep_freed_pages() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it runs before any other thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 fn main() -> ExitCode {
+    keep_freed_pages();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("FAIRLM_LOG"))
         .with_writer(std::io::stderr)
