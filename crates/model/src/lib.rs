@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod fetch;
+pub mod fused;
 pub mod generate;
 pub mod gpt2;
 pub mod llama;

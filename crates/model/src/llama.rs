@@ -125,9 +125,9 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = candle_nn::ops::silu(&self.gate.forward(x)?)?;
-        self.down.forward(&(g * self.up.forward(x)?)?)
+    fn forward(&self, x: &Tensor, k: Kernels) -> Result<Tensor> {
+        let h = ops::silu_mul(&self.gate.forward(x)?, &self.up.forward(x)?, k)?;
+        self.down.forward(&h)
     }
 }
 
@@ -273,7 +273,7 @@ impl CausalLm for Llama {
             x = (x + a)?;
             let m = blk
                 .mlp
-                .forward(&ops::rms_norm(&x, &blk.mlp_norm, self.eps, k)?)?;
+                .forward(&ops::rms_norm(&x, &blk.mlp_norm, self.eps, k)?, k)?;
             x = (x + m)?;
         }
         ops::rms_norm(&x, &self.norm, self.eps, k)

@@ -1,6 +1,7 @@
 //! Operations shared by the architectures: norms, softmax, rotary embeddings, masks, linear
 //! layers. Each op has a fast inference form and a differentiable form: candle-nn's fused
-//! kernels have no backward pass and would silently stop gradients (engine-notes.md, trap 1).
+//! kernels have no backward pass and would silently stop gradients (engine-notes.md, trap 1);
+//! the differentiable forms are this crate's own fused kernels with backward (`fused`).
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ pub enum Kernels {
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, k: Kernels) -> Result<Tensor> {
     match k {
         Kernels::Fused => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
-        Kernels::Differentiable => candle_nn::ops::rms_norm_slow(x, weight, eps as f32),
+        Kernels::Differentiable => crate::fused::rms_norm(x, weight, eps as f32),
     }
 }
 
@@ -39,7 +40,15 @@ pub fn layer_norm(
 pub fn softmax_last_dim(x: &Tensor, k: Kernels) -> Result<Tensor> {
     match k {
         Kernels::Fused => candle_nn::ops::softmax_last_dim(x),
-        Kernels::Differentiable => candle_nn::ops::softmax(x, D::Minus1),
+        Kernels::Differentiable => crate::fused::softmax(x),
+    }
+}
+
+/// silu(gate) ⊙ up, the gated MLP's activation.
+pub fn silu_mul(gate: &Tensor, up: &Tensor, k: Kernels) -> Result<Tensor> {
+    match k {
+        Kernels::Fused => candle_nn::ops::silu(gate)? * up,
+        Kernels::Differentiable => crate::fused::silu_mul(gate, up),
     }
 }
 
@@ -85,8 +94,9 @@ impl Rotary {
         match (k, self.interleaved) {
             (Kernels::Fused, false) => re::rope(&x.contiguous()?, &cos, &sin),
             (Kernels::Fused, true) => re::rope_i(&x.contiguous()?, &cos, &sin),
-            (Kernels::Differentiable, false) => re::rope_slow(x, &cos, &sin),
-            (Kernels::Differentiable, true) => re::rope_i_slow(x, &cos, &sin),
+            (Kernels::Differentiable, interleaved) => {
+                crate::fused::rope(x, &cos, &sin, interleaved)
+            }
         }
     }
 }

@@ -377,12 +377,9 @@ pub fn pool_aligned(hidden: &Tensor, batch: &Batch, t: usize) -> Result<Tensor> 
     Ok(w.matmul(hidden)?)
 }
 
-/// log-softmax over the last dimension from differentiable primitives.
+/// log-softmax over the last dimension, differentiable (one fused pass each way).
 pub(crate) fn log_softmax(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let shifted = x.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    Ok(shifted.broadcast_sub(&lse)?)
+    Ok(fairlm_model::fused::log_softmax(x)?)
 }
 
 /// Perplexity of `model` on `ids` as the audit computes it (sliding window, half stride).
