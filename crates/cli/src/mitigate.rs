@@ -53,7 +53,7 @@ pub struct TrainArgs {
     pub neutral: usize,
     #[arg(long, default_value_t = 1)]
     pub accumulation: usize,
-    #[arg(long, default_value_t = 2e-5)]
+    #[arg(long, default_value_t = 3e-5)]
     pub lr: f64,
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
@@ -63,7 +63,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1.0)]
     pub w_ce: f64,
     /// Weight of the swap-aware counterfactual consistency loss.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 2.0)]
     pub w_consistency: f64,
     /// Weight of the equalising loss (Qian et al. 2019).
     #[arg(long, default_value_t = 0.0)]

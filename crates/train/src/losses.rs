@@ -25,7 +25,7 @@ impl Default for LossWeights {
     fn default() -> Self {
         LossWeights {
             ce: 1.0,
-            consistency: 1.0,
+            consistency: 2.0,
             equalising: 0.0,
             attribute: 0.0,
             anchor: 1.0,

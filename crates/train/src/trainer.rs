@@ -65,7 +65,7 @@ impl Default for TrainConfig {
             pairs_per_batch: 8,
             neutral_per_batch: 4,
             accumulation: 1,
-            learning_rate: 2e-5,
+            learning_rate: 3e-5,
             warmup_steps: 10,
             clip_norm: 1.0,
             adamw: AdamWConfig::default(),
