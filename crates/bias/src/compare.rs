@@ -420,3 +420,31 @@ pub fn markdown(c: &Comparison) -> String {
     }
     s
 }
+
+/// The agreement gate: pronoun agreement with the prompt's subject (shares in [0, 1]) may fall
+/// at most `max_drop_points` percentage points (design §3.5).
+pub fn agreement_gate(before: f64, after: f64, max_drop_points: f64) -> GateResult {
+    let drop = 100.0 * (before - after);
+    GateResult {
+        gate: "max-agreement-drop".into(),
+        passed: drop <= max_drop_points,
+        detail: format!(
+            "pronoun agreement {before:.3} → {after:.3} ({:+.1} points) vs limit −{max_drop_points} points",
+            -drop
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_gate_fails_beyond_the_allowed_drop() {
+        assert!(agreement_gate(0.965, 0.93, 5.0).passed);
+        assert!(agreement_gate(0.965, 1.0, 5.0).passed);
+        let g = agreement_gate(0.965, 0.595, 5.0);
+        assert!(!g.passed);
+        assert!(g.detail.contains("-37.0 points"), "{}", g.detail);
+    }
+}

@@ -34,6 +34,10 @@ pub struct ExperimentArgs {
     /// Gates of the experiment's verdict (exit 1 when one fails).
     #[command(flatten)]
     pub gates: GateArgs,
+    /// Pronoun agreement with the prompt's subject may fall at most this many points (a model
+    /// that forgets who "she" is has lost quality perplexity does not show; design §3.5).
+    #[arg(long, default_value_t = 5.0)]
+    pub max_agreement_drop: f64,
     #[command(flatten)]
     pub bench: BenchFiles,
     #[command(flatten)]
@@ -141,13 +145,16 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
     };
     let after = audit_stage(&a, &mitigated, "after")?;
 
-    let comparison = compare::compare(
+    let mut comparison = compare::compare(
         &before,
         &after,
         &a.gates.gates(),
         before.config.bootstrap_resamples,
         seed,
     )?;
+    comparison
+        .gates
+        .extend(agreement_gate(&a, &before, &after)?);
     let mut md = compare::markdown(&comparison);
     md.push_str(&quality_markdown(&a, &before, &after)?);
     write_atomic(&a.out.join("compare.md"), md.as_bytes())?;
@@ -164,6 +171,22 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
         eprintln!("fairlm: gate {} failed: {}", g.gate, g.detail);
     }
     Ok(comparison.passed())
+}
+
+/// The agreement gate, when both audits hold gender samples with a pronoun.
+fn agreement_gate(
+    a: &ExperimentArgs,
+    before: &AuditResults,
+    after: &AuditResults,
+) -> Result<Option<compare::GateResult>> {
+    let lexicon = crate::mitigate::lexicon(&a.train.lexicon, &a.train.axes)?;
+    let (Some((b, _)), Some((f, _))) = (
+        pronoun_agreement(&before.records, &lexicon),
+        pronoun_agreement(&after.records, &lexicon),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(compare::agreement_gate(b, f, a.max_agreement_drop)))
 }
 
 /// Quality the perplexity does not show: pronoun agreement and the samples' likelihood under
