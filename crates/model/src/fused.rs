@@ -34,6 +34,39 @@ fn output(v: Vec<f32>, l: &Layout) -> (CpuStorage, Shape) {
     (CpuStorage::F32(v), l.shape().clone())
 }
 
+/// Applies `f(out, x)` to every `chunk` of `x` (a row, or a block of elements), in parallel.
+fn map_chunks(
+    x: &[f32],
+    l: &Layout,
+    chunk: usize,
+    f: impl Fn(&mut [f32], &[f32]) + Sync,
+) -> (CpuStorage, Shape) {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(y, x)| f(y, x));
+    output(y, l)
+}
+
+/// Applies `f(out, a, b)` to every `chunk` of two same-shaped operands, in parallel.
+fn map_chunks2(
+    a: &[f32],
+    b: &[f32],
+    l: &Layout,
+    chunk: usize,
+    op: &str,
+    f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    if a.len() != b.len() {
+        candle_core::bail!("{op}: operands differ in size");
+    }
+    let mut y = vec![0f32; a.len()];
+    y.par_chunks_mut(chunk)
+        .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
+        .for_each(|(y, (a, b))| f(y, a, b));
+    Ok(output(y, l))
+}
+
 fn row_max(x: &[f32]) -> f32 {
     x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
@@ -49,15 +82,13 @@ impl CustomOp1 for LogSoftmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, self.name())?;
         let n = last_dim(l, self.name())?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(y, x)| {
+        Ok(map_chunks(x, l, n, |y, x| {
             let m = row_max(x);
             let lse = m + x.iter().map(|&v| (v - m).exp()).sum::<f32>().ln();
             for (y, &x) in y.iter_mut().zip(x) {
                 *y = x - lse;
             }
-        });
-        Ok(output(y, l))
+        }))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -87,16 +118,12 @@ impl CustomOp2 for LogSoftmaxGrad {
             f32_slice(s2, l2, self.name())?,
         );
         let n = last_dim(l1, self.name())?;
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(n)
-            .zip(y.par_chunks(n).zip(g.par_chunks(n)))
-            .for_each(|(dx, (y, g))| {
-                let total: f32 = g.iter().sum();
-                for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
-                    *dx = g - y.exp() * total;
-                }
-            });
-        Ok(output(dx, l1))
+        map_chunks2(y, g, l1, n, self.name(), |dx, y, g| {
+            let total: f32 = g.iter().sum();
+            for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+                *dx = g - y.exp() * total;
+            }
+        })
     }
 }
 
@@ -111,8 +138,7 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, self.name())?;
         let n = last_dim(l, self.name())?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(y, x)| {
+        Ok(map_chunks(x, l, n, |y, x| {
             let m = row_max(x);
             let mut sum = 0f32;
             for (y, &x) in y.iter_mut().zip(x) {
@@ -122,8 +148,7 @@ impl CustomOp1 for Softmax {
             for y in y.iter_mut() {
                 *y /= sum;
             }
-        });
-        Ok(output(y, l))
+        }))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -151,16 +176,12 @@ impl CustomOp2 for SoftmaxGrad {
             f32_slice(s2, l2, self.name())?,
         );
         let n = last_dim(l1, self.name())?;
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(n)
-            .zip(y.par_chunks(n).zip(g.par_chunks(n)))
-            .for_each(|(dx, (y, g))| {
-                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
-                for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
-                    *dx = y * (g - dot);
-                }
-            });
-        Ok(output(dx, l1))
+        map_chunks2(y, g, l1, n, self.name(), |dx, y, g| {
+            let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+            for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+                *dx = y * (g - dot);
+            }
+        })
     }
 }
 
@@ -194,14 +215,12 @@ impl CustomOp2 for RmsNorm {
         if w.len() != n {
             candle_core::bail!("{}: weight of {} for rows of {n}", self.name(), w.len());
         }
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(y, x)| {
+        Ok(map_chunks(x, l1, n, |y, x| {
             let r = inverse_rms(x, self.eps);
             for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
                 *y = x * r * w;
             }
-        });
-        Ok(output(y, l1))
+        }))
     }
 
     fn bwd(
@@ -241,18 +260,14 @@ impl CustomOp3 for RmsNormGradX {
         let w = f32_slice(s2, l2, self.name())?;
         let g = f32_slice(s3, l3, self.name())?;
         let n = last_dim(l1, self.name())?;
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(n)
-            .zip(x.par_chunks(n).zip(g.par_chunks(n)))
-            .for_each(|(dx, (x, g))| {
-                let r = inverse_rms(x, self.eps);
-                let dot: f32 = x.iter().zip(g).zip(w).map(|((x, g), w)| x * g * w).sum();
-                let c = r * r * r * dot / n as f32;
-                for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
-                    *dx = r * w * g - x * c;
-                }
-            });
-        Ok(output(dx, l1))
+        map_chunks2(x, g, l1, n, self.name(), |dx, x, g| {
+            let r = inverse_rms(x, self.eps);
+            let dot: f32 = x.iter().zip(g).zip(w).map(|((x, g), w)| x * g * w).sum();
+            let c = r * r * r * dot / n as f32;
+            for (((dx, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(w) {
+                *dx = r * w * g - x * c;
+            }
+        })
     }
 }
 
@@ -395,21 +410,11 @@ impl CustomOp2 for SiluMul {
             f32_slice(s1, l1, self.name())?,
             f32_slice(s2, l2, self.name())?,
         );
-        if g.len() != u.len() {
-            candle_core::bail!("{}: operands differ in size", self.name());
-        }
-        let mut y = vec![0f32; g.len()];
-        y.par_chunks_mut(ELEMENTWISE_CHUNK)
-            .zip(
-                g.par_chunks(ELEMENTWISE_CHUNK)
-                    .zip(u.par_chunks(ELEMENTWISE_CHUNK)),
-            )
-            .for_each(|(y, (g, u))| {
-                for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-                    *y = g / (1.0 + (-g).exp()) * u;
-                }
-            });
-        Ok(output(y, l1))
+        map_chunks2(g, u, l1, ELEMENTWISE_CHUNK, self.name(), |y, g, u| {
+            for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+                *y = g / (1.0 + (-g).exp()) * u;
+            }
+        })
     }
 
     fn bwd(
