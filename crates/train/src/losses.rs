@@ -1,4 +1,4 @@
-//! The mitigation's losses over one padded batch (design.md §4): LM cross-entropy on every
+//! The mitigation's losses over one batch (design.md §4): LM cross-entropy on every
 //! sentence; swap-aware counterfactual consistency between a sentence and its twin at aligned
 //! positions; the equalising loss over aligned group-word classes; the attribute-gap penalty;
 //! the KL anchor to the frozen original on neutral text; the adversary's loss.
@@ -125,6 +125,72 @@ pub struct LossParts {
     pub adversary_accuracy: f64,
 }
 
+/// Per forward call cost in padded-token equivalents, weighed against padding when rows are
+/// split into length buckets.
+const BUCKET_OVERHEAD_TOKENS: usize = 16;
+
+/// Splits rows sorted by length into contiguous buckets that minimise padded tokens plus a
+/// per-bucket overhead (dynamic programming over the split points). Returns bucket ends.
+fn length_buckets(sorted_lengths: &[usize]) -> Vec<usize> {
+    let n = sorted_lengths.len();
+    let mut best = vec![(0usize, 0usize); n + 1];
+    for end in 1..=n {
+        best[end] = (1..=end)
+            .map(|start| {
+                let width = sorted_lengths[end - 1];
+                let cost = best[start - 1].0 + (end - start + 1) * width + BUCKET_OVERHEAD_TOKENS;
+                (cost, start - 1)
+            })
+            .min()
+            .unwrap_or((0, 0));
+    }
+    let mut ends = Vec::new();
+    let mut end = n;
+    while end > 0 {
+        ends.push(end);
+        end = best[end].1;
+    }
+    ends.reverse();
+    ends
+}
+
+/// Hidden states of `rows`, run in length buckets rather than one rectangle padded to the
+/// longest row (a batch of the default corpus pads ~750 tokens for ~460 real ones), as one
+/// [n, hidden] matrix: row r's position `pos` is at `start[r] + pos`.
+pub fn bucketed_hidden(model: &dyn CausalLm, rows: &[&Vec<u32>]) -> Result<(Tensor, Vec<usize>)> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&r| rows[r].len());
+    let lengths: Vec<usize> = order.iter().map(|&r| rows[r].len().max(1)).collect();
+    let hidden_size = model.info().hidden_size;
+    let mut start = vec![0usize; rows.len()];
+    let (mut parts, mut flat_len, mut first) = (Vec::new(), 0usize, 0usize);
+    for end in length_buckets(&lengths) {
+        let bucket: Vec<&Vec<u32>> = order[first..end].iter().map(|&r| rows[r]).collect();
+        let (ids, t) = padded(&bucket)?;
+        let h = model.hidden(&ids, &mut KvCache::new(model.info().n_layers))?;
+        parts.push(h.reshape((bucket.len() * t, hidden_size))?);
+        for (j, &r) in order[first..end].iter().enumerate() {
+            start[r] = flat_len + j * t;
+        }
+        flat_len += bucket.len() * t;
+        first = end;
+    }
+    tracing::debug!(
+        rows = rows.len(),
+        real_tokens = lengths.iter().sum::<usize>(),
+        one_rectangle = rows.len() * lengths.last().copied().unwrap_or(0),
+        bucketed = flat_len,
+        buckets = parts.len(),
+        "bucketed forward"
+    );
+    let hidden = if parts.len() == 1 {
+        parts.pop().expect("one bucket")
+    } else {
+        Tensor::cat(&parts, 0)?
+    };
+    Ok((hidden, start))
+}
+
 fn padded(rows: &[&Vec<u32>]) -> Result<(Tensor, usize)> {
     let t = rows.iter().map(|r| r.len()).max().unwrap_or(1);
     let mut flat = Vec::with_capacity(rows.len() * t);
@@ -193,17 +259,15 @@ pub fn batch_loss(
     let neutral_start = rows.len();
     rows.extend(batch.neutral.iter());
     rows.extend(batch.plain.iter());
-    let (ids, t) = padded(&rows)?;
-    let hidden = model.hidden(&ids, &mut KvCache::new(model.info().n_layers))?;
+    let (hidden, start) = bucketed_hidden(model, &rows)?;
     let hidden_size = hidden.dim(D::Minus1)?;
-    let hidden = hidden.reshape((rows.len() * t, hidden_size))?;
     // Logits only where a next token exists: padding and each row's last position never
     // reach the vocabulary-sized work. Row r's position `pos` is compact row offsets[r] + pos.
     let mut offsets = Vec::with_capacity(rows.len());
     let mut compact = Vec::new();
     for (r, row) in rows.iter().enumerate() {
         offsets.push(compact.len());
-        compact.extend((0..row.len().saturating_sub(1)).map(|pos| (r * t + pos) as u32));
+        compact.extend((0..row.len().saturating_sub(1)).map(|pos| (start[r] + pos) as u32));
     }
     let at = |r: usize, pos: usize| (offsets[r] + pos) as u32;
     let n_pos = compact.len();
@@ -326,7 +390,7 @@ pub fn batch_loss(
         total = (total + (loss * weights.anchor)?)?;
     }
     if let (Some(adv), true) = (adversary, weights.adversary > 0.0 && p > 0) {
-        let pooled = pool_aligned(&hidden, batch, t)?;
+        let pooled = pool_aligned(&hidden, batch, &start)?;
         // Gradient reversal: the value is the hidden state, the gradient reaching the model
         // is −λ times the adversary's.
         let reversed =
@@ -351,9 +415,9 @@ pub fn pair_labels(batch: &Batch) -> Vec<(usize, usize)> {
 }
 
 /// Mean hidden state over each pair's aligned positions, for the sentences then the twins:
-/// [2P, hidden]. `hidden` is [rows × t, hidden] with the pairs' sentences in the first P rows
-/// and their twins in the next P.
-pub fn pool_aligned(hidden: &Tensor, batch: &Batch, t: usize) -> Result<Tensor> {
+/// [2P, hidden]. `hidden` is `bucketed_hidden`'s matrix of rows whose first P are the pairs'
+/// sentences and next P their twins; row r starts at `start[r]`.
+pub fn pool_aligned(hidden: &Tensor, batch: &Batch, start: &[usize]) -> Result<Tensor> {
     let p = batch.pairs.len();
     let n_flat = hidden.dim(0)?;
     let mut weights = vec![0f32; 2 * p * n_flat];
@@ -362,15 +426,15 @@ pub fn pool_aligned(hidden: &Tensor, batch: &Batch, t: usize) -> Result<Tensor> 
         if item.aligned.is_empty() {
             // No aligned position: pool the whole sentence.
             for pos in 0..item.a.len() {
-                weights[i * n_flat + i * t + pos] = 1.0 / item.a.len() as f32;
+                weights[i * n_flat + start[i] + pos] = 1.0 / item.a.len() as f32;
             }
             for pos in 0..item.b.len() {
-                weights[(p + i) * n_flat + (p + i) * t + pos] = 1.0 / item.b.len() as f32;
+                weights[(p + i) * n_flat + start[p + i] + pos] = 1.0 / item.b.len() as f32;
             }
         }
         for &(ka, kb) in &item.aligned {
-            weights[i * n_flat + i * t + ka] = 1.0 / n;
-            weights[(p + i) * n_flat + (p + i) * t + kb] = 1.0 / n;
+            weights[i * n_flat + start[i] + ka] = 1.0 / n;
+            weights[(p + i) * n_flat + start[p + i] + kb] = 1.0 / n;
         }
     }
     let w = Tensor::from_vec(weights, (2 * p, n_flat), &Device::Cpu)?;
@@ -392,6 +456,14 @@ pub fn perplexity(model: &dyn CausalLm, ids: &[u32]) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn length_buckets_trade_padding_against_calls() {
+        // Equal rows: one bucket. A long tail: its own bucket.
+        assert_eq!(length_buckets(&[10, 10, 10, 10]), vec![4]);
+        assert_eq!(length_buckets(&[8, 9, 10, 10, 40, 41]), vec![4, 6]);
+        assert_eq!(length_buckets(&[]), Vec::<usize>::new());
+    }
 
     #[test]
     fn swap_aware_kl_is_zero_for_swapped_distributions() {

@@ -25,8 +25,8 @@ use crate::classes::class_pairs;
 use crate::corpus::Corpus;
 use crate::error::{Error, Result};
 use crate::losses::{
-    batch_loss, pair_labels, perplexity, pool_aligned, Batch, ClassTable, LossParts, LossWeights,
-    PairItem,
+    batch_loss, bucketed_hidden, pair_labels, perplexity, pool_aligned, Batch, ClassTable,
+    LossParts, LossWeights, PairItem,
 };
 use crate::optim::{learning_rate, AdamW, AdamWConfig, GradSum};
 use crate::params::{Mode, Params};
@@ -335,16 +335,8 @@ fn pair_features(model: &dyn CausalLm, prep: &Prepared, max_sets: usize) -> Resu
             .map(|p| &p.a)
             .chain(batch.pairs.iter().map(|p| &p.b))
             .collect();
-        let t = rows.iter().map(|r| r.len()).max().unwrap_or(1);
-        let mut flat = Vec::new();
-        for r in &rows {
-            flat.extend_from_slice(r);
-            flat.extend(std::iter::repeat_n(0u32, t - r.len()));
-        }
-        let ids = Tensor::from_vec(flat, (rows.len(), t), &Device::Cpu)?;
-        let out = model.forward(&ids, &mut model.new_cache())?;
-        let hidden = out.hidden.reshape((rows.len() * t, out.hidden.dim(2)?))?;
-        feats.push(pool_aligned(&hidden, &batch, t)?);
+        let (hidden, start) = bucketed_hidden(model, &rows)?;
+        feats.push(pool_aligned(&hidden, &batch, &start)?);
         labels.extend(pair_labels(&batch));
         // The ordinal of each row's set among the chosen ones (sentence rows, then twins).
         let ordinals = (0..chunk.len()).map(|i| c * 16 + i);
