@@ -152,11 +152,17 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
         before.config.bootstrap_resamples,
         seed,
     )?;
-    comparison
-        .gates
-        .extend(agreement_gate(&a, &before, &after)?);
+    let lexicon = crate::mitigate::lexicon(&a.train.lexicon, &a.train.axes)?;
+    let agreement = Agreement {
+        before: pronoun_agreement(&before.records, &lexicon),
+        after: pronoun_agreement(&after.records, &lexicon),
+    };
+    if let (Some((b, _)), Some((f, _))) = (agreement.before, agreement.after) {
+        let gate = compare::agreement_gate(b, f, a.max_agreement_drop);
+        comparison.gates.push(gate);
+    }
     let mut md = compare::markdown(&comparison);
-    md.push_str(&quality_markdown(&a, &before, &after)?);
+    md.push_str(&quality_markdown(&a, &before, &after, &agreement)?);
     write_atomic(&a.out.join("compare.md"), md.as_bytes())?;
     let mitigation = training_markdown(&report);
     write_atomic(&a.out.join("mitigation.md"), mitigation.as_bytes())?;
@@ -173,20 +179,10 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
     Ok(comparison.passed())
 }
 
-/// The agreement gate, when both audits hold gender samples with a pronoun.
-fn agreement_gate(
-    a: &ExperimentArgs,
-    before: &AuditResults,
-    after: &AuditResults,
-) -> Result<Option<compare::GateResult>> {
-    let lexicon = crate::mitigate::lexicon(&a.train.lexicon, &a.train.axes)?;
-    let (Some((b, _)), Some((f, _))) = (
-        pronoun_agreement(&before.records, &lexicon),
-        pronoun_agreement(&after.records, &lexicon),
-    ) else {
-        return Ok(None);
-    };
-    Ok(Some(compare::agreement_gate(b, f, a.max_agreement_drop)))
+/// Pronoun agreement with the subject (share, samples with a pronoun) of both audits.
+struct Agreement {
+    before: Option<(f64, usize)>,
+    after: Option<(f64, usize)>,
 }
 
 /// Quality the perplexity does not show: pronoun agreement and the samples' likelihood under
@@ -195,19 +191,19 @@ fn quality_markdown(
     a: &ExperimentArgs,
     before: &AuditResults,
     after: &AuditResults,
+    agreement: &Agreement,
 ) -> Result<String> {
-    let lexicon = crate::mitigate::lexicon(&a.train.lexicon, &a.train.axes)?;
     let mut s = String::from(
         "\n## Quality beyond perplexity\n\n| measure | before | after |\n|---|---|---|\n",
     );
-    let agreement = |r: &AuditResults| match pronoun_agreement(&r.records, &lexicon) {
+    let cell = |x: Option<(f64, usize)>| match x {
         Some((share, n)) => format!("{share:.3} ({n} samples)"),
         None => "n/a".into(),
     };
     s += &format!(
         "| pronoun agreement with the subject (gender samples with a pronoun) | {} | {} |\n",
-        agreement(before),
-        agreement(after)
+        cell(agreement.before),
+        cell(agreement.after)
     );
     let ck = a.model.open()?;
     let original = ck.build()?;
