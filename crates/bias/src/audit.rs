@@ -307,17 +307,29 @@ pub fn summary_markdown(r: &AuditResults) -> String {
     s
 }
 
-/// Mean log-probability per token of the samples' continuations (after their prompts) under
-/// `model`: scored under the original model, it tells whether a mitigated model's samples are
-/// still text the original finds likely (design.md §3.5, fluency).
-pub fn mean_logprob_under(
+/// One sample's continuation scored under a model: its prompt (axis, template, group), the
+/// continuation's total log-probability and its token count.
+pub struct ContinuationScore {
+    pub prompt: (String, usize, String),
+    pub logprob: f64,
+    pub tokens: usize,
+}
+
+/// The samples' continuations (after their prompts) scored under `model`: under the original
+/// model, they tell whether a mitigated model's samples are still text the original finds
+/// likely (design.md §3.5, fluency).
+pub fn continuation_logprobs(
     model: &dyn CausalLm,
     tok: &Tokenizer,
     records: &[SampleRecord],
-) -> Result<f64> {
+) -> Result<Vec<ContinuationScore>> {
     let ctx: Vec<u32> = tok.document_start().into_iter().collect();
-    let mut items = Vec::with_capacity(records.len());
-    for r in records.iter().filter(|r| !r.continuation.is_empty()) {
+    let kept: Vec<&SampleRecord> = records
+        .iter()
+        .filter(|r| !r.continuation.is_empty())
+        .collect();
+    let mut items = Vec::with_capacity(kept.len());
+    for r in &kept {
         let mut prompt = ctx.clone();
         prompt.extend(tok.encode(&r.prompt)?);
         items.push(fairlm_model::score::ScoreItem {
@@ -326,6 +338,19 @@ pub fn mean_logprob_under(
         });
     }
     let lps = fairlm_model::score::score_items(model, &items, 32, |_| {})?;
-    let n: usize = lps.iter().map(|l| l.len()).sum();
-    Ok(lps.iter().flatten().sum::<f64>() / n.max(1) as f64)
+    Ok(kept
+        .iter()
+        .zip(lps)
+        .map(|(r, lp)| ContinuationScore {
+            prompt: (r.axis.clone(), r.template, r.group.clone()),
+            logprob: lp.iter().sum(),
+            tokens: lp.len(),
+        })
+        .collect())
+}
+
+/// Mean log-probability per token over all scored continuations.
+pub fn mean_logprob(scores: &[ContinuationScore]) -> f64 {
+    let n: usize = scores.iter().map(|s| s.tokens).sum();
+    scores.iter().map(|s| s.logprob).sum::<f64>() / n.max(1) as f64
 }

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::audit::AuditResults;
+use crate::audit::{AuditResults, ContinuationScore};
 use crate::error::{Error, Result};
 use crate::pairs::{pair_table, stereo_table, BenchResults, PairRecord, StereoRecord};
 use crate::probe::SampleRecord;
-use crate::stats::{percentile_interval, Estimate};
+use crate::stats::{bootstrap, percentile_interval, Estimate};
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Gates {
@@ -435,9 +435,66 @@ pub fn agreement_gate(before: f64, after: f64, max_drop_points: f64) -> GateResu
     }
 }
 
+/// Δ of the mean log-prob per token (after − before) of two audits' continuations, with a
+/// bootstrap CI that resamples prompts, each with its samples on both sides.
+pub fn logprob_delta(
+    before: &[ContinuationScore],
+    after: &[ContinuationScore],
+    resamples: usize,
+    seed: u64,
+) -> Estimate {
+    // Per prompt: [log-prob before, tokens before, log-prob after, tokens after].
+    let mut by_prompt: BTreeMap<&(String, usize, String), [f64; 4]> = BTreeMap::new();
+    for (side, scores) in [(0, before), (2, after)] {
+        for s in scores {
+            let e = by_prompt.entry(&s.prompt).or_default();
+            e[side] += s.logprob;
+            e[side + 1] += s.tokens as f64;
+        }
+    }
+    let clusters: Vec<Vec<[f64; 4]>> = by_prompt.into_values().map(|v| vec![v]).collect();
+    let delta = |picked: &[&[[f64; 4]]]| {
+        let t = picked
+            .iter()
+            .flat_map(|c| c.iter())
+            .fold([0.0; 4], |mut t, v| {
+                for (a, b) in t.iter_mut().zip(v) {
+                    *a += b;
+                }
+                t
+            });
+        t[2] / t[3].max(1.0) - t[0] / t[1].max(1.0)
+    };
+    bootstrap(&clusters, delta, resamples, seed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scores(per_token: &[f64]) -> Vec<ContinuationScore> {
+        per_token
+            .iter()
+            .enumerate()
+            .map(|(i, &lp)| ContinuationScore {
+                prompt: ("gender".into(), i / 2, "women".into()),
+                logprob: lp * 10.0,
+                tokens: 10,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn logprob_delta_is_paired_by_prompt() {
+        // Prompts differ a lot from each other; after is every sample 0.1 nats/token worse.
+        let before: Vec<f64> = (0..40).map(|i| -2.0 - (i % 7) as f64 * 0.5).collect();
+        let after: Vec<f64> = before.iter().map(|x| x - 0.1).collect();
+        let d = logprob_delta(&scores(&before), &scores(&after), 500, 0);
+        assert!((d.value + 0.1).abs() < 1e-9);
+        assert!(d.ci_high < 0.0, "{d:?}");
+        let same = logprob_delta(&scores(&before), &scores(&before), 500, 0);
+        assert!(same.value.abs() < 1e-12 && same.ci_low.abs() < 1e-12);
+    }
 
     #[test]
     fn agreement_gate_fails_beyond_the_allowed_drop() {

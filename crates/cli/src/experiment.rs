@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use fairlm_bias::audit::{mean_logprob_under, write_atomic, AuditResults};
+use fairlm_bias::audit::{continuation_logprobs, mean_logprob, write_atomic, AuditResults};
 use fairlm_bias::compare;
 use fairlm_bias::metrics::pronoun_agreement;
 use fairlm_train::trainer::TrainReport;
@@ -194,23 +194,34 @@ fn quality_markdown(
     agreement: &Agreement,
 ) -> Result<String> {
     let mut s = String::from(
-        "\n## Quality beyond perplexity\n\n| measure | before | after |\n|---|---|---|\n",
+        "\n## Quality beyond perplexity\n\n| measure | before | after | Δ [95% paired CI] |\n|---|---|---|---|\n",
     );
     let cell = |x: Option<(f64, usize)>| match x {
         Some((share, n)) => format!("{share:.3} ({n} samples)"),
         None => "n/a".into(),
     };
     s += &format!(
-        "| pronoun agreement with the subject (gender samples with a pronoun) | {} | {} |\n",
+        "| pronoun agreement with the subject (gender samples with a pronoun) | {} | {} | — |\n",
         cell(agreement.before),
         cell(agreement.after)
     );
     let ck = a.model.open()?;
     let original = ck.build()?;
-    let fb = mean_logprob_under(original.as_ref(), &ck.tokenizer, &before.records)?;
-    let fa = mean_logprob_under(original.as_ref(), &ck.tokenizer, &after.records)?;
+    let sb = continuation_logprobs(original.as_ref(), &ck.tokenizer, &before.records)?;
+    let sa = continuation_logprobs(original.as_ref(), &ck.tokenizer, &after.records)?;
+    let d = compare::logprob_delta(&sb, &sa, before.config.bootstrap_resamples, a.train.seed);
     s += &format!(
-        "| samples' mean log-prob per token under the original model | {fb:.3} | {fa:.3} |\n"
+        "| samples' mean log-prob per token under the original model | {:.3} | {:.3} | {:+.3} [{:+.3}, {:+.3}] |\n",
+        mean_logprob(&sb),
+        mean_logprob(&sa),
+        d.value,
+        d.ci_low,
+        d.ci_high
+    );
+    let (fb, fa) = (&before.probe.fluency, &after.probe.fluency);
+    s += &format!(
+        "| distinct-2 of the samples | {:.3} | {:.3} | — |\n| repetition rate of the samples | {:.3} | {:.3} | — |\n",
+        fb.distinct_2, fa.distinct_2, fb.repetition_rate, fa.repetition_rate
     );
     Ok(s)
 }
@@ -225,8 +236,8 @@ fn training_markdown(r: &TrainReport) -> String {
         r.config.mode, r.trainable_parameters
     );
     s += &format!(
-        "| losses | CE {}, consistency {}, equalising {}, attribute {}, anchor {}, adversary λ {} |\n",
-        w.ce, w.consistency, w.equalising, w.attribute, w.anchor, w.adversary
+        "| losses | CE {}, consistency {}, equalising {}, attribute {}, anchor {}, pair anchor {}, adversary λ {} |\n",
+        w.ce, w.consistency, w.equalising, w.attribute, w.anchor, w.pair_anchor, w.adversary
     );
     s += &format!(
         "| corpus | {} sentences → {} after counterfactual augmentation |\n",

@@ -74,6 +74,10 @@ pub struct TrainArgs {
     /// Weight of the KL anchor to the original model on neutral text.
     #[arg(long, default_value_t = 1.0)]
     pub w_anchor: f64,
+    /// Weight of the KL to the original model's counterfactual average (the mean of its
+    /// next-token distributions after a sentence and after its twin) at aligned positions.
+    #[arg(long, default_value_t = 1.0)]
+    pub w_pair_anchor: f64,
     /// λ of the gradient reversal in front of the adversarial discriminator (0: off).
     #[arg(long, default_value_t = 0.0)]
     pub adversary: f64,
@@ -145,6 +149,7 @@ impl TrainArgs {
             equalising: self.w_equalising,
             attribute: self.w_attribute,
             anchor: self.w_anchor,
+            pair_anchor: self.w_pair_anchor,
             adversary: self.adversary,
         };
         for (name, w) in [
@@ -153,6 +158,7 @@ impl TrainArgs {
             ("--w-equalising", weights.equalising),
             ("--w-attribute", weights.attribute),
             ("--w-anchor", weights.anchor),
+            ("--w-pair-anchor", weights.pair_anchor),
             ("--adversary", weights.adversary),
         ] {
             if !(w.is_finite() && w >= 0.0) {

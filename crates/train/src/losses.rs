@@ -1,7 +1,8 @@
 //! The mitigation's losses over one batch (design.md §4): LM cross-entropy on every
 //! sentence; swap-aware counterfactual consistency between a sentence and its twin at aligned
 //! positions; the equalising loss over aligned group-word classes; the attribute-gap penalty;
-//! the KL anchor to the frozen original on neutral text; the adversary's loss.
+//! the KL anchor to the frozen original on neutral text and, on counterfactual pairs, to the
+//! original's counterfactual average; the adversary's loss.
 
 use candle_core::{Device, Tensor, D};
 use fairlm_model::{CausalLm, KvCache};
@@ -17,6 +18,9 @@ pub struct LossWeights {
     pub equalising: f64,
     pub attribute: f64,
     pub anchor: f64,
+    /// KL to the original model's counterfactual average at the pairs' aligned positions.
+    #[serde(default)]
+    pub pair_anchor: f64,
     /// λ of the gradient-reversal layer in front of the adversary (0 = no adversary).
     pub adversary: f64,
 }
@@ -29,6 +33,7 @@ impl Default for LossWeights {
             equalising: 0.0,
             attribute: 0.0,
             anchor: 1.0,
+            pair_anchor: 1.0,
             adversary: 0.0,
         }
     }
@@ -121,6 +126,8 @@ pub struct LossParts {
     pub equalising: f64,
     pub attribute: f64,
     pub anchor: f64,
+    #[serde(default)]
+    pub pair_anchor: f64,
     pub adversary: f64,
     pub adversary_accuracy: f64,
 }
@@ -214,17 +221,55 @@ fn swap_aware_sym_kl(lpa: &Tensor, lpb: &Tensor, table: Option<&ClassTable>) -> 
     let Some(table) = table else {
         return Ok((per_token.sum_all()? * 0.5)?);
     };
-    let vocab = lpa.dim(1)?;
-    let mut mask = vec![1f32; vocab];
-    for t in table.tokens.to_vec1::<u32>()? {
-        mask[t as usize] = 0.0;
-    }
-    let mask = Tensor::from_vec(mask, vocab, &Device::Cpu)?;
-    let rest = per_token.broadcast_mul(&mask)?.sum_all()?;
+    let rest = per_token
+        .broadcast_mul(&class_mask(table, lpa.dim(1)?, false)?)?
+        .sum_all()?;
     let qa = pa.index_select(&table.tokens, 1)?.matmul(&table.map_g)?;
     let qb = pb.index_select(&table.tokens, 1)?.matmul(&table.map_h)?;
     let class = ((&qa - &qb)? * (safe_log(&qa)? - safe_log(&qb)?)?)?.sum_all()?;
     Ok(((rest + class)? * 0.5)?)
+}
+
+/// [vocab] with `on_class` at the table's class tokens and the other value elsewhere.
+fn class_mask(table: &ClassTable, vocab: usize, on_class: bool) -> Result<Tensor> {
+    let (class, rest) = if on_class { (1f32, 0f32) } else { (0f32, 1f32) };
+    let mut mask = vec![rest; vocab];
+    for t in table.tokens.to_vec1::<u32>()? {
+        mask[t as usize] = class;
+    }
+    Ok(Tensor::from_vec(mask, vocab, &Device::Cpu)?)
+}
+
+/// The original model's counterfactual average, the target of both sides of a pair: outside
+/// the class tokens ½(p_g + p_h); inside, each side keeps its own proportions ("she" stays
+/// with "the woman") scaled to the two sides' mean class mass, so each row sums to one.
+fn counterfactual_average(
+    lp0a: &Tensor,
+    lp0b: &Tensor,
+    table: Option<&ClassTable>,
+) -> Result<(Tensor, Tensor)> {
+    let (pa, pb) = (lp0a.exp()?, lp0b.exp()?);
+    let mean = ((&pa + &pb)? * 0.5)?;
+    let Some(table) = table else {
+        return Ok((mean.clone(), mean));
+    };
+    let vocab = pa.dim(1)?;
+    let rest = mean.broadcast_mul(&class_mask(table, vocab, false)?)?;
+    let on_class = class_mask(table, vocab, true)?;
+    let (ca, cb) = (pa.broadcast_mul(&on_class)?, pb.broadcast_mul(&on_class)?);
+    let (mass_a, mass_b) = (ca.sum_keepdim(1)?, cb.sum_keepdim(1)?);
+    let target_mass = ((&mass_a + &mass_b)? * 0.5)?;
+    let scale =
+        |mass: &Tensor| -> Result<Tensor> { Ok(((&target_mass + 1e-30)? / (mass + 1e-30)?)?) };
+    let qa = (&rest + ca.broadcast_mul(&scale(&mass_a)?)?)?;
+    let qb = (&rest + cb.broadcast_mul(&scale(&mass_b)?)?)?;
+    Ok((qa, qb))
+}
+
+/// KL(q ‖ p) = Σ q (log q − log p) summed over rows, for a fixed target q (probabilities)
+/// and the model's log-probs: a distillation whose gradient is one product with q.
+fn kl_from(q: &Tensor, lp: &Tensor) -> Result<Tensor> {
+    Ok((q * (safe_log(q)? - lp)?)?.sum_all()?)
 }
 
 fn safe_log(q: &Tensor) -> Result<Tensor> {
@@ -239,6 +284,9 @@ struct TableRows {
     twin: Vec<u32>,
     /// Every position of both, for the equalising loss.
     every: Vec<u32>,
+    /// `sentence` and `twin` in the frozen model's hidden-state matrix.
+    frozen_sentence: Vec<u32>,
+    frozen_twin: Vec<u32>,
 }
 
 /// Runs the model on `batch` and returns the weighted total loss and its parts.
@@ -260,6 +308,12 @@ pub fn batch_loss(
     rows.extend(batch.neutral.iter());
     rows.extend(batch.plain.iter());
     let (hidden, start) = bucketed_hidden(model, &rows)?;
+    let pair_anchor = match frozen {
+        Some(f) if weights.pair_anchor > 0.0 && p > 0 => {
+            Some((f, bucketed_hidden(f, &rows[..2 * p])?))
+        }
+        _ => None,
+    };
     let hidden_size = hidden.dim(D::Minus1)?;
     // Logits only where a next token exists: padding and each row's last position never
     // reach the vocabulary-sized work. Row r's position `pos` is compact row offsets[r] + pos.
@@ -295,6 +349,10 @@ pub fn batch_loss(
             let (fa, fb) = (at(i, ka), at(p + i, kb));
             e.sentence.push(fa);
             e.twin.push(fb);
+            if let Some((_, (_, frozen_start))) = &pair_anchor {
+                e.frozen_sentence.push((frozen_start[i] + ka) as u32);
+                e.frozen_twin.push((frozen_start[p + i] + kb) as u32);
+            }
             all_a.push(fa);
             all_b.push(fb);
         }
@@ -331,6 +389,35 @@ pub fn batch_loss(
             let loss = (s / n_aligned as f64)?;
             parts.consistency = loss.to_scalar::<f32>()? as f64;
             total = (total + (loss * weights.consistency)?)?;
+        }
+    }
+    if let (Some((frozen, (frozen_hidden, _))), true) = (&pair_anchor, n_aligned > 0) {
+        let mut sum: Option<Tensor> = None;
+        for (&key, rows) in &by_table {
+            if rows.sentence.is_empty() {
+                continue;
+            }
+            let original = |ix: &[u32]| -> Result<Tensor> {
+                let h = frozen_hidden.index_select(&index(ix)?, 0)?;
+                Ok(log_softmax(&frozen.logits(&h)?)?.detach())
+            };
+            let (qa, qb) = counterfactual_average(
+                &original(&rows.frozen_sentence)?,
+                &original(&rows.frozen_twin)?,
+                tables[key].as_ref(),
+            )?;
+            let lpa = logp.index_select(&index(&rows.sentence)?, 0)?;
+            let lpb = logp.index_select(&index(&rows.twin)?, 0)?;
+            let kl = (kl_from(&qa, &lpa)? + kl_from(&qb, &lpb)?)?;
+            sum = Some(match sum {
+                None => kl,
+                Some(s) => (s + kl)?,
+            });
+        }
+        if let Some(s) = sum {
+            let loss = (s / (2 * n_aligned) as f64)?;
+            parts.pair_anchor = loss.to_scalar::<f32>()? as f64;
+            total = (total + (loss * weights.pair_anchor)?)?;
         }
     }
     if weights.equalising > 0.0 {

@@ -495,6 +495,9 @@ fn progress_message(p: &LossParts, tokens_per_s: f64) -> String {
         "ce {:.3} cons {:.3} anchor {:.4}",
         p.ce, p.consistency, p.anchor
     );
+    if p.pair_anchor != 0.0 {
+        m += &format!(" pair-anchor {:.3}", p.pair_anchor);
+    }
     if p.equalising != 0.0 {
         m += &format!(" eq {:.3}", p.equalising);
     }
@@ -658,6 +661,7 @@ pub fn train(
             parts.equalising += p.equalising / m;
             parts.attribute += p.attribute / m;
             parts.anchor += p.anchor / m;
+            parts.pair_anchor += p.pair_anchor / m;
             parts.adversary += p.adversary / m;
             parts.adversary_accuracy += p.adversary_accuracy / m;
         }
@@ -826,6 +830,7 @@ pub fn time_train_step(ck: &Checkpoint, rows: &[Vec<u32>], runs: usize) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classes::ClassPairs;
     use crate::corpus::augment;
     use fairlm_model::NumericPath;
 
@@ -922,6 +927,200 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Loss of `batch` with only the parts in `weights`, and its gradients.
+    struct LossProbe<'a> {
+        ck: &'a Checkpoint,
+        frozen: &'a dyn CausalLm,
+        tables: &'a [Option<ClassTable>],
+        batch: &'a Batch,
+        attribute: &'a Tensor,
+        adversary: &'a Adversary,
+        params: &'a Params,
+    }
+
+    impl LossProbe<'_> {
+        fn loss(&self, weights: &LossWeights) -> Tensor {
+            let model = dense_model(
+                self.ck,
+                self.params.materialize().unwrap(),
+                Kernels::Differentiable,
+            )
+            .unwrap();
+            let adversary = (weights.adversary > 0.0).then_some(self.adversary);
+            batch_loss(
+                model.as_ref(),
+                Some(self.frozen),
+                self.batch,
+                self.tables,
+                Some(self.attribute),
+                weights,
+                adversary,
+            )
+            .unwrap()
+            .0
+        }
+
+        fn value(&self, weights: &LossWeights) -> f64 {
+            self.loss(weights).to_scalar::<f32>().unwrap() as f64
+        }
+    }
+
+    /// Seeded uniform noise in [−scale, scale].
+    fn noise(shape: &candle_core::Shape, scale: f32, rng: &mut StdRng) -> Tensor {
+        let v: Vec<f32> = (0..shape.elem_count())
+            .map(|_| rng.random_range(-scale..scale))
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn unit(t: &Tensor) -> Tensor {
+        let norm = t.sqr().unwrap().sum_all().unwrap().sqrt().unwrap();
+        t.broadcast_div(&norm).unwrap()
+    }
+
+    /// Each loss's gradient against central finite differences along a direction that mixes
+    /// the gradient with a seeded random one, for a block matrix; the adversary's gradient
+    /// reaches the model reversed and scaled by λ.
+    #[test]
+    fn every_loss_gradient_matches_finite_differences() {
+        let ck = tiny("tiny-llama");
+        // Token 5 and 17 play "she" and "he"; 40/41 the group words that were swapped.
+        let pair = |a: Vec<u32>, b: Vec<u32>, group_a: usize| PairItem {
+            aligned: vec![(2, 2), (3, 3), (4, 4), (5, 5)],
+            a,
+            b,
+            table: 0,
+            axis: 0,
+            group_a,
+            group_b: 1 - group_a,
+        };
+        let batch = Batch {
+            pairs: vec![
+                pair(
+                    vec![0, 9, 40, 5, 33, 71, 5],
+                    vec![0, 9, 41, 17, 33, 71, 17],
+                    0,
+                ),
+                pair(vec![0, 41, 88, 17, 2, 60], vec![0, 40, 88, 5, 2, 60], 1),
+            ],
+            neutral: vec![vec![0, 12, 13, 14, 15], vec![0, 99, 98, 97]],
+            plain: vec![vec![0, 40, 7, 41, 8]],
+        };
+        let classes = ClassPairs {
+            pairs: vec![(vec![5], vec![17])],
+        };
+        let tables = vec![ClassTable::new(&classes).unwrap()];
+        let frozen = ck.build().unwrap();
+        let params = Params::new(&ck, Mode::Full, 0).unwrap();
+        // Away from the original, so that the anchors have a gradient.
+        let mut rng = StdRng::seed_from_u64(0);
+        for (_, v) in &params.vars {
+            let shift = noise(v.shape(), 0.05, &mut rng);
+            v.set(&(v.as_tensor() + shift).unwrap()).unwrap();
+        }
+        let adversary = Adversary::new(frozen.info().hidden_size, &[2], 0).unwrap();
+        let attribute = Tensor::new(&[5u32, 17, 123], &Device::Cpu).unwrap();
+        let probe = LossProbe {
+            ck: &ck,
+            frozen: frozen.as_ref(),
+            tables: &tables,
+            batch: &batch,
+            attribute: &attribute,
+            adversary: &adversary,
+            params: &params,
+        };
+        let (_, var) = params
+            .vars
+            .iter()
+            .find(|(n, _)| n == "model.layers.1.mlp.down_proj.weight")
+            .expect("a block matrix");
+        let theta = var.as_tensor().copy().unwrap();
+        let none = LossWeights {
+            ce: 0.0,
+            consistency: 0.0,
+            equalising: 0.0,
+            attribute: 0.0,
+            anchor: 0.0,
+            pair_anchor: 0.0,
+            adversary: 0.0,
+        };
+        let lambda = 0.5;
+        for (name, weights) in [
+            ("ce", LossWeights { ce: 1.0, ..none }),
+            (
+                "consistency",
+                LossWeights {
+                    consistency: 1.0,
+                    ..none
+                },
+            ),
+            (
+                "equalising",
+                LossWeights {
+                    equalising: 1.0,
+                    ..none
+                },
+            ),
+            (
+                "attribute",
+                LossWeights {
+                    attribute: 1.0,
+                    ..none
+                },
+            ),
+            (
+                "anchor",
+                LossWeights {
+                    anchor: 1.0,
+                    ..none
+                },
+            ),
+            (
+                "pair anchor",
+                LossWeights {
+                    pair_anchor: 1.0,
+                    ..none
+                },
+            ),
+            (
+                "adversary",
+                LossWeights {
+                    adversary: lambda,
+                    ..none
+                },
+            ),
+        ] {
+            let grads = probe.loss(&weights).backward().unwrap();
+            let g = grads.get(var.as_tensor()).expect(name).clone();
+            let random = noise(g.shape(), 1.0, &mut rng);
+            let direction = unit(&(unit(&g) + unit(&random)).unwrap());
+            let analytic = (&g * &direction).unwrap().sum_all().unwrap();
+            let analytic = analytic.to_scalar::<f32>().unwrap() as f64;
+            let eps = 1e-2;
+            let at = |sign: f64| {
+                var.set(&(&theta + (&direction * (sign * eps)).unwrap()).unwrap())
+                    .unwrap();
+                probe.value(&weights)
+            };
+            let numeric = (at(1.0) - at(-1.0)) / (2.0 * eps);
+            var.set(&theta).unwrap();
+            // Through gradient reversal the model receives −λ times the adversary's gradient.
+            let expected = if name == "adversary" {
+                -lambda * numeric
+            } else {
+                numeric
+            };
+            assert!(
+                analytic.abs() > 1e-4,
+                "{name}: no gradient reaches the block ({analytic})"
+            );
+            assert!(
+                (analytic - expected).abs() <= 0.01 * expected.abs() + 1e-5,
+                "{name}: analytic {analytic} vs finite differences {expected}"
+            );
         }
     }
 
