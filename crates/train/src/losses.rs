@@ -33,7 +33,7 @@ impl Default for LossWeights {
             equalising: 0.0,
             attribute: 0.0,
             anchor: 1.0,
-            pair_anchor: 1.0,
+            pair_anchor: 0.0,
             adversary: 0.0,
         }
     }
