@@ -272,6 +272,15 @@ fn kl_from(q: &Tensor, lp: &Tensor) -> Result<Tensor> {
     Ok((q * (safe_log(q)? - lp)?)?.sum_all()?)
 }
 
+/// Adds `x` to a running sum that starts empty.
+fn accumulate(sum: &mut Option<Tensor>, x: Tensor) -> Result<()> {
+    *sum = Some(match sum.take() {
+        None => x,
+        Some(s) => (s + x)?,
+    });
+    Ok(())
+}
+
 fn safe_log(q: &Tensor) -> Result<Tensor> {
     Ok((q + 1e-30)?.log()?)
 }
@@ -380,10 +389,7 @@ pub fn batch_loss(
             let lpa = logp.index_select(&index(ia)?, 0)?;
             let lpb = logp.index_select(&index(ib)?, 0)?;
             let kl = swap_aware_sym_kl(&lpa, &lpb, tables[key].as_ref())?;
-            sum = Some(match sum {
-                None => kl,
-                Some(s) => (s + kl)?,
-            });
+            accumulate(&mut sum, kl)?;
         }
         if let Some(s) = sum {
             let loss = (s / n_aligned as f64)?;
@@ -409,10 +415,7 @@ pub fn batch_loss(
             let lpa = logp.index_select(&index(&rows.sentence)?, 0)?;
             let lpb = logp.index_select(&index(&rows.twin)?, 0)?;
             let kl = (kl_from(&qa, &lpa)? + kl_from(&qb, &lpb)?)?;
-            sum = Some(match sum {
-                None => kl,
-                Some(s) => (s + kl)?,
-            });
+            accumulate(&mut sum, kl)?;
         }
         if let Some(s) = sum {
             let loss = (s / (2 * n_aligned) as f64)?;
@@ -434,10 +437,7 @@ pub fn batch_loss(
             let gap = (lq.narrow(1, 0, table.k)? - lq.narrow(1, table.k, table.k)?)?.abs()?;
             n += every.len() * table.k;
             let s = gap.sum_all()?;
-            sum = Some(match sum {
-                None => s,
-                Some(acc) => (acc + s)?,
-            });
+            accumulate(&mut sum, s)?;
         }
         if let Some(s) = sum {
             let loss = (s / n.max(1) as f64)?;
