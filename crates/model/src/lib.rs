@@ -11,6 +11,7 @@ pub mod llama;
 pub mod lm;
 pub mod loader;
 pub mod ops;
+pub mod q4_1;
 pub mod save;
 pub mod score;
 pub mod speed;

@@ -103,14 +103,7 @@ impl Attention {
         let k = rot.apply(&split(self.k.forward(x)?, self.kv_heads)?, offset, kern)?;
         let v = split(self.v.forward(x)?, self.kv_heads)?.contiguous()?;
         let (k, v) = cache.append(layer, k.contiguous()?, v)?;
-        let n_rep = self.heads / self.kv_heads;
-        let y = ops::attention(
-            &q,
-            &ops::repeat_kv(k, n_rep)?,
-            &ops::repeat_kv(v, n_rep)?,
-            mask,
-            kern,
-        )?;
+        let y = ops::attention(&q, &k, &v, mask, kern)?;
         let y = y
             .transpose(1, 2)?
             .reshape((b, s, self.heads * self.head_dim))?;

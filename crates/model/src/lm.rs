@@ -45,15 +45,54 @@ pub struct ModelInfo {
 }
 
 /// Per-layer keys and values [batch, kv_heads, seq, head_dim], owned by the caller.
-#[derive(Clone)]
+///
+/// The first append keeps the tensors it is given, so a training forward (one append per
+/// layer) backpropagates into them. Later appends, which only decoding makes, write into a
+/// buffer with room to spare and return views of its filled part: concatenating instead
+/// copied the whole cache at every step. The buffer's unfilled part is never read, and no
+/// two caches share a buffer (`expand` and `select` copy), so the writes are safe.
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerCache>>,
 }
+
+struct LayerCache {
+    /// [batch, kv_heads, capacity, head_dim]; positions `..len` are filled.
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+}
+
+impl LayerCache {
+    fn filled(&self) -> Result<(Tensor, Tensor)> {
+        if self.len == self.k.dim(2)? {
+            return Ok((self.k.clone(), self.v.clone()));
+        }
+        Ok((
+            self.k.narrow(2, 0, self.len)?,
+            self.v.narrow(2, 0, self.len)?,
+        ))
+    }
+
+    /// Moves the filled part into a new buffer that holds `capacity` positions.
+    fn grow(&mut self, capacity: usize) -> Result<()> {
+        let (k, v) = self.filled()?;
+        let (b, h, _, d) = k.dims4()?;
+        let new_k = Tensor::zeros((b, h, capacity, d), k.dtype(), k.device())?;
+        let new_v = Tensor::zeros((b, h, capacity, d), v.dtype(), v.device())?;
+        new_k.slice_set(&k.contiguous()?, 2, 0)?;
+        new_v.slice_set(&v.contiguous()?, 2, 0)?;
+        (self.k, self.v) = (new_k, new_v);
+        Ok(())
+    }
+}
+
+/// Positions a decoding buffer is grown by beyond what is needed (and at least doubled).
+const CACHE_HEADROOM: usize = 64;
 
 impl KvCache {
     pub fn new(n_layers: usize) -> Self {
         KvCache {
-            layers: vec![None; n_layers],
+            layers: (0..n_layers).map(|_| None).collect(),
         }
     }
 
@@ -62,8 +101,7 @@ impl KvCache {
         self.layers
             .first()
             .and_then(|l| l.as_ref())
-            .map(|(k, _)| k.dim(2).unwrap_or(0))
-            .unwrap_or(0)
+            .map_or(0, |l| l.len)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -72,12 +110,23 @@ impl KvCache {
 
     /// Appends `k`, `v` to layer `i` and returns the full keys and values.
     pub fn append(&mut self, i: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
-        let kv = match self.layers[i].take() {
-            None => (k, v),
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+        let Some(layer) = self.layers[i].as_mut() else {
+            let len = k.dim(2)?;
+            self.layers[i] = Some(LayerCache {
+                k: k.clone(),
+                v: v.clone(),
+                len,
+            });
+            return Ok((k, v));
         };
-        self.layers[i] = Some(kv.clone());
-        Ok(kv)
+        let (len, added) = (layer.len, k.dim(2)?);
+        if len + added > layer.k.dim(2)? {
+            layer.grow((len + added + CACHE_HEADROOM).max(2 * len))?;
+        }
+        layer.k.slice_set(&k.contiguous()?, 2, len)?;
+        layer.v.slice_set(&v.contiguous()?, 2, len)?;
+        layer.len += added;
+        layer.filled()
     }
 
     /// Repeats a batch-1 cache `n` times along the batch, so that one prompt's prefill is
@@ -88,7 +137,14 @@ impl KvCache {
             .iter()
             .map(|l| match l {
                 None => Ok(None),
-                Some((k, v)) => Ok(Some((k.repeat((n, 1, 1, 1))?, v.repeat((n, 1, 1, 1))?))),
+                Some(l) => {
+                    let (k, v) = l.filled()?;
+                    Ok(Some(LayerCache {
+                        k: k.repeat((n, 1, 1, 1))?,
+                        v: v.repeat((n, 1, 1, 1))?,
+                        len: l.len,
+                    }))
+                }
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(KvCache { layers })
@@ -101,9 +157,58 @@ impl KvCache {
             .iter()
             .map(|l| match l {
                 None => Ok(None),
-                Some((k, v)) => Ok(Some((k.index_select(rows, 0)?, v.index_select(rows, 0)?))),
+                // The whole buffer, spare room included: index_select wants a contiguous
+                // input, and the room is used by the next steps anyway.
+                Some(l) => Ok(Some(LayerCache {
+                    k: l.k.index_select(rows, 0)?,
+                    v: l.v.index_select(rows, 0)?,
+                    len: l.len,
+                })),
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(KvCache { layers })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Distinct values for step `t`: [b, 2 heads, s positions, 3].
+    fn step(t: usize, b: usize, s: usize) -> Result<Tensor> {
+        let start = (t * 1000) as f32;
+        Tensor::arange(start, start + (b * 2 * s * 3) as f32, &Device::Cpu)?.reshape((b, 2, s, 3))
+    }
+
+    fn same(a: &Tensor, b: &Tensor) -> Result<bool> {
+        Ok(a.dims() == b.dims() && (a - b)?.abs()?.sum_all()?.to_scalar::<f32>()? == 0.0)
+    }
+
+    /// Appending through the buffer, with an expansion and a row selection on the way, gives
+    /// the same keys and values as concatenating every step.
+    #[test]
+    fn buffered_appends_equal_concatenation() -> Result<()> {
+        let mut cache = KvCache::new(1);
+        let first = step(0, 1, 4)?;
+        cache.append(0, first.clone(), (&first * 2.0)?)?;
+        let mut cache = cache.expand(3)?;
+        let mut want_k = first.repeat((3, 1, 1, 1))?;
+        let mut want_v = (&want_k * 2.0)?;
+        let rows = Tensor::new(&[2u32, 0], &Device::Cpu)?;
+        for t in 1..150 {
+            let add = step(t, want_k.dim(0)?, 1)?;
+            want_k = Tensor::cat(&[&want_k, &add], 2)?;
+            want_v = Tensor::cat(&[&want_v, &(&add * 2.0)?], 2)?;
+            let (k, v) = cache.append(0, add.clone(), (&add * 2.0)?)?;
+            assert!(same(&k, &want_k)? && same(&v, &want_v)?, "step {t}");
+            if t == 40 {
+                cache = cache.select(&rows)?;
+                want_k = want_k.index_select(&rows, 0)?;
+                want_v = want_v.index_select(&rows, 0)?;
+            }
+        }
+        assert_eq!(cache.len(), 153);
+        Ok(())
     }
 }

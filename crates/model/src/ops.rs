@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor};
+
+use crate::q4_1::Q4_1Matrix;
 
 /// Which kernels a forward pass uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,18 +120,11 @@ pub fn causal_mask(seq: usize, offset: usize, device: &Device) -> Result<Tensor>
     Tensor::from_vec(mask, (seq, total), device)
 }
 
-/// Repeats key/value heads for grouped-query attention: [b, kv, s, d] → [b, kv * n_rep, s, d].
-pub fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(x);
-    }
-    let (b, kv, s, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, kv, n_rep, s, d))?
-        .reshape((b, kv * n_rep, s, d))
-}
-
-/// Scaled dot-product attention over [b, h, s, d] tensors with an optional additive mask.
+/// Scaled dot-product attention with an optional additive mask [s, t]: queries [b, h, s, d]
+/// against keys and values [b, kv, t, d], where each group of h / kv adjacent query heads
+/// shares one key/value head. The group's queries are stacked as one [h / kv · s, d] matrix
+/// per key/value head, so that keys and values are never repeated (a copy of the whole cache
+/// per layer and step when decoding); with kv = h this is plain multi-head attention.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -137,13 +132,22 @@ pub fn attention(
     mask: Option<&Tensor>,
     kern: Kernels,
 ) -> Result<Tensor> {
-    let scale = 1.0 / (q.dim(D::Minus1)? as f64).sqrt();
-    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?;
+    let (b, h, s, d) = q.dims4()?;
+    let (kv, t) = (k.dim(1)?, k.dim(2)?);
+    let n_rep = h / kv;
+    let scale = 1.0 / (d as f64).sqrt();
+    let q = q.contiguous()?.reshape((b, kv, n_rep * s, d))?;
+    let scores = (q.matmul(&k.t()?)? * scale)?;
     let scores = match mask {
-        Some(m) => scores.broadcast_add(m)?,
+        Some(m) => scores
+            .reshape((b, kv, n_rep, s, t))?
+            .broadcast_add(m)?
+            .reshape((b, kv, n_rep * s, t))?,
         None => scores,
     };
-    softmax_last_dim(&scores, kern)?.matmul(&v.contiguous()?)
+    softmax_last_dim(&scores, kern)?
+        .matmul(v)?
+        .reshape((b, h, s, d))
 }
 
 /// A dense or quantized linear map over the last dimension.
@@ -158,10 +162,21 @@ pub enum Linear {
         weight: QMatMul,
         bias: Option<Tensor>,
     },
+    /// Q4_1 blocks through this crate's kernel (candle's is scalar on x86).
+    Q4_1 {
+        weight: Arc<Q4_1Matrix>,
+        bias: Option<Tensor>,
+    },
 }
 
 impl Linear {
     pub fn quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
+        if let Some(matrix) = Q4_1Matrix::from_qtensor(&weight)? {
+            return Ok(Linear::Q4_1 {
+                weight: Arc::new(matrix),
+                bias,
+            });
+        }
         Ok(Linear::Quantized {
             weight: QMatMul::from_arc(weight)?,
             bias,
@@ -189,6 +204,9 @@ impl Linear {
                 (y, bias)
             }
             Linear::Quantized { weight, bias } => (weight.forward(&x2)?, bias),
+            Linear::Q4_1 { weight, bias } => {
+                (x2.contiguous()?.apply_op1_no_bwd(weight.as_ref())?, bias)
+            }
         };
         let y = match bias {
             Some(b) => y.broadcast_add(b)?,
