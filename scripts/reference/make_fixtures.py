@@ -4,7 +4,8 @@
 Run `scripts/reference/setup.sh` once, then
     scripts/reference/.venv/bin/python scripts/reference/make_fixtures.py MODEL.gguf
 It writes, under fixtures/:
-  smollm2.json       transformers (GGUF dequantized to f32) and llama.cpp (Q4_1 as shipped)
+  smollm2.json       transformers (GGUF dequantized to f32) and llama.cpp (Q4_1 as shipped;
+                     also with an f32 KV cache and with flash attention, its self-agreement)
                      per-token log-probabilities of 60 sentences after <|endoftext|>, the
                      held-out perplexity of data/heldout.txt, and greedy tokens;
   tokenizer.json     ids from transformers' tokenizer for >= 300 varied strings;
@@ -195,14 +196,26 @@ def smollm2(gguf_path):
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}
     if llm is not None:
         versions["llama_cpp_python"] = llama_cpp.__version__
-        for entry in sentences:
+        def llama_logprobs(engine, entry):
             toks = [ctx] + entry["ids"]
-            llm.reset()
-            llm.eval(toks)
-            scores = np.array(llm.scores[: len(toks) - 1], dtype=np.float32)
-            lps = logprobs_from_logits(scores, entry["ids"])
+            engine.reset()
+            engine.eval(toks)
+            scores = np.array(engine.scores[: len(toks) - 1], dtype=np.float32)
+            return logprobs_from_logits(scores, entry["ids"])
+
+        # llama.cpp against itself with one setting changed, the floor for any other engine's
+        # agreement with it: each change moves the 8-bit activation rounding of every later
+        # matmul, as a different engine's arithmetic does.
+        variants = {"llama_f32_kv_token_logprobs": dict(type_k=0, type_v=0),  # GGML_TYPE_F32
+                    "llama_flash_attn_token_logprobs": dict(flash_attn=True)}
+        engines = {key: llama_cpp.Llama(model_path=gguf_path, n_ctx=512, n_threads=2, logits_all=True,
+                                        verbose=False, **kw) for key, kw in variants.items()}
+        for entry in sentences:
+            lps = llama_logprobs(llm, entry)
             entry["llama_token_logprobs"] = lps
             entry["llama_logprob_sum"] = sum(lps)
+            for key, engine in engines.items():
+                entry[key] = llama_logprobs(engine, entry)
 
     fixture = {"model": name, "sha256": sha256(gguf_path), "context_token": ctx, "versions": versions,
                "sentences": sentences, "heldout": heldout,

@@ -141,23 +141,33 @@ fn quantized_path_matches_llama_cpp_on_average() {
         }
     }
     let mean = total / n as f64;
-    let (mut ref_total, mut ref_n) = (0.0, 0usize);
-    for s in sentences {
-        for (a, b) in floats(&s["llama_token_logprobs"])
-            .iter()
-            .zip(floats(&s["hf_token_logprobs"]))
-        {
-            ref_total += (a - b).abs();
-            ref_n += 1;
+    // Mean |Δ| per token between two of the fixture's per-token columns.
+    let distance = |a: &str, b: &str| {
+        let (mut total, mut n) = (0.0, 0usize);
+        for s in sentences {
+            for (x, y) in floats(&s[a]).iter().zip(floats(&s[b])) {
+                total += (x - y).abs();
+                n += 1;
+            }
         }
-    }
-    let llama_vs_hf = ref_total / ref_n as f64;
-    eprintln!("quantized vs llama.cpp: mean |Δ| {mean:.4} nats/token, max {worst:.4}, over {n} tokens; llama.cpp vs transformers: {llama_vs_hf:.4}");
-    // The issue's target is 0.05; measured 0.065 (candle's Q8_1 activation rounding differs
-    // from ggml's, see BENCHMARKS.md). The bound that holds and can fail: closer to
-    // llama.cpp than llama.cpp itself is to the f32 reference, and under 0.07.
+        total / n as f64
+    };
+    let llama_vs_hf = distance("llama_token_logprobs", "hf_token_logprobs");
+    let self_f32_kv = distance("llama_token_logprobs", "llama_f32_kv_token_logprobs");
+    let self_flash = distance("llama_token_logprobs", "llama_flash_attn_token_logprobs");
+    eprintln!(
+        "quantized vs llama.cpp: mean |Δ| {mean:.4} nats/token, max {worst:.4}, over {n} tokens; \
+         llama.cpp vs transformers: {llama_vs_hf:.4}; llama.cpp vs itself with an f32 KV cache: \
+         {self_f32_kv:.4}, with flash attention: {self_flash:.4}"
+    );
+    // The issue's target is 0.05, but llama.cpp is 0.057-0.067 from itself when only its KV
+    // cache's precision or its attention kernel changes: any change of arithmetic moves the
+    // 8-bit rounding of the activations in every later matmul, so no engine that is not
+    // llama.cpp bit for bit gets under that floor. fairlm's Q4_1 product and activation
+    // rounding are llama.cpp's (q4_1.rs). The bound that holds and can fail: within 10% of
+    // llama.cpp's larger self-difference, and closer to it than it is to the f32 reference.
     assert!(
-        mean < llama_vs_hf && mean <= 0.07,
+        mean < llama_vs_hf && mean <= 1.1 * self_f32_kv.max(self_flash),
         "mean per-token difference {mean}"
     );
 }
