@@ -74,10 +74,10 @@ pub struct TrainArgs {
     /// Weight of the KL anchor to the original model on neutral text.
     #[arg(long, default_value_t = 1.0)]
     pub w_anchor: f64,
-    /// Weight of the KL to the original model's counterfactual average (the mean of its
-    /// next-token distributions after a sentence and after its twin) at aligned positions
-    /// (RESULTS.md: it keeps diversity and agreement, and lowers the samples' likelihood
-    /// under the original).
+    /// Weight of the KL to the original model's counterfactual average (the normalised
+    /// geometric mean of its next-token distributions after a sentence and after its twin)
+    /// at aligned positions (RESULTS.md: it keeps diversity and perplexity, and lowers the
+    /// samples' likelihood under the original).
     #[arg(long, default_value_t = 0.0)]
     pub w_pair_anchor: f64,
     /// λ of the gradient reversal in front of the adversarial discriminator (0: off).

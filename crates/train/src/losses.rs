@@ -241,28 +241,34 @@ fn class_mask(table: &ClassTable, vocab: usize, on_class: bool) -> Result<Tensor
 }
 
 /// The original model's counterfactual average, the target of both sides of a pair: outside
-/// the class tokens ½(p_g + p_h); inside, each side keeps its own proportions ("she" stays
-/// with "the woman") scaled to the two sides' mean class mass, so each row sums to one.
+/// the class tokens the normalised geometric mean of p_g and p_h, which keeps what both
+/// contexts find likely (the arithmetic mean also keeps what only one finds likely, and a
+/// model that samples that mixture writes text its original finds unlikely after either
+/// group); inside, each side keeps its own proportions ("she" stays with "the woman") scaled
+/// to the mean's class mass, so each row sums to one.
 fn counterfactual_average(
     lp0a: &Tensor,
     lp0b: &Tensor,
     table: Option<&ClassTable>,
 ) -> Result<(Tensor, Tensor)> {
-    let (pa, pb) = (lp0a.exp()?, lp0b.exp()?);
-    let mean = ((&pa + &pb)? * 0.5)?;
+    let log_mean = ((lp0a + lp0b)? * 0.5)?;
+    let unnormalised = log_mean.broadcast_sub(&log_mean.max_keepdim(1)?)?.exp()?;
+    let mean = unnormalised.broadcast_div(&unnormalised.sum_keepdim(1)?)?;
     let Some(table) = table else {
         return Ok((mean.clone(), mean));
     };
-    let vocab = pa.dim(1)?;
+    let vocab = mean.dim(1)?;
     let rest = mean.broadcast_mul(&class_mask(table, vocab, false)?)?;
     let on_class = class_mask(table, vocab, true)?;
+    let target_mass = mean.broadcast_mul(&on_class)?.sum_keepdim(1)?;
+    let (pa, pb) = (lp0a.exp()?, lp0b.exp()?);
     let (ca, cb) = (pa.broadcast_mul(&on_class)?, pb.broadcast_mul(&on_class)?);
-    let (mass_a, mass_b) = (ca.sum_keepdim(1)?, cb.sum_keepdim(1)?);
-    let target_mass = ((&mass_a + &mass_b)? * 0.5)?;
-    let scale =
-        |mass: &Tensor| -> Result<Tensor> { Ok(((&target_mass + 1e-30)? / (mass + 1e-30)?)?) };
-    let qa = (&rest + ca.broadcast_mul(&scale(&mass_a)?)?)?;
-    let qb = (&rest + cb.broadcast_mul(&scale(&mass_b)?)?)?;
+    let scale = |class: &Tensor| -> Result<Tensor> {
+        let mass = class.sum_keepdim(1)?;
+        Ok(((&target_mass + 1e-30)? / (mass + 1e-30)?)?)
+    };
+    let qa = (&rest + ca.broadcast_mul(&scale(&ca)?)?)?;
+    let qb = (&rest + cb.broadcast_mul(&scale(&cb)?)?)?;
     Ok((qa, qb))
 }
 
