@@ -70,21 +70,9 @@ fn keep_freed_pages() {
     }
 }
 
-/// candle asks for its thread count before each parallel op, and without RAYON_NUM_THREADS
-/// it counts the physical cores by reading /proc/cpuinfo every time: 4% of a decoding step
-/// (perf, BENCHMARKS.md). Counting once and setting the variable answers the later calls from
-/// the environment.
-fn count_threads_once() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let threads = candle_core::utils::get_num_threads();
-        // Before any other thread exists, so no one reads the environment concurrently.
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    }
-}
-
 fn main() -> ExitCode {
     keep_freed_pages();
-    count_threads_once();
+    fairlm_model::count_threads_once();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("FAIRLM_LOG"))
         .with_writer(std::io::stderr)

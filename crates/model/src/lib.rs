@@ -22,3 +22,14 @@ pub use error::{Error, Result};
 pub use lm::{CausalLm, KvCache, ModelInfo, Output};
 pub use loader::{ArchConfig, Checkpoint, Format, NumericPath};
 pub use tokenizer::Tokenizer;
+
+/// candle asks for its thread count before each parallel op, and without RAYON_NUM_THREADS
+/// it counts the physical cores by reading /proc/cpuinfo every time: 4% of a decoding step
+/// (perf, BENCHMARKS.md). Counting once and setting the variable answers the later calls from
+/// the environment. Call it first thing in `main`, before other threads exist.
+pub fn count_threads_once() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}

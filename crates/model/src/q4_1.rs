@@ -2,7 +2,7 @@
 //! block of an activation row is quantized to Q8_1 (round to nearest even, scale 127 / max),
 //! and the dot product of a Q4_1 block with a Q8_1 block is d_w·d_x·Σ q_w q_x + m_w·s_x in
 //! integers. candle 0.11 has this product only in scalar Rust on x86 (its AVX2 kernels cover
-//! Q4_0, Q8_0 and the k-quants), which made the quantized path 20× slower than the f32 one;
+//! Q4_0, Q8_0 and the k-quants), which made the quantized path 18× slower than the f32 one at scoring;
 //! here it runs on AVX2 when the CPU has it, with the scalar form as the fallback and as the
 //! reference the AVX2 form is tested against.
 
@@ -13,7 +13,7 @@ use half::f16;
 const BLOCK: usize = 32;
 /// Bytes of one GGUF Q4_1 block: f16 scale, f16 minimum, 16 bytes of nibbles.
 const Q4_1_BYTES: usize = 20;
-/// Output features per rayon task: enough work (≥ 64 × 576 multiply-adds) to amortise the
+/// Output features per task of the thread pool: enough work (≥ 64 × 576 multiply-adds) to amortise the
 /// scheduling, and enough tasks (576 / 64 = 9 for the smallest matrix) to balance two threads.
 const ROWS_PER_TASK: usize = 64;
 /// Below this many block products (~4 cycles each) a call runs on the calling thread: waking
@@ -68,10 +68,6 @@ impl Q4_1Matrix {
             scales,
             nibbles,
         }))
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
     }
 
     /// y[i, r] = Σ_c x[i, c] W[r, c] for `x` holding whole rows of `cols` values; `y` is
