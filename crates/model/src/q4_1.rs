@@ -74,10 +74,13 @@ impl Q4_1Matrix {
     /// [x rows, self.rows].
     pub fn matmul(&self, x: &[f32], use_simd: bool) -> Vec<f32> {
         let m = x.len() / self.cols;
+        if m == 0 {
+            return Vec::new();
+        }
         let per_row = self.cols / BLOCK;
         let kernels = Kernels::new(use_simd);
         let activations: Vec<Q8_1Block> = x.chunks_exact(BLOCK).map(kernels.quantize).collect();
-        // Weight rows outermost, so each weight block is read from memory once per call;
+        // Weight rows outermost: a task's 64 rows (27 KB) stay in cache across the x rows;
         // the result comes out [weight rows, x rows] and is transposed when x has several rows.
         let task = |(task, out): (usize, &mut [f32])| {
             let first = task * ROWS_PER_TASK;
@@ -427,6 +430,15 @@ mod tests {
         let w = Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu)?;
         let q = QTensor::quantize(&w, GgmlDType::Q8_0)?;
         assert!(Q4_1Matrix::from_qtensor(&q)?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_input_gives_an_empty_output() -> Result<()> {
+        let w = Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu)?;
+        let q = QTensor::quantize(&w, GgmlDType::Q4_1)?;
+        let ours = Q4_1Matrix::from_qtensor(&q)?.expect("a Q4_1 matrix");
+        assert!(ours.matmul(&[], true).is_empty());
         Ok(())
     }
 }
