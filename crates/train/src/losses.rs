@@ -5,6 +5,7 @@
 //! original's counterfactual average; the adversary's loss.
 
 use candle_core::{Device, Tensor, D};
+use fairlm_model::ops::{softmax_last_dim, Kernels};
 use fairlm_model::{CausalLm, KvCache};
 
 use crate::adversary::Adversary;
@@ -251,9 +252,8 @@ fn counterfactual_average(
     lp0b: &Tensor,
     table: Option<&ClassTable>,
 ) -> Result<(Tensor, Tensor)> {
-    let log_mean = ((lp0a + lp0b)? * 0.5)?;
-    let unnormalised = log_mean.broadcast_sub(&log_mean.max_keepdim(1)?)?.exp()?;
-    let mean = unnormalised.broadcast_div(&unnormalised.sum_keepdim(1)?)?;
+    // A fixed target (the frozen model's), so the kernel without backward will do.
+    let mean = softmax_last_dim(&((lp0a + lp0b)? * 0.5)?, Kernels::Fused)?;
     let Some(table) = table else {
         return Ok((mean.clone(), mean));
     };
