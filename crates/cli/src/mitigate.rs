@@ -282,6 +282,12 @@ pub fn mitigate(a: &MitigateArgs) -> Result<(TrainReport, PathBuf)> {
         corpus.neutral.len(),
         corpus.mixed.len()
     );
+    if !corpus.prompts.is_empty() {
+        eprintln!(
+            "fairlm: the {} prompts the corpus was sampled from are given to the model, not taught (the cross-entropy skips them)",
+            corpus.prompts.len()
+        );
+    }
     let trained = train(
         &ck,
         &lexicon,

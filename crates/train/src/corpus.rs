@@ -55,6 +55,11 @@ pub struct Corpus {
     /// Sentences that mention several groups: kept for the LM loss, not swapped (a one-way
     /// swap would make them about one group twice).
     pub mixed: Vec<String>,
+    /// The prompts a sampled corpus was sampled from (every `train` template filled with every
+    /// group's subject, and the neutral prompts): the trainer gives a sentence's prompt to the
+    /// model instead of teaching it. Empty for a user's corpus.
+    #[serde(default)]
+    pub prompts: Vec<String>,
 }
 
 impl Corpus {
@@ -295,7 +300,13 @@ pub fn sample_corpus(
         .zip(&neutral_gens)
         .flat_map(|(p, gs)| gs.iter().map(move |gen| format!("{p}{}", gen.text)))
         .collect();
-    Ok(augment_labelled(lexicon, &labelled, &other))
+    let mut corpus = augment_labelled(lexicon, &labelled, &other);
+    corpus.prompts = labels
+        .into_iter()
+        .map(|(_, _, prompt)| prompt)
+        .chain(neutral.iter().map(|p| p.to_string()))
+        .collect();
+    Ok(corpus)
 }
 
 #[cfg(test)]
@@ -319,6 +330,26 @@ mod tests {
         assert_eq!(c.mixed.len(), 1);
         assert_eq!(c.sets[0].twins[0].text, "The man said he was tired.");
         assert_eq!(c.size_after(), 4);
+    }
+
+    /// A twin of a sentence sampled from a filled template begins with the same template
+    /// filled with the twin's group, so the trainer finds both prompts.
+    #[test]
+    fn a_twin_begins_with_its_own_groups_prompt() {
+        let lex = Lexicon::default_lexicon().unwrap();
+        let templates = fairlm_bias::templates::default_templates().unwrap();
+        for (a, axis) in lex.axes.iter().enumerate() {
+            let swapper = AxisSwapper::new(axis);
+            for t in &templates {
+                for (g, subject) in axis.subjects.iter().enumerate() {
+                    let text = format!("{} a quiet afternoon.", t.fill(subject));
+                    for tw in twins(&swapper, axis.groups.len(), g, &text) {
+                        let prompt = t.fill(&axis.subjects[tw.group]);
+                        assert!(tw.text.starts_with(&prompt), "{a}: {} / {prompt}", tw.text);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

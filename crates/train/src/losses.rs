@@ -87,6 +87,9 @@ pub struct PairItem {
     pub a: Vec<u32>,
     pub b: Vec<u32>,
     pub aligned: Vec<(usize, usize)>,
+    /// Leading tokens of `a` and of `b` that are given rather than predicted (see `Sentence`).
+    pub given_a: usize,
+    pub given_b: usize,
     /// Index of the (axis, g, h) class table.
     pub table: usize,
     pub axis: usize,
@@ -94,13 +97,23 @@ pub struct PairItem {
     pub group_b: usize,
 }
 
+/// A sentence's tokens and how many leading ones are given rather than predicted: the context
+/// token and, for a sentence sampled from the model, the prompt it was sampled from. The
+/// prompts are the trainer's scaffolding (the `train` templates, the neutral prompts): the
+/// cross-entropy that taught them leaked their phrases into the model's own text (RESULTS.md).
+#[derive(Debug, Clone, Default)]
+pub struct Sentence {
+    pub ids: Vec<u32>,
+    pub given: usize,
+}
+
 #[derive(Default)]
 pub struct Batch {
     pub pairs: Vec<PairItem>,
     /// Neutral sentences: cross-entropy and the anchor.
-    pub neutral: Vec<Vec<u32>>,
+    pub neutral: Vec<Sentence>,
     /// Sentences that mention several groups: cross-entropy only.
-    pub plain: Vec<Vec<u32>>,
+    pub plain: Vec<Sentence>,
 }
 
 impl Batch {
@@ -113,7 +126,7 @@ impl Batch {
                 .neutral
                 .iter()
                 .chain(&self.plain)
-                .map(|s| s.len())
+                .map(|s| s.ids.len())
                 .sum::<usize>()
     }
 }
@@ -320,8 +333,12 @@ pub fn batch_loss(
     rows.extend(batch.pairs.iter().map(|x| &x.a));
     rows.extend(batch.pairs.iter().map(|x| &x.b));
     let neutral_start = rows.len();
-    rows.extend(batch.neutral.iter());
-    rows.extend(batch.plain.iter());
+    rows.extend(batch.neutral.iter().map(|s| &s.ids));
+    rows.extend(batch.plain.iter().map(|s| &s.ids));
+    let given: Vec<usize> = (batch.pairs.iter().map(|x| x.given_a))
+        .chain(batch.pairs.iter().map(|x| x.given_b))
+        .chain(batch.neutral.iter().chain(&batch.plain).map(|s| s.given))
+        .collect();
     let (hidden, start) = bucketed_hidden(model, &rows)?;
     let pair_anchor = match frozen {
         Some(f) if weights.pair_anchor > 0.0 && p > 0 => {
@@ -342,13 +359,20 @@ pub fn batch_loss(
     let n_pos = compact.len();
     let logp = log_softmax(&model.logits(&hidden.index_select(&index(&compact)?, 0)?)?)?;
 
-    // Cross-entropy over every next token of every sentence.
+    // Cross-entropy over every next token of every sentence that is not given.
     let mut targets = Vec::with_capacity(n_pos);
-    for row in &rows {
+    let mut predicted = Vec::with_capacity(n_pos);
+    for (r, row) in rows.iter().enumerate() {
         targets.extend_from_slice(row.get(1..).unwrap_or_default());
+        // Position pos predicts token pos + 1.
+        predicted.extend((given[r].max(1) - 1..row.len().saturating_sub(1)).map(|pos| at(r, pos)));
     }
     let targets = Tensor::from_vec(targets, (n_pos, 1), &Device::Cpu)?;
-    let ce = (logp.gather(&targets, 1)?.sum_all()? * (-1.0 / n_pos.max(1) as f64))?;
+    let ce = (logp
+        .gather(&targets, 1)?
+        .index_select(&index(&predicted)?, 0)?
+        .sum_all()?
+        * (-1.0 / predicted.len().max(1) as f64))?;
     let mut parts = LossParts {
         ce: ce.to_scalar::<f32>()? as f64,
         ..Default::default()
@@ -463,7 +487,7 @@ pub fn batch_loss(
         total = (total + (loss * weights.attribute)?)?;
     }
     if let (Some(frozen), true) = (frozen, weights.anchor > 0.0 && !batch.neutral.is_empty()) {
-        let neutral: Vec<&Vec<u32>> = batch.neutral.iter().collect();
+        let neutral: Vec<&Vec<u32>> = batch.neutral.iter().map(|s| &s.ids).collect();
         let (nids, nt) = padded(&neutral)?;
         let ref_hidden = frozen.hidden(&nids, &mut KvCache::new(frozen.info().n_layers))?;
         let ref_hidden = ref_hidden.reshape((neutral.len() * nt, hidden_size))?;

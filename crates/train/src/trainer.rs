@@ -26,7 +26,7 @@ use crate::corpus::Corpus;
 use crate::error::{Error, Result};
 use crate::losses::{
     batch_loss, bucketed_hidden, pair_labels, perplexity, pool_aligned, Batch, ClassTable,
-    LossParts, LossWeights, PairItem,
+    LossParts, LossWeights, PairItem, Sentence,
 };
 use crate::optim::{learning_rate, AdamW, AdamWConfig, GradSum};
 use crate::params::{Mode, Params};
@@ -127,12 +127,14 @@ struct PreparedSet {
     axis: usize,
     group: usize,
     ids: Vec<u32>,
+    given: usize,
     twins: Vec<PreparedTwin>,
 }
 
 struct PreparedTwin {
     group: usize,
     ids: Vec<u32>,
+    given: usize,
     /// Prefix lengths (logit positions) aligned between the sentence and this twin.
     aligned: Vec<(usize, usize)>,
 }
@@ -144,6 +146,19 @@ fn encode(tok: &Tokenizer, text: &str, ctx: &[u32], max_len: usize) -> Result<Ve
     Ok(ids)
 }
 
+/// Leading tokens of a sentence that are given rather than predicted: the context and, when
+/// the sentence begins with one of the corpus's sampling prompts (the longest that fits), the
+/// tokens that lie inside it. `ends` are the sentence's token ends after the context.
+fn given_tokens(text: &str, ends: &[usize], prompts: &[String], ctx: usize) -> usize {
+    let prompt = prompts
+        .iter()
+        .filter(|p| text.starts_with(p.as_str()))
+        .map(|p| p.len())
+        .max()
+        .unwrap_or(0);
+    ctx + ends.iter().take_while(|&&e| e <= prompt).count()
+}
+
 /// Longest sentence (tokens) a training batch holds; longer ones are cut.
 const MAX_TOKENS: usize = 64;
 
@@ -151,8 +166,8 @@ struct Prepared {
     sets: Vec<PreparedSet>,
     /// Indices into `sets` per axis that has any.
     by_axis: Vec<Vec<usize>>,
-    neutral: Vec<Vec<u32>>,
-    mixed: Vec<Vec<u32>>,
+    neutral: Vec<Sentence>,
+    mixed: Vec<Sentence>,
     /// (axis, g, h) → class table index.
     table_index: BTreeMap<(usize, usize, usize), usize>,
     tables: Vec<Option<ClassTable>>,
@@ -164,10 +179,12 @@ fn prepare(tok: &Tokenizer, lexicon: &Lexicon, corpus: &Corpus) -> Result<Prepar
     for s in &corpus.sets {
         let ids = encode(tok, &s.text, &ctx, MAX_TOKENS)?;
         let ends_a = token_ends(&tok.tokens(&ids[ctx.len()..]));
+        let given = given_tokens(&s.text, &ends_a, &corpus.prompts, ctx.len());
         let mut twins = Vec::new();
         for tw in &s.twins {
             let tids = encode(tok, &tw.text, &ctx, MAX_TOKENS)?;
             let ends_b = token_ends(&tok.tokens(&tids[ctx.len()..]));
+            let given_twin = given_tokens(&tw.text, &ends_b, &corpus.prompts, ctx.len());
             // Prefix lengths count the context token.
             let aligned = aligned_prefixes(&ends_a, &ends_b, &tw.spans())
                 .into_iter()
@@ -177,6 +194,7 @@ fn prepare(tok: &Tokenizer, lexicon: &Lexicon, corpus: &Corpus) -> Result<Prepar
             twins.push(PreparedTwin {
                 group: tw.group,
                 ids: tids,
+                given: given_twin,
                 aligned,
             });
         }
@@ -185,20 +203,19 @@ fn prepare(tok: &Tokenizer, lexicon: &Lexicon, corpus: &Corpus) -> Result<Prepar
                 axis: s.axis,
                 group: s.group,
                 ids,
+                given,
                 twins,
             });
         }
     }
-    let neutral = corpus
-        .neutral
-        .iter()
-        .map(|t| encode(tok, t, &ctx, MAX_TOKENS))
-        .collect::<Result<_>>()?;
-    let mixed = corpus
-        .mixed
-        .iter()
-        .map(|t| encode(tok, t, &ctx, MAX_TOKENS))
-        .collect::<Result<_>>()?;
+    let sentence = |text: &String| -> Result<Sentence> {
+        let ids = encode(tok, text, &ctx, MAX_TOKENS)?;
+        let ends = token_ends(&tok.tokens(&ids[ctx.len()..]));
+        let given = given_tokens(text, &ends, &corpus.prompts, ctx.len());
+        Ok(Sentence { ids, given })
+    };
+    let neutral = corpus.neutral.iter().map(sentence).collect::<Result<_>>()?;
+    let mixed = corpus.mixed.iter().map(sentence).collect::<Result<_>>()?;
     let mut table_index = BTreeMap::new();
     let mut tables = Vec::new();
     for (a, axis) in lexicon.axes.iter().enumerate() {
@@ -253,6 +270,8 @@ fn draw(prep: &Prepared, cfg: &TrainConfig, step: usize, micro: usize) -> Batch 
                 a: s.ids.clone(),
                 b: twin.ids.clone(),
                 aligned: twin.aligned.clone(),
+                given_a: s.given,
+                given_b: twin.given,
                 table: prep.table_index[&(s.axis, s.group, twin.group)],
                 axis: s.axis,
                 group_a: s.group,
@@ -320,6 +339,8 @@ fn pair_features(model: &dyn CausalLm, prep: &Prepared, max_sets: usize) -> Resu
                         a: s.ids.clone(),
                         b: twin.ids.clone(),
                         aligned: twin.aligned.clone(),
+                        given_a: s.given,
+                        given_b: twin.given,
                         table: 0,
                         axis: s.axis,
                         group_a: s.group,
@@ -992,6 +1013,9 @@ mod tests {
             aligned: vec![(2, 2), (3, 3), (4, 4), (5, 5)],
             a,
             b,
+            // The first pair's first two tokens after the context are a prompt.
+            given_a: if group_a == 0 { 3 } else { 1 },
+            given_b: if group_a == 0 { 3 } else { 1 },
             table: 0,
             axis: 0,
             group_a,
@@ -1006,8 +1030,20 @@ mod tests {
                 ),
                 pair(vec![0, 41, 88, 17, 2, 60], vec![0, 40, 88, 5, 2, 60], 1),
             ],
-            neutral: vec![vec![0, 12, 13, 14, 15], vec![0, 99, 98, 97]],
-            plain: vec![vec![0, 40, 7, 41, 8]],
+            neutral: vec![
+                Sentence {
+                    ids: vec![0, 12, 13, 14, 15],
+                    given: 2,
+                },
+                Sentence {
+                    ids: vec![0, 99, 98, 97],
+                    given: 1,
+                },
+            ],
+            plain: vec![Sentence {
+                ids: vec![0, 40, 7, 41, 8],
+                given: 1,
+            }],
         };
         let classes = ClassPairs {
             pairs: vec![(vec![5], vec![17])],
@@ -1122,6 +1158,55 @@ mod tests {
                 "{name}: analytic {analytic} vs finite differences {expected}"
             );
         }
+    }
+
+    /// The cross-entropy scores only the tokens after a sentence's given ones: with all but
+    /// the last token given, it is that token's negative log-probability.
+    #[test]
+    fn cross_entropy_skips_given_tokens() {
+        let ck = tiny("tiny-llama");
+        let model = ck.build().unwrap();
+        let ids = vec![0u32, 12, 13, 14, 15];
+        let ce = |given: usize| {
+            let batch = Batch {
+                neutral: vec![Sentence {
+                    ids: ids.clone(),
+                    given,
+                }],
+                ..Default::default()
+            };
+            let none = LossWeights {
+                ce: 1.0,
+                consistency: 0.0,
+                equalising: 0.0,
+                attribute: 0.0,
+                anchor: 0.0,
+                pair_anchor: 0.0,
+                adversary: 0.0,
+            };
+            batch_loss(model.as_ref(), None, &batch, &[], None, &none, None)
+                .unwrap()
+                .1
+                .ce
+        };
+        let x = Tensor::new(ids.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let hidden = model
+            .hidden(&x, &mut fairlm_model::KvCache::new(model.info().n_layers))
+            .unwrap();
+        let logp = crate::losses::log_softmax(&model.logits(&hidden.squeeze(0).unwrap()).unwrap())
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let nll = |pos: usize| -logp[pos][ids[pos + 1] as usize] as f64;
+        assert!((ce(4) - nll(3)).abs() < 1e-5, "{} vs {}", ce(4), nll(3));
+        let mean = |from: usize| (from..4).map(nll).sum::<f64>() / (4 - from) as f64;
+        assert!((ce(2) - mean(1)).abs() < 1e-5);
+        // Nothing but the context given: every token is scored, as for a user's corpus.
+        assert!((ce(1) - mean(0)).abs() < 1e-5);
+        assert!((ce(0) - mean(0)).abs() < 1e-5);
     }
 
     #[test]
