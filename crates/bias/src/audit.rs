@@ -315,6 +315,21 @@ pub struct ContinuationScore {
     pub tokens: usize,
 }
 
+/// The prompt a continuation is scored after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoringContext {
+    /// Its own prompt t(g).
+    Own,
+    /// Its own prompt and every counterfactual one, the continuation swapped to each group
+    /// (swap-aware, as the probe scores it), the probabilities averaged over the groups. Under
+    /// its own prompt the original charges a debiased sample for the group information it
+    /// no longer carries (what the original would have written after another group's prompt
+    /// is unlikely after t(g)); averaged over the groups' prompts, text the original finds
+    /// likely after some group's prompt scores well, and only text no prompt makes likely
+    /// loses.
+    GroupAverage,
+}
+
 /// The samples' continuations (after their prompts) scored under `model`: under the original
 /// model, they tell whether a mitigated model's samples are still text the original finds
 /// likely (design.md §3.5, fluency).
@@ -322,35 +337,117 @@ pub fn continuation_logprobs(
     model: &dyn CausalLm,
     tok: &Tokenizer,
     records: &[SampleRecord],
+    context: ScoringContext,
 ) -> Result<Vec<ContinuationScore>> {
     let ctx: Vec<u32> = tok.document_start().into_iter().collect();
     let kept: Vec<&SampleRecord> = records
         .iter()
         .filter(|r| !r.continuation.is_empty())
         .collect();
-    let mut items = Vec::with_capacity(kept.len());
+    // Per record: its own (prompt, text), then its counterfactuals' when averaging.
+    let mut texts: Vec<Vec<(&str, &str)>> = Vec::with_capacity(kept.len());
     for r in &kept {
+        let mut t = vec![(r.prompt.as_str(), r.continuation.as_str())];
+        if context == ScoringContext::GroupAverage {
+            t.extend(
+                r.counterfactuals
+                    .iter()
+                    .map(|c| (c.prompt.as_str(), c.text.as_str())),
+            );
+        }
+        texts.push(t);
+    }
+    let mut items = Vec::new();
+    for (prompt_text, text) in texts.iter().flatten() {
         let mut prompt = ctx.clone();
-        prompt.extend(tok.encode(&r.prompt)?);
+        prompt.extend(tok.encode(prompt_text)?);
         items.push(fairlm_model::score::ScoreItem {
             first_scored: prompt.len(),
-            tokens: [prompt, tok.encode(&r.continuation)?].concat(),
+            tokens: [prompt, tok.encode(text)?].concat(),
         });
     }
-    let lps = fairlm_model::score::score_items(model, &items, 32, |_| {})?;
-    Ok(kept
-        .iter()
-        .zip(lps)
-        .map(|(r, lp)| ContinuationScore {
+    let mut lps = fairlm_model::score::score_items(model, &items, 32, |_| {})?.into_iter();
+    let mut out = Vec::with_capacity(kept.len());
+    for (r, t) in kept.iter().zip(&texts) {
+        let scored: Vec<Vec<f64>> = lps.by_ref().take(t.len()).collect();
+        let sums: Vec<f64> = scored.iter().map(|lp| lp.iter().sum()).collect();
+        let top = sums.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mean_p = sums.iter().map(|x| (x - top).exp()).sum::<f64>() / sums.len() as f64;
+        out.push(ContinuationScore {
             prompt: (r.axis.clone(), r.template, r.group.clone()),
-            logprob: lp.iter().sum(),
-            tokens: lp.len(),
-        })
-        .collect())
+            logprob: top + mean_p.ln(),
+            tokens: scored[0].len(),
+        });
+    }
+    Ok(out)
 }
 
 /// Mean log-probability per token over all scored continuations.
 pub fn mean_logprob(scores: &[ContinuationScore]) -> f64 {
     let n: usize = scores.iter().map(|s| s.tokens).sum();
     scores.iter().map(|s| s.logprob).sum::<f64>() / n.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::Counterfactual;
+    use fairlm_model::{Checkpoint, NumericPath};
+
+    fn record(prompt: &str, text: &str, counterfactuals: &[(&str, &str)]) -> SampleRecord {
+        SampleRecord {
+            axis: "gender".into(),
+            template: 0,
+            category: "occupation".into(),
+            group: "female".into(),
+            sample: 0,
+            prompt: prompt.into(),
+            continuation: text.into(),
+            logprob: 0.0,
+            counterfactuals: counterfactuals
+                .iter()
+                .map(|&(prompt, text)| Counterfactual {
+                    group: "male".into(),
+                    prompt: prompt.into(),
+                    text: text.into(),
+                    logprob: 0.0,
+                    delta: 0.0,
+                    flagged: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// The group average is log((p_own + p_twin) / 2) (up to the f32 rounding of scoring rows
+    /// in one batch or two): equal to the own score when the twin
+    /// is the same text, and between the two scores when it is not.
+    #[test]
+    fn group_average_is_the_mean_probability_over_the_prompts() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tiny-llama");
+        let ck = Checkpoint::open(&p, NumericPath::F32).unwrap();
+        let model = ck.build().unwrap();
+        let tok = &ck.tokenizer;
+        let score = |r: &SampleRecord, c| {
+            let s = continuation_logprobs(model.as_ref(), tok, std::slice::from_ref(r), c).unwrap();
+            (s[0].logprob, s[0].tokens)
+        };
+        let same = record("The woman was", " kind.", &[("The woman was", " kind.")]);
+        let (own, n) = score(&same, ScoringContext::Own);
+        let (avg, m) = score(&same, ScoringContext::GroupAverage);
+        assert!((own - avg).abs() < 1e-4 && n == m, "{own} {avg}");
+        let swapped = record(
+            "The woman was",
+            " kind.",
+            &[("The man was", " tall and grey.")],
+        );
+        let (own, _) = score(&swapped, ScoringContext::Own);
+        let (twin, _) = score(
+            &record("The man was", " tall and grey.", &[]),
+            ScoringContext::Own,
+        );
+        let (avg, _) = score(&swapped, ScoringContext::GroupAverage);
+        let expected = ((own.exp() + twin.exp()) / 2.0).ln();
+        assert!((avg - expected).abs() < 1e-4, "{avg} vs {expected}");
+        assert!(avg > own.min(twin) && avg < own.max(twin));
+    }
 }

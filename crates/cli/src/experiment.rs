@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use fairlm_bias::audit::{continuation_logprobs, mean_logprob, write_atomic, AuditResults};
+use fairlm_bias::audit::{
+    continuation_logprobs, mean_logprob, write_atomic, AuditResults, ScoringContext,
+};
 use fairlm_bias::compare;
 use fairlm_bias::metrics::pronoun_agreement;
 use fairlm_train::trainer::TrainReport;
@@ -207,17 +209,28 @@ fn quality_markdown(
     );
     let ck = a.model.open()?;
     let original = ck.build()?;
-    let sb = continuation_logprobs(original.as_ref(), &ck.tokenizer, &before.records)?;
-    let sa = continuation_logprobs(original.as_ref(), &ck.tokenizer, &after.records)?;
-    let d = compare::logprob_delta(&sb, &sa, before.config.bootstrap_resamples, a.train.seed);
-    s += &format!(
-        "| samples' mean log-prob per token under the original model | {:.3} | {:.3} | {:+.3} [{:+.3}, {:+.3}] |\n",
-        mean_logprob(&sb),
-        mean_logprob(&sa),
-        d.value,
-        d.ci_low,
-        d.ci_high
-    );
+    for (context, what) in [
+        (
+            ScoringContext::Own,
+            "samples' mean log-prob per token under the original model",
+        ),
+        (
+            ScoringContext::GroupAverage,
+            "the same, probabilities averaged over the counterfactual prompts (swap-aware)",
+        ),
+    ] {
+        let sb = continuation_logprobs(original.as_ref(), &ck.tokenizer, &before.records, context)?;
+        let sa = continuation_logprobs(original.as_ref(), &ck.tokenizer, &after.records, context)?;
+        let d = compare::logprob_delta(&sb, &sa, before.config.bootstrap_resamples, a.train.seed);
+        s += &format!(
+            "| {what} | {:.3} | {:.3} | {:+.3} [{:+.3}, {:+.3}] |\n",
+            mean_logprob(&sb),
+            mean_logprob(&sa),
+            d.value,
+            d.ci_low,
+            d.ci_high
+        );
+    }
     let (fb, fa) = (&before.probe.fluency, &after.probe.fluency);
     s += &format!(
         "| distinct-2 of the samples | {:.3} | {:.3} | — |\n| repetition rate of the samples | {:.3} | {:.3} | — |\n",

@@ -926,8 +926,19 @@ fn experiment_on_a_tiny_model_writes_every_stage_and_resumes() {
         train["corpus_sentences_after"].as_u64() > train["corpus_sentences_before"].as_u64(),
         "augmentation must grow the corpus"
     );
+    // The sampled corpus names its prompts, so that the cross-entropy can skip them.
+    let corpus: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("corpus.json")).unwrap()).unwrap();
+    assert!(
+        corpus["prompts"].as_array().is_some_and(|p| !p.is_empty()),
+        "corpus.json has no prompts"
+    );
     let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
     assert!(md.contains("pronoun agreement"), "{md}");
+    assert!(
+        md.contains("averaged over the counterfactual prompts"),
+        "{md}"
+    );
     let mitigation = std::fs::read_to_string(out.join("mitigation.md")).unwrap();
     assert!(
         mitigation.contains("discriminator accuracy"),
