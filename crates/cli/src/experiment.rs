@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use fairlm_bias::audit::{
-    continuation_logprobs, mean_logprob, write_atomic, AuditResults, ScoringContext,
+    continuation_logprobs, mean_logprob, recorded_logprobs, write_atomic, AuditResults,
 };
 use fairlm_bias::compare;
 use fairlm_bias::metrics::pronoun_agreement;
@@ -209,23 +209,26 @@ fn quality_markdown(
     );
     let ck = a.model.open()?;
     let original = ck.build()?;
-    for (context, what) in [
+    // The "before" audit ran on the original model: its records hold the scores needed.
+    let sb = recorded_logprobs(&ck.tokenizer, &before.records)?;
+    let sa = continuation_logprobs(original.as_ref(), &ck.tokenizer, &after.records)?;
+    for (b, f, what) in [
         (
-            ScoringContext::Own,
+            &sb.own,
+            &sa.own,
             "samples' mean log-prob per token under the original model",
         ),
         (
-            ScoringContext::GroupAverage,
+            &sb.group_average,
+            &sa.group_average,
             "the same, probabilities averaged over the counterfactual prompts (swap-aware)",
         ),
     ] {
-        let sb = continuation_logprobs(original.as_ref(), &ck.tokenizer, &before.records, context)?;
-        let sa = continuation_logprobs(original.as_ref(), &ck.tokenizer, &after.records, context)?;
-        let d = compare::logprob_delta(&sb, &sa, before.config.bootstrap_resamples, a.train.seed);
+        let d = compare::logprob_delta(b, f, before.config.bootstrap_resamples, a.train.seed);
         s += &format!(
             "| {what} | {:.3} | {:.3} | {:+.3} [{:+.3}, {:+.3}] |\n",
-            mean_logprob(&sb),
-            mean_logprob(&sa),
+            mean_logprob(b),
+            mean_logprob(f),
             d.value,
             d.ci_low,
             d.ci_high
