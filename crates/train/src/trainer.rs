@@ -855,6 +855,17 @@ mod tests {
     use crate::corpus::augment;
     use fairlm_model::NumericPath;
 
+    /// Every loss off: tests switch on the ones they check.
+    const NO_LOSS: LossWeights = LossWeights {
+        ce: 0.0,
+        consistency: 0.0,
+        equalising: 0.0,
+        attribute: 0.0,
+        anchor: 0.0,
+        pair_anchor: 0.0,
+        adversary: 0.0,
+    };
+
     fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         let d = (a - b).and_then(|d| d.abs()).and_then(|d| d.max_all());
         d.and_then(|d| d.to_scalar::<f32>()).unwrap()
@@ -1074,15 +1085,7 @@ mod tests {
             .find(|(n, _)| n == "model.layers.1.mlp.down_proj.weight")
             .expect("a block matrix");
         let theta = var.as_tensor().copy().unwrap();
-        let none = LossWeights {
-            ce: 0.0,
-            consistency: 0.0,
-            equalising: 0.0,
-            attribute: 0.0,
-            anchor: 0.0,
-            pair_anchor: 0.0,
-            adversary: 0.0,
-        };
+        let none = NO_LOSS;
         let lambda = 0.5;
         for (name, weights) in [
             ("ce", LossWeights { ce: 1.0, ..none }),
@@ -1175,16 +1178,8 @@ mod tests {
                 }],
                 ..Default::default()
             };
-            let none = LossWeights {
-                ce: 1.0,
-                consistency: 0.0,
-                equalising: 0.0,
-                attribute: 0.0,
-                anchor: 0.0,
-                pair_anchor: 0.0,
-                adversary: 0.0,
-            };
-            batch_loss(model.as_ref(), None, &batch, &[], None, &none, None)
+            let ce_only = LossWeights { ce: 1.0, ..NO_LOSS };
+            batch_loss(model.as_ref(), None, &batch, &[], None, &ce_only, None)
                 .unwrap()
                 .1
                 .ce
