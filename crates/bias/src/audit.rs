@@ -70,6 +70,10 @@ pub struct AuditResults {
     /// `--stereoset`), with their per-pair records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub benchmarks: Vec<crate::pairs::BenchResults>,
+    /// The grammar check of the probe's counterfactual twins (absent in audits written
+    /// before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twin_grammar: Option<crate::grammar::GrammarReport>,
 }
 
 impl AuditResults {
@@ -141,6 +145,7 @@ pub fn run(
     let t0 = std::time::Instant::now();
     let records = probe::run(model, tok, lexicon, &eval, &cfg.probe)?;
     timings.insert("probe".to_string(), t0.elapsed().as_secs_f64());
+    let twin_grammar = crate::grammar::of_probe(lexicon, &records);
     let probe = metrics::compute(
         &records,
         cfg.probe.tau,
@@ -198,6 +203,7 @@ pub fn run(
         timings_s: timings,
         records,
         benchmarks: Vec::new(),
+        twin_grammar: Some(twin_grammar),
     })
 }
 
@@ -276,6 +282,12 @@ pub fn summary_markdown(r: &AuditResults) -> String {
     s.push_str("| metric | value [95% CI] |\n|---|---|\n");
     for (name, value) in rows {
         s.push_str(&format!("| {name} | {value} |\n"));
+    }
+    if let Some(g) = &r.twin_grammar {
+        s.push_str(&format!(
+            "| grammar check of the counterfactual twins | {} |\n",
+            g.line()
+        ));
     }
     if let Some(p) = &r.text_perplexity {
         s.push_str(&format!(

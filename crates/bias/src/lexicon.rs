@@ -19,6 +19,17 @@ pub struct Axis {
     pub subjects: Vec<String>,
     /// Aligned rows: `terms[r][g]` is row r's form for group g.
     pub terms: Vec<Vec<String>>,
+    /// Aligned rows of the forms a term takes when it stands alone as a noun ("a Christian
+    /// who" → "a Jew who"), where the noun and the adjective differ for some group. A form in
+    /// both `terms` and `nouns` is read as a noun when it is not followed by a word it modifies
+    /// and not used as a predicate ("was Christian").
+    pub nouns: Vec<Vec<String>>,
+    /// Variant spellings matched as their canonical form and never produced by a swap:
+    /// (variant, canonical), e.g. ("Koran", "Quran"), so no form names two rows of one group.
+    pub aliases: Vec<(String, String)>,
+    /// Forms that are adjectives only ("Jewish", "elderly"): the grammar check flags them where
+    /// a twin uses them as a noun ("a Jewish who").
+    pub adjectives: Vec<String>,
     /// Given names aligned by index: `names[g][i]`.
     pub names: Vec<Vec<String>>,
     pub pronouns: bool,
@@ -38,6 +49,12 @@ struct RawAxis {
     subjects: Vec<String>,
     #[serde(default)]
     terms: Vec<Spanned<Vec<String>>>,
+    #[serde(default)]
+    nouns: Vec<Spanned<Vec<String>>>,
+    #[serde(default)]
+    aliases: Vec<Spanned<Vec<String>>>,
+    #[serde(default)]
+    adjectives: Vec<String>,
     #[serde(default)]
     names: Option<Spanned<toml::Table>>,
     #[serde(default)]
@@ -100,24 +117,71 @@ impl Lexicon {
                     ),
                 ));
             }
-            let mut terms = Vec::new();
-            for row in a.terms {
-                let row_at = row.span().start;
-                let row = row.into_inner();
-                if row.len() != k {
+            let aligned =
+                |rows: Vec<Spanned<Vec<String>>>, what: &str| -> Result<Vec<Vec<String>>> {
+                    let mut out = Vec::new();
+                    for row in rows {
+                        let row_at = row.span().start;
+                        let row = row.into_inner();
+                        if row.len() != k {
+                            return Err(err(
+                                row_at,
+                                format!(
+                                    "axis `{}`: a {what} row has {} forms for {k} groups",
+                                    a.name,
+                                    row.len()
+                                ),
+                            ));
+                        }
+                        if row.iter().any(|t| t.trim().is_empty()) {
+                            return Err(err(row_at, format!("axis `{}`: empty term", a.name)));
+                        }
+                        out.push(row);
+                    }
+                    Ok(out)
+                };
+            let terms = aligned(a.terms, "term")?;
+            let nouns = aligned(a.nouns, "noun")?;
+            let known = |form: &str| {
+                terms
+                    .iter()
+                    .chain(&nouns)
+                    .flatten()
+                    .any(|t| t.eq_ignore_ascii_case(form))
+            };
+            let mut aliases = Vec::new();
+            for pair in a.aliases {
+                let at = pair.span().start;
+                let pair = pair.into_inner();
+                let [variant, canonical] = pair.as_slice() else {
                     return Err(err(
-                        row_at,
+                        at,
                         format!(
-                            "axis `{}`: a term row has {} forms for {k} groups",
+                            "axis `{}`: an alias is [variant, canonical], got {} forms",
                             a.name,
-                            row.len()
+                            pair.len()
+                        ),
+                    ));
+                };
+                if !known(canonical) {
+                    return Err(err(
+                        at,
+                        format!(
+                            "axis `{}`: alias `{variant}` names `{canonical}`, which no term or noun row has",
+                            a.name
                         ),
                     ));
                 }
-                if row.iter().any(|t| t.trim().is_empty()) {
-                    return Err(err(row_at, format!("axis `{}`: empty term", a.name)));
+                if known(variant) {
+                    return Err(err(
+                        at,
+                        format!(
+                            "axis `{}`: alias `{variant}` is itself a term (a variant is never produced by a swap)",
+                            a.name
+                        ),
+                    ));
                 }
-                terms.push(row);
+                aliases.push((variant.clone(), canonical.clone()));
             }
             let mut names = vec![Vec::new(); k];
             if let Some(table) = a.names {
@@ -157,6 +221,9 @@ impl Lexicon {
                 groups: a.groups,
                 subjects: a.subjects,
                 terms,
+                nouns,
+                aliases,
+                adjectives: a.adjectives,
                 names,
                 pronouns: a.pronouns,
             });

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod compare;
 pub mod detectors;
 pub mod error;
+pub mod grammar;
 pub mod lexicon;
 pub mod metrics;
 pub mod pairs;

@@ -3,7 +3,7 @@
 //! possessives and punctuation, and resolving English pronoun case (her → him or his,
 //! his → her or hers). Returns the new text with the aligned spans of every change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use crate::lexicon::Axis;
@@ -21,37 +21,112 @@ pub struct Swapped {
     pub spans: Vec<SwapSpan>,
 }
 
-/// Swap tables of one axis: for each group, lowercase phrase → term row.
+/// Swap tables of one axis: for each group, lowercase phrase → term row (and → noun row).
 pub struct AxisSwapper {
     groups: usize,
     rows: Vec<Vec<String>>,
     lookup: Vec<HashMap<String, usize>>,
+    nouns: Vec<Vec<String>>,
+    noun_lookup: Vec<HashMap<String, usize>>,
+    /// Lowercase variant → lowercase canonical form.
+    aliases: HashMap<String, String>,
+    /// Per group: lowercase forms that name two rows with different forms for another group.
+    ambiguous: Vec<HashSet<String>>,
+    /// Lowercase forms that are adjectives only.
+    adjectives: HashSet<String>,
     max_words: usize,
     pronouns: bool,
 }
 
+/// Builds group → (lowercase form → first row naming it), and the forms that name two rows
+/// disagreeing on some other group's form.
+fn index_rows(
+    rows: &[Vec<String>],
+    k: usize,
+) -> (Vec<HashMap<String, usize>>, Vec<HashSet<String>>) {
+    let mut lookup = vec![HashMap::new(); k];
+    let mut ambiguous = vec![HashSet::new(); k];
+    for (r, row) in rows.iter().enumerate() {
+        for (g, form) in row.iter().enumerate() {
+            let key = form.to_lowercase();
+            match lookup[g].get(&key) {
+                Some(&first) => {
+                    let differs = |other: &Vec<String>| {
+                        (0..k).any(|h| !other[h].eq_ignore_ascii_case(&row[h]))
+                    };
+                    if differs(&rows[first]) {
+                        ambiguous[g].insert(key);
+                    }
+                }
+                None => {
+                    lookup[g].insert(key, r);
+                }
+            }
+        }
+    }
+    (lookup, ambiguous)
+}
+
+/// Words before a term that make it a predicate adjective ("was Christian"), not a noun.
+const PREDICATE_WORDS: &[&str] = &[
+    "is", "are", "was", "were", "be", "been", "being", "am", "become", "becomes", "became", "seem",
+    "seems", "seemed", "look", "looks", "looked", "feel", "feels", "felt", "remain", "remains",
+    "remained", "very", "not", "so", "too", "more", "most", "less", "and", "or", "nor", "both",
+    "either", "neither", "but", "as", "how", "quite", "rather",
+];
+
+/// Common verbs that follow a subject ("the Muslim says"), read as "not a noun it modifies".
+const VERB_HINTS: &[&str] = &[
+    "has", "had", "have", "said", "says", "went", "goes", "made", "makes", "took", "takes", "got",
+    "gets", "came", "comes", "knew", "knows", "thought", "thinks", "told", "tells", "felt", "left",
+    "wants", "lives", "works", "prays", "believes", "ran", "runs", "sat", "stood", "gave", "gives",
+    "found", "finds", "became", "becomes", "kept", "keeps",
+];
+
 impl AxisSwapper {
     pub fn new(axis: &Axis) -> Self {
         let k = axis.groups.len();
-        let mut rows: Vec<Vec<String>> = axis.terms.clone();
+        // The subjects are a row too ("Chinese person" → "American person"), then the terms.
+        let mut rows: Vec<Vec<String>> = vec![axis.subjects.clone()];
+        rows.extend(axis.terms.iter().cloned());
         // Names are rows too, aligned by index across groups.
         let n_names = axis.names.iter().map(|n| n.len()).min().unwrap_or(0);
         for i in 0..n_names {
             rows.push((0..k).map(|g| axis.names[g][i].clone()).collect());
         }
-        let mut lookup = vec![HashMap::new(); k];
-        let mut max_words = 1;
-        for (r, row) in rows.iter().enumerate() {
-            for (g, form) in row.iter().enumerate() {
-                max_words = max_words.max(form.split(' ').count());
-                // The first row that names a form wins (e.g. "Christian" noun and adjective).
-                lookup[g].entry(form.to_lowercase()).or_insert(r);
-            }
+        let (mut lookup, mut ambiguous) = index_rows(&rows, k);
+        let (mut noun_lookup, noun_ambiguous) = index_rows(&axis.nouns, k);
+        for (a, b) in ambiguous.iter_mut().zip(noun_ambiguous) {
+            a.extend(b);
         }
+        let mut aliases = HashMap::new();
+        for (variant, canonical) in &axis.aliases {
+            let (v, c) = (variant.to_lowercase(), canonical.to_lowercase());
+            for table in lookup.iter_mut().chain(noun_lookup.iter_mut()) {
+                if let Some(&r) = table.get(&c) {
+                    table.insert(v.clone(), r);
+                }
+            }
+            aliases.insert(v, c);
+        }
+        let max_words = rows
+            .iter()
+            .chain(&axis.nouns)
+            .flatten()
+            .map(String::as_str)
+            .chain(axis.aliases.iter().map(|(v, _)| v.as_str()))
+            .map(|f| f.split(' ').count())
+            .max()
+            .unwrap_or(1);
         AxisSwapper {
             groups: k,
             rows,
             lookup,
+            nouns: axis.nouns.clone(),
+            noun_lookup,
+            aliases,
+            ambiguous,
+            adjectives: axis.adjectives.iter().map(|a| a.to_lowercase()).collect(),
             max_words,
             pronouns: axis.pronouns,
         }
@@ -68,49 +143,63 @@ impl AxisSwapper {
         let mut copied = 0;
         let mut i = 0;
         while i < words.len() {
-            let (replacement, used) = match self.pronoun(from, to, text, &words, i) {
-                Some(r) => (Some(r.to_string()), 1),
+            let found = match self.pronoun(from, to, text, &words, i) {
+                Some(r) => Some((r.to_string(), 1, text[words[i].clone()].to_lowercase())),
                 None => self.phrase(from, to, text, &words, i),
             };
-            match replacement {
-                Some(rep) => {
-                    let src = words[i].start..words[i + used - 1].end;
-                    let mut rep = match_case(
-                        &text[src.clone()],
-                        &rep,
-                        &self.source_form(from, &text[src.clone()]),
-                    );
-                    if sentence_start(text, src.start)
-                        && text[src.clone()].starts_with(char::is_uppercase)
-                    {
-                        rep = capitalise(&rep);
-                    }
-                    out.push_str(&text[copied..src.start]);
-                    let start = out.len();
-                    out.push_str(&rep);
-                    spans.push(SwapSpan {
-                        from: src.clone(),
-                        to: start..out.len(),
-                    });
-                    copied = src.end;
-                    i += used;
-                }
-                None => i += 1,
+            let Some((rep, used, form)) = found else {
+                i += 1;
+                continue;
+            };
+            let mut src = words[i].start..words[i + used - 1].end;
+            let mut rep = match_case(&text[src.clone()], &rep, &form);
+            if sentence_start(text, src.start) && text[src.clone()].starts_with(char::is_uppercase)
+            {
+                rep = capitalise(&rep);
             }
+            // "a disability" → "an ability": the article before the span follows its new word.
+            if i > 0 && words[i - 1].start >= copied && text[words[i - 1].end..src.start] == *" " {
+                let article = &text[words[i - 1].clone()];
+                if let Some(fixed) = article_for(article, &rep) {
+                    src.start = words[i - 1].start;
+                    rep = format!("{fixed} {rep}");
+                }
+            }
+            out.push_str(&text[copied..src.start]);
+            let start = out.len();
+            out.push_str(&rep);
+            spans.push(SwapSpan {
+                from: src.clone(),
+                to: start..out.len(),
+            });
+            copied = src.end;
+            i += used;
         }
         out.push_str(&text[copied..]);
         Swapped { text: out, spans }
     }
 
-    /// The lexicon's own spelling of a source phrase (for its capitalisation), if any.
-    fn source_form(&self, from: usize, src: &str) -> String {
-        self.lookup[from]
-            .get(&src.to_lowercase())
-            .map(|&r| self.rows[r][from].clone())
-            .unwrap_or_else(|| src.to_lowercase())
+    /// Whether `form` (any case) names two rows of group `g` that disagree elsewhere: its
+    /// reverse swap is ambiguous.
+    pub fn is_ambiguous(&self, g: usize, form: &str) -> bool {
+        self.ambiguous[g].contains(&form.to_lowercase())
     }
 
-    /// Longest lexicon phrase of group `from` starting at word `i`.
+    /// Every ambiguous form of every group, sorted (a lexicon lint).
+    pub fn ambiguous_forms(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.ambiguous.iter().flatten().cloned().collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Whether `form` (any case) is an adjective-only form of this axis.
+    pub fn is_adjective_only(&self, form: &str) -> bool {
+        self.adjectives.contains(&form.to_lowercase())
+    }
+
+    /// Longest lexicon phrase of group `from` starting at word `i`: its replacement, its
+    /// length in words, and the lexicon's spelling of the source (for capitalisation).
     fn phrase(
         &self,
         from: usize,
@@ -118,18 +207,57 @@ impl AxisSwapper {
         text: &str,
         words: &[Range<usize>],
         i: usize,
-    ) -> (Option<String>, usize) {
+    ) -> Option<(String, usize, String)> {
         for n in (1..=self.max_words.min(words.len() - i)).rev() {
             // A phrase's words are separated by exactly one space.
             if (i..i + n - 1).any(|j| &text[words[j].end..words[j + 1].start] != " ") {
                 continue;
             }
             let key = text[words[i].start..words[i + n - 1].end].to_lowercase();
-            if let Some(&r) = self.lookup[from].get(&key) {
-                return (Some(self.rows[r][to].clone()), n);
-            }
+            let term = self.lookup[from].get(&key);
+            let noun = self.noun_lookup[from].get(&key);
+            let as_noun = match (term, noun) {
+                // A phrase of several words ends in its head noun ("Chinese person"): its term
+                // row is a noun phrase in either reading.
+                (Some(_), Some(_)) if n > 1 => false,
+                (Some(_), Some(_)) => self.stands_as_noun(text, words, i, i + n - 1),
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (None, None) => continue,
+            };
+            let (rows, r) = match (as_noun, term, noun) {
+                (true, _, Some(&r)) => (&self.nouns, r),
+                (_, Some(&r), _) => (&self.rows, r),
+                _ => continue,
+            };
+            // Capitalisation is read against the source's own spelling (a variant's, if any).
+            let form = if self.aliases.contains_key(&key) {
+                text[words[i].start..words[i + n - 1].end].to_string()
+            } else {
+                rows[r][from].clone()
+            };
+            return Some((rows[r][to].clone(), n, form));
         }
-        (None, 1)
+        None
+    }
+
+    /// A form that is both a term and a noun is read as a noun when no word it modifies
+    /// follows ("a Christian who") and no copula or degree word makes it a predicate ("was
+    /// Christian").
+    fn stands_as_noun(
+        &self,
+        text: &str,
+        words: &[Range<usize>],
+        first: usize,
+        last: usize,
+    ) -> bool {
+        if modifies_next(text, words, last) {
+            return false;
+        }
+        let before = first
+            .checked_sub(1)
+            .map(|j| text[words[j].clone()].to_lowercase());
+        !before.is_some_and(|w| PREDICATE_WORDS.contains(&w.as_str()))
     }
 
     /// Pronoun case for a [female, male] axis: her/him/his/hers.
@@ -154,6 +282,18 @@ impl AxisSwapper {
             _ => None,
         }
     }
+}
+
+/// Whether `words[i]` modifies the word after it ("Muslim leaders"), as opposed to standing
+/// alone before punctuation, a function word or a verb ("a Muslim who", "the Muslim prayed").
+pub fn modifies_next(text: &str, words: &[Range<usize>], i: usize) -> bool {
+    let next = words
+        .get(i + 1)
+        .map(|w| text[w.clone()].to_lowercase())
+        .unwrap_or_default();
+    // "The Muslim prayed": a verb after the term makes it the subject, not a modifier.
+    let verb_next = (next.len() > 4 && next.ends_with("ed")) || VERB_HINTS.contains(&next.as_str());
+    !verb_next && starts_noun_phrase(text, words, i)
 }
 
 /// Words that end a pronoun's phrase: after "her"/"his" they mean object/pronoun use.
@@ -322,6 +462,54 @@ fn starts_noun_phrase(text: &str, words: &[Range<usize>], i: usize) -> bool {
     true
 }
 
+/// The indefinite article `word` should take: "an" before a vowel sound, "a" before a
+/// consonant sound (an hour, a university, a European, an FBI agent).
+pub fn indefinite_article(word: &str) -> &'static str {
+    let w = word.trim_start_matches(|c: char| !c.is_alphanumeric());
+    let letters: Vec<char> = w.chars().take_while(|c| c.is_alphabetic()).collect();
+    if letters.len() > 1 && letters.iter().all(|c| c.is_uppercase()) {
+        // An initialism is read letter by letter.
+        return if "AEFHILMNORSX".contains(letters[0]) {
+            "an"
+        } else {
+            "a"
+        };
+    }
+    let lower = w.to_lowercase();
+    const VOWEL_SOUND_H: [&str; 4] = ["hour", "honest", "honor", "heir"];
+    const CONSONANT_SOUND_VOWEL: [&str; 14] = [
+        "uni", "use", "usa", "usu", "uti", "ure", "uro", "eu", "ewe", "one", "once", "ubiq", "ukr",
+        "uganda",
+    ];
+    if VOWEL_SOUND_H.iter().any(|p| lower.starts_with(p)) || lower.starts_with("honour") {
+        return "an";
+    }
+    if CONSONANT_SOUND_VOWEL.iter().any(|p| lower.starts_with(p)) {
+        return "a";
+    }
+    match lower.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        // 8, 11, 18, 80...: "an"; other numbers "a".
+        Some('8') => "an",
+        Some('1') if lower.starts_with("11") || lower.starts_with("18") => "an",
+        _ => "a",
+    }
+}
+
+/// The corrected spelling of `article` ("a"/"an" in any case) before `next`, or None when it
+/// already agrees or is not an indefinite article.
+fn article_for(article: &str, next: &str) -> Option<String> {
+    let lower = article.to_lowercase();
+    if lower != "a" && lower != "an" {
+        return None;
+    }
+    let want = indefinite_article(next);
+    if lower == want {
+        return None;
+    }
+    Some(match_case(article, want, &lower))
+}
+
 /// Byte ranges of words: runs of letters and digits, with inner hyphens ("able-bodied").
 pub fn words(text: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
@@ -469,22 +657,42 @@ mod tests {
         race_title: "race", "black" -> "white", "Black people live here." => "White people live here.";
         race_lower: "race", "white" -> "asian", "the white family" => "the Asian family";
         race_multiword: "race", "black" -> "asian", "an African American author" => "an Asian American author";
-        race_hyphenated: "race", "black" -> "white", "African-American music" => "European-American music";
+        race_hyphenated: "race", "black" -> "white", "African-American music" => "European American music";
         race_plural: "race", "hispanic" -> "black", "Hispanics voted" => "Blacks voted";
-        religion_noun: "religion", "muslim" -> "jewish", "The Muslim prayed." => "The Jewish prayed.";
+        religion_noun: "religion", "muslim" -> "jewish", "The Muslim prayed." => "The Jew prayed.";
+        religion_noun_who: "religion", "christian" -> "jewish", "an engineer who was a Christian who prayed" => "an engineer who was a Jew who prayed";
+        religion_adjective: "religion", "christian" -> "jewish", "a Christian family" => "a Jewish family";
+        religion_predicate: "religion", "christian" -> "jewish", "He was Christian." => "He was Jewish.";
+        religion_noun_back: "religion", "jewish" -> "christian", "a Jew and a Jewish school" => "a Christian and a Christian school";
+        religion_alias: "religion", "muslim" -> "hindu", "the Koran and Islamic law" => "the Vedas and Hindu law";
+        religion_alias_not_produced: "religion", "hindu" -> "muslim", "Hindu law" => "Muslim law";
         religion_place: "religion", "muslim" -> "christian", "She went to the mosque." => "She went to the church.";
         religion_plural: "religion", "christian" -> "hindu", "Christians and churches" => "Hindus and temples";
         religion_holiday: "religion", "jewish" -> "muslim", "during Passover" => "during Ramadan";
         religion_caps: "religion", "hindu" -> "muslim", "HINDU TEMPLE" => "MUSLIM MOSQUE";
         age_basic: "age", "young" -> "old", "The young person" => "The old person";
-        age_comparative: "age", "old" -> "young", "an older driver" => "an younger driver";
+        age_comparative: "age", "old" -> "young", "an older driver" => "a younger driver";
+        age_comparative_back: "age", "young" -> "old", "A younger driver" => "An older driver";
+        age_noun: "age", "young" -> "old", "a youth who" => "an elderly person who";
+        subject_phrase_noun_row: "nationality", "chinese" -> "american", "The Chinese person worked" => "The American person worked";
+        subject_phrase_orientation: "sexual_orientation", "straight" -> "gay", "The straight person left." => "The gay person left.";
         age_compound_untouched: "age", "old" -> "young", "a 40-year-old man" => "a 40-year-old man";
         age_bold_untouched: "age", "old" -> "young", "bold and golden" => "bold and golden";
         nationality: "nationality", "american" -> "nigerian", "The American moved to America." => "The Nigerian moved to Nigeria.";
-        nationality_multiword: "nationality", "american" -> "chinese", "the United States" => "the China";
+        nationality_multiword: "nationality", "american" -> "chinese", "in the United States" => "in China";
+        nationality_plural: "nationality", "american" -> "chinese", "Americans" => "Chinese people";
+        nationality_plural_back: "nationality", "chinese" -> "american", "Chinese people" => "Americans";
+        nationality_noun: "nationality", "american" -> "chinese", "an American who" => "a Chinese person who";
+        nationality_article: "nationality", "american" -> "indian", "a Mexican" => "a Mexican";
+        nationality_to_vowel: "nationality", "mexican" -> "american", "a Mexican cook" => "an American cook";
         orientation: "sexual_orientation", "gay" -> "straight", "a gay couple" => "a straight couple";
         orientation_back: "sexual_orientation", "straight" -> "gay", "Straight people" => "Gay people";
-        disability_hyphen: "disability", "nondisabled" -> "disabled", "an able-bodied runner" => "an disabled runner";
+        disability_hyphen: "disability", "nondisabled" -> "disabled", "an able-bodied runner" => "a disabled runner";
+        disability_phrase_article: "disability", "disabled" -> "nondisabled", "an engineer with a disability" => "an engineer without a disability";
+        disability_bare: "disability", "disabled" -> "nondisabled", "a disability claim" => "an ability claim";
+        disability_alias: "disability", "disabled" -> "nondisabled", "a handicapped man" => "an able-bodied man";
+        orientation_alias: "sexual_orientation", "gay" -> "straight", "a lesbian couple" => "a straight couple";
+        orientation_noun: "sexual_orientation", "gay" -> "straight", "a gay who" => "a straight person who";
         disability_phrase: "disability", "disabled" -> "nondisabled", "a wheelchair user" => "a walker";
         disability_blind: "disability", "disabled" -> "nondisabled", "The blind musician" => "The sighted musician";
         blindfold_untouched: "disability", "disabled" -> "nondisabled", "a blindfold" => "a blindfold";
@@ -498,6 +706,53 @@ mod tests {
         assert_eq!(&"The woman saw her dog."[s.spans[0].from.clone()], "woman");
         assert_eq!(&s.text[s.spans[0].to.clone()], "man");
         assert_eq!(&s.text[s.spans[1].to.clone()], "his");
+    }
+
+    #[test]
+    fn article_fix_widens_the_span() {
+        let src = "He is an older man.";
+        let s = swapper("age").swap(1, 0, src);
+        assert_eq!(s.text, "He is a younger man.");
+        assert_eq!(&src[s.spans[0].from.clone()], "an older");
+        assert_eq!(&s.text[s.spans[0].to.clone()], "a younger");
+    }
+
+    #[test]
+    fn indefinite_articles() {
+        for (w, want) in [
+            ("apple", "an"),
+            ("hour", "an"),
+            ("university", "a"),
+            ("European", "a"),
+            ("FBI", "an"),
+            ("USA", "a"),
+            ("one", "a"),
+            ("8-year-old", "an"),
+            ("umbrella", "an"),
+            ("house", "a"),
+            ("Asian", "an"),
+        ] {
+            assert_eq!(indefinite_article(w), want, "{w}");
+        }
+    }
+
+    #[test]
+    fn default_lexicon_has_no_ambiguous_form() {
+        let lx = Lexicon::default_lexicon().unwrap();
+        for axis in &lx.axes {
+            let amb = AxisSwapper::new(axis).ambiguous_forms();
+            assert!(amb.is_empty(), "{}: {amb:?}", axis.name);
+        }
+    }
+
+    #[test]
+    fn a_form_in_two_disagreeing_rows_is_ambiguous() {
+        let text = "[[axis]]\nname = \"x\"\ngroups = [\"a\", \"b\", \"c\"]\nsubjects = [\"a\", \"b\", \"c\"]\nterms = [[\"p\", \"q\", \"r\"], [\"p2\", \"q\", \"r2\"]]\n";
+        let lx = Lexicon::parse(text, std::path::Path::new("x.toml")).unwrap();
+        let sw = AxisSwapper::new(&lx.axes[0]);
+        assert!(sw.is_ambiguous(1, "Q"));
+        assert!(!sw.is_ambiguous(0, "p"));
+        assert_eq!(sw.ambiguous_forms(), ["q"]);
     }
 
     #[test]

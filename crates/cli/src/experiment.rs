@@ -8,9 +8,11 @@ use anyhow::Result;
 use clap::Args;
 use fairlm_bias::audit::{
     continuation_logprobs, mean_logprob, recorded_logprobs, write_atomic, AuditResults,
+    ContinuationScore,
 };
 use fairlm_bias::compare;
 use fairlm_bias::metrics::pronoun_agreement;
+use fairlm_bias::stats::Estimate;
 use fairlm_train::trainer::TrainReport;
 
 use crate::audit::AuditArgs;
@@ -40,6 +42,13 @@ pub struct ExperimentArgs {
     /// that forgets who "she" is has lost quality perplexity does not show; design §3.5).
     #[arg(long, default_value_t = 5.0)]
     pub max_agreement_drop: f64,
+    /// The samples' group-averaged mean log-prob per token under the original model may fall at
+    /// most this many nats (point estimate; ln 1.05, the perplexity gate's 5%; design §3.5).
+    #[arg(long, default_value_t = 0.049)]
+    pub max_fluency_drop: f64,
+    /// Distinct-2 of the probe's samples may fall at most this much (design §3.5).
+    #[arg(long, default_value_t = 0.05)]
+    pub max_diversity_drop: f64,
     #[command(flatten)]
     pub bench: BenchFiles,
     #[command(flatten)]
@@ -163,8 +172,17 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
         let gate = compare::agreement_gate(b, f, a.max_agreement_drop);
         comparison.gates.push(gate);
     }
+    let fluency = fluency(&a, &before, &after)?;
+    comparison
+        .gates
+        .push(compare::fluency_gate(&fluency[1].delta, a.max_fluency_drop));
+    comparison.gates.push(compare::diversity_gate(
+        before.probe.fluency.distinct_2,
+        after.probe.fluency.distinct_2,
+        a.max_diversity_drop,
+    ));
     let mut md = compare::markdown(&comparison);
-    md.push_str(&quality_markdown(&a, &before, &after, &agreement)?);
+    md.push_str(&quality_markdown(&before, &after, &agreement, &fluency));
     write_atomic(&a.out.join("compare.md"), md.as_bytes())?;
     let mitigation = training_markdown(&report);
     write_atomic(&a.out.join("mitigation.md"), mitigation.as_bytes())?;
@@ -187,14 +205,55 @@ struct Agreement {
     after: Option<(f64, usize)>,
 }
 
-/// Quality the perplexity does not show: pronoun agreement and the samples' likelihood under
-/// the original model.
-fn quality_markdown(
+/// The samples' mean log-prob per token under the original model, before and after, and the
+/// paired change.
+struct LogprobChange {
+    what: &'static str,
+    before: f64,
+    after: f64,
+    delta: Estimate,
+}
+
+/// Both readings of fluency (design §3.5): [after each sample's own prompt (information),
+/// averaged over the counterfactual prompts (gated)].
+fn fluency(
     a: &ExperimentArgs,
     before: &AuditResults,
     after: &AuditResults,
+) -> Result<[LogprobChange; 2]> {
+    let ck = a.model.open()?;
+    let original = ck.build()?;
+    // The "before" audit ran on the original model: its records hold the scores needed.
+    let sb = recorded_logprobs(&ck.tokenizer, &before.records)?;
+    let sa = continuation_logprobs(original.as_ref(), &ck.tokenizer, &after.records)?;
+    let change = |b: &[ContinuationScore], f: &[ContinuationScore], what| LogprobChange {
+        what,
+        before: mean_logprob(b),
+        after: mean_logprob(f),
+        delta: compare::logprob_delta(b, f, before.config.bootstrap_resamples, a.train.seed),
+    };
+    Ok([
+        change(
+            &sb.own,
+            &sa.own,
+            "samples' mean log-prob per token under the original model, after their own prompt (information)",
+        ),
+        change(
+            &sb.group_average,
+            &sa.group_average,
+            "the same, probabilities averaged over the counterfactual prompts (swap-aware; gated)",
+        ),
+    ])
+}
+
+/// Quality the perplexity does not show: pronoun agreement, the samples' likelihood under the
+/// original model, their diversity.
+fn quality_markdown(
+    before: &AuditResults,
+    after: &AuditResults,
     agreement: &Agreement,
-) -> Result<String> {
+    fluency: &[LogprobChange],
+) -> String {
     let mut s = String::from(
         "\n## Quality beyond perplexity\n\n| measure | before | after | Δ [95% paired CI] |\n|---|---|---|---|\n",
     );
@@ -207,39 +266,22 @@ fn quality_markdown(
         cell(agreement.before),
         cell(agreement.after)
     );
-    let ck = a.model.open()?;
-    let original = ck.build()?;
-    // The "before" audit ran on the original model: its records hold the scores needed.
-    let sb = recorded_logprobs(&ck.tokenizer, &before.records)?;
-    let sa = continuation_logprobs(original.as_ref(), &ck.tokenizer, &after.records)?;
-    for (b, f, what) in [
-        (
-            &sb.own,
-            &sa.own,
-            "samples' mean log-prob per token under the original model",
-        ),
-        (
-            &sb.group_average,
-            &sa.group_average,
-            "the same, probabilities averaged over the counterfactual prompts (swap-aware)",
-        ),
-    ] {
-        let d = compare::logprob_delta(b, f, before.config.bootstrap_resamples, a.train.seed);
+    for c in fluency {
         s += &format!(
-            "| {what} | {:.3} | {:.3} | {:+.3} [{:+.3}, {:+.3}] |\n",
-            mean_logprob(b),
-            mean_logprob(f),
-            d.value,
-            d.ci_low,
-            d.ci_high
+            "| {} | {:.3} | {:.3} | {:+.3} [{:+.3}, {:+.3}] |\n",
+            c.what, c.before, c.after, c.delta.value, c.delta.ci_low, c.delta.ci_high
         );
     }
     let (fb, fa) = (&before.probe.fluency, &after.probe.fluency);
     s += &format!(
-        "| distinct-2 of the samples | {:.3} | {:.3} | — |\n| repetition rate of the samples | {:.3} | {:.3} | — |\n",
-        fb.distinct_2, fa.distinct_2, fb.repetition_rate, fa.repetition_rate
+        "| distinct-2 of the samples | {:.3} | {:.3} | {:+.3} |\n| repetition rate of the samples | {:.3} | {:.3} | — |\n",
+        fb.distinct_2,
+        fa.distinct_2,
+        fa.distinct_2 - fb.distinct_2,
+        fb.repetition_rate,
+        fa.repetition_rate
     );
-    Ok(s)
+    s
 }
 
 /// The mitigation's own figures (from train.json; compare.md holds only figures recomputed
@@ -272,6 +314,9 @@ fn training_markdown(r: &TrainReport) -> String {
         r.final_perplexity,
         r.config.perplexity_guard * 100.0
     );
+    if let Some(g) = &r.twin_grammar {
+        s += &format!("| grammar check of the corpus's twins | {} |\n", g.line());
+    }
     if let Some(d) = &r.discriminator {
         s += &format!(
             "| discriminator accuracy, held-out pairs | {:.3} → {:.3} (chance {:.3}, {} pairs) |\n",

@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
+use fairlm_bias::grammar::GrammarReport;
 use fairlm_bias::lexicon::Lexicon;
 use fairlm_bias::probe::{progress, SENTENCE_END};
-use fairlm_bias::swap::{AxisSwapper, SwapSpan};
+use fairlm_bias::swap::{AxisSwapper, SwapSpan, Swapped};
 use fairlm_bias::templates::Template;
 use fairlm_model::generate::{generate_batched, BatchPlan, SamplingConfig};
 use fairlm_model::{CausalLm, Tokenizer};
@@ -71,6 +72,26 @@ impl Corpus {
     /// Sentences after augmentation (originals and twins).
     pub fn size_after(&self) -> usize {
         self.size_before() + self.sets.iter().map(|s| s.twins.len()).sum::<usize>()
+    }
+
+    /// The grammar check of every twin the corpus teaches (design: a broken twin teaches the
+    /// model broken text). `lexicon` is the one the corpus was augmented with.
+    pub fn twin_grammar(&self, lexicon: &Lexicon) -> GrammarReport {
+        let swappers: Vec<AxisSwapper> = lexicon.axes.iter().map(AxisSwapper::new).collect();
+        let mut report = GrammarReport::default();
+        for set in &self.sets {
+            let Some(swapper) = swappers.get(set.axis) else {
+                continue;
+            };
+            for tw in &set.twins {
+                let swapped = Swapped {
+                    text: tw.text.clone(),
+                    spans: tw.spans(),
+                };
+                report.add(swapper, set.group, &set.text, &swapped);
+            }
+        }
+        report
     }
 }
 

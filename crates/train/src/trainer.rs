@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use fairlm_bias::audit::HELDOUT;
+use fairlm_bias::grammar::GrammarReport;
 use fairlm_bias::lexicon::Lexicon;
 use fairlm_bias::probe::progress;
 use fairlm_model::ops::Kernels;
@@ -118,6 +119,10 @@ pub struct TrainReport {
     pub base_perplexity: f64,
     pub final_perplexity: f64,
     pub discriminator: Option<DiscriminatorReport>,
+    /// The grammar check of the corpus's counterfactual twins (absent in reports written
+    /// before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twin_grammar: Option<GrammarReport>,
     pub seconds: f64,
     pub log: Vec<StepLog>,
 }
@@ -788,6 +793,7 @@ pub fn train(
             trainable_parameters: params.n_trainable(),
             corpus_sentences_before: corpus.size_before(),
             corpus_sentences_after: corpus.size_after(),
+            twin_grammar: Some(corpus.twin_grammar(lexicon)),
             steps_done: step,
             stopped_early,
             kept_step,
