@@ -115,6 +115,11 @@ pub struct TrainArgs {
     /// Sample the corpus from at most this many `train` templates (default: all).
     #[arg(long)]
     pub corpus_templates: Option<usize>,
+    /// Give the sampled corpus's prompts to the model instead of teaching them (the
+    /// cross-entropy skips them; RESULTS.md: less template text in the samples, but their
+    /// group-averaged log-prob under the original falls further).
+    #[arg(long)]
+    pub give_prompts: bool,
 }
 
 /// The built-in lexicon, extended by `extra` and limited to `axes` (audit, mitigate, experiment).
@@ -190,6 +195,7 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             perplexity_guard: self.guard / 100.0,
             discriminator_pairs: self.discriminator_pairs,
+            give_prompts: self.give_prompts,
             ..TrainConfig::default()
         })
     }
@@ -282,7 +288,7 @@ pub fn mitigate(a: &MitigateArgs) -> Result<(TrainReport, PathBuf)> {
         corpus.neutral.len(),
         corpus.mixed.len()
     );
-    if !corpus.prompts.is_empty() {
+    if cfg.give_prompts && !corpus.prompts.is_empty() {
         eprintln!(
             "fairlm: the {} prompts the corpus was sampled from are given to the model, not taught (the cross-entropy skips them)",
             corpus.prompts.len()

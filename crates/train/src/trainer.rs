@@ -56,6 +56,12 @@ pub struct TrainConfig {
     pub perplexity_guard: f64,
     /// Pairs probed for the discriminator accuracy before and after.
     pub discriminator_pairs: usize,
+    /// Give a sampled corpus's prompts to the model instead of teaching them (the
+    /// cross-entropy skips the tokens of the prompt a sentence was sampled from). Off by
+    /// default: measured on the default run, teaching them keeps the samples' group-averaged
+    /// log-prob under the original (RESULTS.md).
+    #[serde(default)]
+    pub give_prompts: bool,
 }
 
 impl Default for TrainConfig {
@@ -78,6 +84,7 @@ impl Default for TrainConfig {
             checkpoint_every: 20,
             perplexity_guard: 0.05,
             discriminator_pairs: 160,
+            give_prompts: false,
         }
     }
 }
@@ -178,18 +185,24 @@ struct Prepared {
     tables: Vec<Option<ClassTable>>,
 }
 
-fn prepare(tok: &Tokenizer, lexicon: &Lexicon, corpus: &Corpus) -> Result<Prepared> {
+/// Tokenises the corpus; `prompts` are the prompts given to the model (empty: all taught).
+fn prepare(
+    tok: &Tokenizer,
+    lexicon: &Lexicon,
+    corpus: &Corpus,
+    prompts: &[String],
+) -> Result<Prepared> {
     let ctx: Vec<u32> = tok.document_start().into_iter().collect();
     let mut sets = Vec::new();
     for s in &corpus.sets {
         let ids = encode(tok, &s.text, &ctx, MAX_TOKENS)?;
         let ends_a = token_ends(&tok.tokens(&ids[ctx.len()..]));
-        let given = given_tokens(&s.text, &ends_a, &corpus.prompts, ctx.len());
+        let given = given_tokens(&s.text, &ends_a, prompts, ctx.len());
         let mut twins = Vec::new();
         for tw in &s.twins {
             let tids = encode(tok, &tw.text, &ctx, MAX_TOKENS)?;
             let ends_b = token_ends(&tok.tokens(&tids[ctx.len()..]));
-            let given_twin = given_tokens(&tw.text, &ends_b, &corpus.prompts, ctx.len());
+            let given_twin = given_tokens(&tw.text, &ends_b, prompts, ctx.len());
             // Prefix lengths count the context token.
             let aligned = aligned_prefixes(&ends_a, &ends_b, &tw.spans())
                 .into_iter()
@@ -216,7 +229,7 @@ fn prepare(tok: &Tokenizer, lexicon: &Lexicon, corpus: &Corpus) -> Result<Prepar
     let sentence = |text: &String| -> Result<Sentence> {
         let ids = encode(tok, text, &ctx, MAX_TOKENS)?;
         let ends = token_ends(&tok.tokens(&ids[ctx.len()..]));
-        let given = given_tokens(text, &ends, &corpus.prompts, ctx.len());
+        let given = given_tokens(text, &ends, prompts, ctx.len());
         Ok(Sentence { ids, given })
     };
     let neutral = corpus.neutral.iter().map(sentence).collect::<Result<_>>()?;
@@ -564,7 +577,12 @@ pub fn train(
         ));
     }
     let tok = &ck.tokenizer;
-    let prep = prepare(tok, lexicon, corpus)?;
+    let given: &[String] = if cfg.give_prompts {
+        &corpus.prompts
+    } else {
+        &[]
+    };
+    let prep = prepare(tok, lexicon, corpus, given)?;
     if prep.sets.is_empty() {
         return Err(Error::Invalid(
             "the corpus has no sentence that mentions a group: nothing to augment".into(),
