@@ -3,6 +3,7 @@
 //! with bootstrap confidence intervals → the audit's results. Nothing here trains.
 
 pub mod audit;
+pub mod bbq;
 pub mod compare;
 pub mod detectors;
 pub mod error;

@@ -42,7 +42,7 @@ pub struct Skipped {
     pub reason: String,
 }
 
-fn data_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
+pub(crate) fn data_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
     Error::Data {
         path: path.to_path_buf(),
         line,
@@ -51,7 +51,7 @@ fn data_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
 }
 
 /// Collects a malformed row: an error with `strict`, otherwise a skip.
-fn reject(
+pub(crate) fn reject(
     path: &Path,
     strict: bool,
     skipped: &mut Vec<Skipped>,

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use fairlm_bias::audit::write_atomic;
+use fairlm_bias::bbq;
 use fairlm_bias::pairs;
+use fairlm_bias::probe::progress;
 use fairlm_model::fetch;
 
 use crate::engine::ModelArgs;
@@ -19,6 +21,24 @@ pub enum BenchCommand {
     Stereoset(BenchArgs),
     /// fairlm's JSONL pairs ({"stereo", "anti", "bias_type"} per line).
     Pairs(BenchArgs),
+    /// BBQ JSONL (a file or a directory of the per-category files): accuracy, s_DIS and s_AMB
+    /// per category, multiple choice by log-likelihood.
+    Bbq(BbqArgs),
+}
+
+#[derive(Args)]
+pub struct BbqArgs {
+    #[command(flatten)]
+    pub common: BenchArgs,
+    /// Questions drawn per (category, context condition), seeded (the full set is ~58k
+    /// questions, ~4M tokens to score); 0 scores every question.
+    #[arg(long, default_value_t = 100)]
+    pub per_stratum: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Bootstrap resamples of the CIs.
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
 }
 
 #[derive(Args)]
@@ -37,23 +57,90 @@ pub struct BenchArgs {
     pub batch_size: usize,
 }
 
+/// Reports the malformed rows a reader skipped.
+fn report_skipped(file: &std::path::Path, skipped: &[pairs::Skipped]) {
+    if let Some(first) = skipped.first() {
+        eprintln!(
+            "fairlm: skipped {} malformed rows of {} (first: line {}: {}); --strict fails on them",
+            skipped.len(),
+            file.display(),
+            first.line,
+            first.reason
+        );
+    }
+}
+
+/// Writes `results` as OUT/results.json.
+fn write_results(out: &std::path::Path, results: &impl serde::Serialize) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    write_atomic(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(results)?.as_bytes(),
+    )?;
+    eprintln!("fairlm: wrote {}/results.json", out.display());
+    Ok(())
+}
+
+fn run_bbq(b: BbqArgs) -> Result<()> {
+    let a = &b.common;
+    // Read and check the files before loading the model: bad input fails fast.
+    let (all, skipped) = bbq::read_bbq(&a.file, a.strict)?;
+    report_skipped(&a.file, &skipped);
+    let per_stratum = (b.per_stratum > 0).then_some(b.per_stratum);
+    let examples = bbq::subsample(all, per_stratum, b.seed);
+    eprintln!(
+        "fairlm: BBQ: {} questions ({})",
+        examples.len(),
+        match per_stratum {
+            Some(n) => format!(
+                "at most {n} per category and context condition, seed {}",
+                b.seed
+            ),
+            None => "all".into(),
+        }
+    );
+    let path = fetch::resolve(&a.model.model)?;
+    let ck = a.model.open()?;
+    let model = ck.build()?;
+    let record = crate::engine::model_record(&path, model.as_ref())?;
+    let pb = progress(examples.len() as u64, "BBQ");
+    let records = bbq::score_bbq(
+        model.as_ref(),
+        &ck.tokenizer,
+        &examples,
+        a.batch_size,
+        |n| pb.inc(n as u64),
+    )?;
+    pb.finish_and_clear();
+    let table = bbq::bbq_table(&records, b.bootstrap, b.seed);
+    print!("{}", bbq::markdown(&table));
+    if let Some(out) = &a.out {
+        let results = bbq::BbqResults {
+            schema_version: 1,
+            benchmark: "bbq".into(),
+            file: a.file.clone(),
+            model: record,
+            per_stratum,
+            seed: b.seed,
+            skipped,
+            table,
+            records,
+        };
+        write_results(out, &results)?;
+    }
+    Ok(())
+}
+
 pub fn run(cmd: BenchCommand) -> Result<()> {
     let (name, a) = match cmd {
         BenchCommand::Crows(a) => ("crows", a),
         BenchCommand::Stereoset(a) => ("stereoset", a),
         BenchCommand::Pairs(a) => ("pairs", a),
+        BenchCommand::Bbq(b) => return run_bbq(b),
     };
     // Read and check the file before loading the model: bad input fails fast.
     let (input, skipped) = pairs::read_benchmark(name, &a.file, a.strict)?;
-    if let Some(first) = skipped.first() {
-        eprintln!(
-            "fairlm: skipped {} malformed rows of {} (first: line {}: {}); --strict fails on them",
-            skipped.len(),
-            a.file.display(),
-            first.line,
-            first.reason
-        );
-    }
+    report_skipped(&a.file, &skipped);
     let path = fetch::resolve(&a.model.model)?;
     let ck = a.model.open()?;
     let model = ck.build()?;
@@ -70,12 +157,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     )?;
     print!("{}", pairs::markdown(&results));
     if let Some(out) = &a.out {
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-        write_atomic(
-            &out.join("results.json"),
-            serde_json::to_string_pretty(&results)?.as_bytes(),
-        )?;
-        eprintln!("fairlm: wrote {}/results.json", out.display());
+        write_results(out, &results)?;
     }
     Ok(())
 }

@@ -1016,3 +1016,54 @@ fn mitigate_refuses_bad_corpus_lines_and_modes() {
     let refs: Vec<&str> = c.iter().map(|s| s.as_str()).collect();
     assert_one_line_error(fairlm(&refs).output().unwrap(), &["mentions a group"]);
 }
+
+/// BBQ on the project's format fixture and the default model: every question scored, the
+/// choice is the most likely answer, and the table's figures are the records' figures.
+#[test]
+fn bbq_fixture_on_the_default_model() {
+    let d = scratch("bbq");
+    let out = fairlm(&[
+        "bench",
+        "bbq",
+        "--file",
+        fixture("bbq-sample.jsonl").to_str().unwrap(),
+        "--per-stratum",
+        "0",
+        "--bootstrap",
+        "50",
+        "--out",
+        d.to_str().unwrap(),
+        "--model",
+        default_model().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| overall | 16 |"), "{stdout}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("results.json")).unwrap()).unwrap();
+    let records = r["records"].as_array().unwrap();
+    assert_eq!(records.len(), 16);
+    let mut correct = 0;
+    for rec in records {
+        let lp: Vec<f64> = rec["logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert!(lp.iter().all(|x| x.is_finite() && *x < 0.0), "{lp:?}");
+        let answer = rec["answer"].as_u64().unwrap() as usize;
+        assert!(lp.iter().all(|x| *x <= lp[answer]));
+        correct += usize::from(answer as u64 == rec["label"].as_u64().unwrap());
+    }
+    let overall = r["table"].as_array().unwrap().last().unwrap();
+    assert_eq!(overall["category"], "overall");
+    let acc = overall["accuracy"]["value"].as_f64().unwrap();
+    assert!((acc - correct as f64 / 16.0).abs() < 1e-12);
+}
