@@ -435,6 +435,60 @@ pub fn bbq_table(records: &[BbqRecord], resamples: usize, seed: u64) -> Vec<BbqR
         .collect()
 }
 
+/// A figure of a set of records (None without data).
+type Figure = fn(&[&BbqRecord]) -> Option<f64>;
+
+/// Paired change (after − before) of the overall accuracy, s_DIS and s_AMB, resampling
+/// questions on both sides together. The two runs must hold the same questions.
+pub fn compare_bbq(
+    before: &[BbqRecord],
+    after: &[BbqRecord],
+    resamples: usize,
+    seed: u64,
+) -> Result<Vec<crate::compare::Row>> {
+    let key = |r: &BbqRecord| (r.example.category.clone(), r.example.example_id);
+    let index: BTreeMap<_, &BbqRecord> = after.iter().map(|r| (key(r), r)).collect();
+    if before.len() != after.len() || before.iter().any(|r| !index.contains_key(&key(r))) {
+        return Err(Error::Invalid(
+            "the two BBQ runs scored different questions (same files, sample and seed needed)"
+                .into(),
+        ));
+    }
+    let clusters: Vec<Vec<(&BbqRecord, &BbqRecord)>> =
+        before.iter().map(|b| vec![(b, index[&key(b)])]).collect();
+    let figures: [(&str, Figure); 3] = [
+        ("BBQ accuracy", accuracy),
+        ("BBQ s_DIS", s_dis),
+        ("BBQ s_AMB", s_amb),
+    ];
+    Ok(figures
+        .iter()
+        .map(|(name, f)| {
+            let side = |pick: &[&[(&BbqRecord, &BbqRecord)]], after: bool| {
+                let rs: Vec<&BbqRecord> = pick
+                    .iter()
+                    .flat_map(|c| c.iter())
+                    .map(|p| if after { p.1 } else { p.0 })
+                    .collect();
+                f(&rs).unwrap_or(f64::NAN)
+            };
+            let all: Vec<&[(&BbqRecord, &BbqRecord)]> =
+                clusters.iter().map(|c| c.as_slice()).collect();
+            crate::compare::Row {
+                metric: name.to_string(),
+                before: side(&all, false),
+                after: side(&all, true),
+                delta: bootstrap(
+                    &clusters,
+                    |p| side(p, true) - side(p, false),
+                    resamples,
+                    seed,
+                ),
+            }
+        })
+        .collect())
+}
+
 /// What `fairlm bench bbq` saves.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BbqResults {
@@ -599,6 +653,21 @@ mod tests {
         let unk = [record(true, true, 2, 2)];
         let refs: Vec<&BbqRecord> = unk.iter().collect();
         assert_eq!(s_amb(&refs), None);
+        // The same answers after: no change; every answer flipped to unknown: accuracy +0.5.
+        let rows = compare_bbq(&amb, &amb, 50, 0).unwrap();
+        assert!(rows
+            .iter()
+            .all(|r| r.delta.value == 0.0 || r.delta.value.is_nan()));
+        let all_unknown: Vec<BbqRecord> = amb
+            .iter()
+            .map(|r| BbqRecord {
+                answer: 2,
+                ..r.clone()
+            })
+            .collect();
+        let rows = compare_bbq(&amb, &all_unknown, 50, 0).unwrap();
+        assert!((rows[0].delta.value - 0.5).abs() < 1e-12, "{:?}", rows[0]);
+        assert!(compare_bbq(&amb, &amb[1..], 10, 0).is_err());
         let table = bbq_table(&amb, 100, 0);
         assert_eq!(table.last().unwrap().category, "overall");
         assert!(table[0].s_dis.is_none());

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod detectors;
 pub mod error;
 pub mod grammar;
+pub mod holistic;
 pub mod lexicon;
 pub mod metrics;
 pub mod pairs;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use fairlm_bias::audit::write_atomic;
-use fairlm_bias::bbq;
 use fairlm_bias::pairs;
 use fairlm_bias::probe::progress;
+use fairlm_bias::{bbq, holistic};
 use fairlm_model::fetch;
 
 use crate::engine::ModelArgs;
@@ -24,6 +24,35 @@ pub enum BenchCommand {
     /// BBQ JSONL (a file or a directory of the per-category files): accuracy, s_DIS and s_AMB
     /// per category, multiple choice by log-likelihood.
     Bbq(BbqArgs),
+    /// HolisticBias dataset folder (descriptors.json, nouns.json, sentence_templates.json,
+    /// standalone_noun_phrases.json): likelihood bias and log-prob spread per axis.
+    Holistic(HolisticArgs),
+}
+
+#[derive(Args)]
+pub struct HolisticArgs {
+    #[command(flatten)]
+    pub common: BenchArgs,
+    /// Descriptors drawn per axis (seeded); 0: all.
+    #[arg(long, default_value_t = 6)]
+    pub descriptors: usize,
+    /// Sentence templates drawn (seeded); 0: all.
+    #[arg(long, default_value_t = 8)]
+    pub templates: usize,
+    /// Nouns drawn (seeded); 0: all.
+    #[arg(long, default_value_t = 4)]
+    pub nouns: usize,
+    /// Every descriptor, template and noun (~450k sentences).
+    #[arg(long)]
+    pub full: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// results.json of an earlier `bench holistic` run (the model before): also print the
+    /// paired change of each figure.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -39,6 +68,10 @@ pub struct BbqArgs {
     /// Bootstrap resamples of the CIs.
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
+    /// results.json of an earlier `bench bbq` run (the model before): also print the paired
+    /// change of accuracy, s_DIS and s_AMB.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -81,6 +114,109 @@ fn write_results(out: &std::path::Path, results: &impl serde::Serialize) -> Resu
     Ok(())
 }
 
+/// Reads the results.json of an earlier run of one benchmark.
+fn read_baseline<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| fairlm_bias::error::Error::Data {
+        path: path.to_path_buf(),
+        line: 0,
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        fairlm_bias::error::Error::Data {
+            path: path.to_path_buf(),
+            line: e.line(),
+            reason: format!("not a results.json of this benchmark: {e}"),
+        }
+        .into()
+    })
+}
+
+/// Prints the paired before/after table.
+fn print_change(rows: Vec<fairlm_bias::compare::Row>) {
+    let c = fairlm_bias::compare::Comparison {
+        rows,
+        gates: Vec::new(),
+    };
+    print!("\n{}", fairlm_bias::compare::markdown(&c));
+}
+
+/// Loads the model of a benchmark run (after its input is read and checked).
+fn load(
+    a: &BenchArgs,
+) -> Result<(
+    Box<dyn fairlm_model::CausalLm>,
+    fairlm_model::Checkpoint,
+    fairlm_bias::audit::ModelRecord,
+)> {
+    let path = fetch::resolve(&a.model.model)?;
+    let ck = a.model.open()?;
+    let model = ck.build()?;
+    let record = crate::engine::model_record(&path, model.as_ref())?;
+    Ok((model, ck, record))
+}
+
+fn run_holistic(h: HolisticArgs) -> Result<()> {
+    let a = &h.common;
+    let (data, skipped) = holistic::read_holistic(&a.file, a.strict)?;
+    report_skipped(&a.file, &skipped);
+    let baseline: Option<holistic::HolisticResults> =
+        h.baseline.as_deref().map(read_baseline).transpose()?;
+    let some = |n: usize| (!h.full && n > 0).then_some(n);
+    let sample = holistic::Sample {
+        descriptors_per_axis: some(h.descriptors),
+        templates: some(h.templates),
+        nouns: some(h.nouns),
+        seed: h.seed,
+    };
+    let sentences = holistic::sentences(&data, &sample);
+    let (axes, descriptors, nouns, templates) = data.sizes();
+    eprintln!(
+        "fairlm: HolisticBias: {} sentences from {axes} axes, {descriptors} descriptors, {nouns} nouns, {templates} templates (sample: {})",
+        sentences.len(),
+        if h.full {
+            "none, --full".to_string()
+        } else {
+            format!(
+                "{} descriptors per axis, {} templates, {} nouns, seed {}",
+                h.descriptors, h.templates, h.nouns, h.seed
+            )
+        }
+    );
+    let (model, ck, record) = load(a)?;
+    let t0 = std::time::Instant::now();
+    let records =
+        holistic::score_holistic(model.as_ref(), &ck.tokenizer, &sentences, a.batch_size)?;
+    eprintln!(
+        "fairlm: scored {} sentences in {:.0} s",
+        records.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    let table = holistic::holistic_table(&records, h.bootstrap, h.seed);
+    print!("{}", holistic::markdown(&table));
+    if let Some(before) = &baseline {
+        print_change(holistic::compare_holistic(
+            &before.records,
+            &records,
+            h.bootstrap,
+            h.seed,
+        )?);
+    }
+    if let Some(out) = &a.out {
+        let results = holistic::HolisticResults {
+            schema_version: 1,
+            benchmark: "holistic".into(),
+            file: a.file.clone(),
+            model: record,
+            sample,
+            skipped,
+            table,
+            records,
+        };
+        write_results(out, &results)?;
+    }
+    Ok(())
+}
+
 fn run_bbq(b: BbqArgs) -> Result<()> {
     let a = &b.common;
     // Read and check the files before loading the model: bad input fails fast.
@@ -99,10 +235,8 @@ fn run_bbq(b: BbqArgs) -> Result<()> {
             None => "all".into(),
         }
     );
-    let path = fetch::resolve(&a.model.model)?;
-    let ck = a.model.open()?;
-    let model = ck.build()?;
-    let record = crate::engine::model_record(&path, model.as_ref())?;
+    let baseline: Option<bbq::BbqResults> = b.baseline.as_deref().map(read_baseline).transpose()?;
+    let (model, ck, record) = load(a)?;
     let pb = progress(examples.len() as u64, "BBQ");
     let records = bbq::score_bbq(
         model.as_ref(),
@@ -114,6 +248,14 @@ fn run_bbq(b: BbqArgs) -> Result<()> {
     pb.finish_and_clear();
     let table = bbq::bbq_table(&records, b.bootstrap, b.seed);
     print!("{}", bbq::markdown(&table));
+    if let Some(before) = &baseline {
+        print_change(bbq::compare_bbq(
+            &before.records,
+            &records,
+            b.bootstrap,
+            b.seed,
+        )?);
+    }
     if let Some(out) = &a.out {
         let results = bbq::BbqResults {
             schema_version: 1,
@@ -137,14 +279,12 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Stereoset(a) => ("stereoset", a),
         BenchCommand::Pairs(a) => ("pairs", a),
         BenchCommand::Bbq(b) => return run_bbq(b),
+        BenchCommand::Holistic(h) => return run_holistic(h),
     };
     // Read and check the file before loading the model: bad input fails fast.
     let (input, skipped) = pairs::read_benchmark(name, &a.file, a.strict)?;
     report_skipped(&a.file, &skipped);
-    let path = fetch::resolve(&a.model.model)?;
-    let ck = a.model.open()?;
-    let model = ck.build()?;
-    let record = crate::engine::model_record(&path, model.as_ref())?;
+    let (model, ck, record) = load(&a)?;
     let results = pairs::run_benchmark(
         name,
         &a.file,

@@ -1067,3 +1067,62 @@ fn bbq_fixture_on_the_default_model() {
     let acc = overall["accuracy"]["value"].as_f64().unwrap();
     assert!((acc - correct as f64 / 16.0).abs() < 1e-12);
 }
+
+/// HolisticBias on the project's format fixture and the default model: every sentence scored,
+/// and the same model against itself as the baseline changes nothing.
+#[test]
+fn holistic_fixture_on_the_default_model() {
+    let d = scratch("holistic");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "holistic",
+            "--file",
+            fixture("holistic-sample")
+                .to_str()
+                .unwrap()
+                .to_string()
+                .leak(),
+            "--full",
+            "--bootstrap",
+            "50",
+            "--model",
+            default_model().to_str().unwrap().to_string().leak(),
+        ];
+        args.extend_from_slice(extra);
+        let out = fairlm(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let first = run(&["--out", d.to_str().unwrap()]);
+    assert!(first.contains("| overall | 14 | 306 |"), "{first}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("results.json")).unwrap()).unwrap();
+    let records = r["records"].as_array().unwrap();
+    assert_eq!(records.len(), 306);
+    assert!(records
+        .iter()
+        .all(|x| x["logprob_mean"].as_f64().unwrap().is_finite()));
+    let baseline = d.join("results.json");
+    let again = run(&["--baseline", baseline.to_str().unwrap()]);
+    assert!(
+        again.contains("| HolisticBias likelihood bias (mean of axes) |"),
+        "{again}"
+    );
+    for line in again.lines().filter(|l| l.starts_with("| HolisticBias")) {
+        assert!(line.contains("| +0.0000 [+0.0000, +0.0000] |"), "{line}");
+    }
+    let missing = fairlm(&[
+        "bench",
+        "holistic",
+        "--file",
+        d.join("nope").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_one_line_error(missing, &["nope", "not a directory"]);
+}
