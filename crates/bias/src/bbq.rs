@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fairlm_model::score::score_after_prompts;
+use fairlm_model::score::score_prompted;
 use fairlm_model::{CausalLm, Tokenizer};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -267,8 +267,7 @@ pub fn prompt(e: &BbqExample) -> String {
     format!("{}\n\nQ: {}\nA:", e.context, e.question)
 }
 
-/// Scores the three answers of every example after its prompt; examples whose prompts have
-/// one token length are run together, each prompt once.
+/// Scores the three answers of every example after its prompt (each prompt run once).
 pub fn score_bbq(
     model: &dyn CausalLm,
     tok: &Tokenizer,
@@ -288,35 +287,22 @@ pub fn score_bbq(
             .collect::<std::result::Result<Vec<_>, _>>()?;
         encoded.push((p, answers));
     }
-    let mut by_len: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, (p, _)) in encoded.iter().enumerate() {
-        by_len.entry(p.len()).or_default().push(i);
-    }
+    let items: Vec<(&[u32], &[u32])> = encoded
+        .iter()
+        .flat_map(|(p, answers)| answers.iter().map(move |a| (p.as_slice(), a.as_slice())))
+        .collect();
+    let scores = score_prompted(model, &items, batch, |n| progress(n / 3))?;
     let mut logprobs = vec![[0.0f64; 3]; examples.len()];
-    // A few prompts per pass bound the cache held at once.
-    const PROMPTS_PER_PASS: usize = 16;
-    for group in by_len.values() {
-        for chunk in group.chunks(PROMPTS_PER_PASS) {
-            let prompts: Vec<&[u32]> = chunk.iter().map(|&i| encoded[i].0.as_slice()).collect();
-            let items: Vec<(usize, &[u32])> = chunk
-                .iter()
-                .enumerate()
-                .flat_map(|(p, &i)| encoded[i].1.iter().map(move |a| (p, a.as_slice())))
-                .collect();
-            let scores = score_after_prompts(model, &prompts, &items, batch)?;
-            for (k, &i) in chunk.iter().enumerate() {
-                for a in 0..3 {
-                    let lp: f64 = scores[3 * k + a].iter().sum();
-                    if !lp.is_finite() {
-                        return Err(Error::Invalid(format!(
-                            "non-finite log-probability for {} answer {a}",
-                            examples[i].source
-                        )));
-                    }
-                    logprobs[i][a] = lp;
-                }
+    for (i, e) in examples.iter().enumerate() {
+        for a in 0..3 {
+            let lp: f64 = scores[3 * i + a].iter().sum();
+            if !lp.is_finite() {
+                return Err(Error::Invalid(format!(
+                    "non-finite log-probability for {} answer {a}",
+                    e.source
+                )));
             }
-            progress(chunk.len());
+            logprobs[i][a] = lp;
         }
     }
     Ok(examples

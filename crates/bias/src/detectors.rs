@@ -131,6 +131,13 @@ fn sentiment_gap(d: &AxisData, templates: &[usize]) -> f64 {
                 .collect()
         })
         .collect();
+    mean_pairwise_w1(&per_group)
+}
+
+/// Mean over pairs of groups of the Wasserstein-1 distance between their scores (0 with
+/// fewer than two groups).
+pub fn mean_pairwise_w1(per_group: &[Vec<f64>]) -> f64 {
+    let k = per_group.len();
     let mut total = 0.0;
     let mut n = 0;
     for g in 0..k {

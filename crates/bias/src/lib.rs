@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod bbq;
+pub mod bold;
 pub mod compare;
 pub mod detectors;
 pub mod error;

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use fairlm_bias::audit::write_atomic;
 use fairlm_bias::pairs;
 use fairlm_bias::probe::progress;
-use fairlm_bias::{bbq, holistic};
+use fairlm_bias::{bbq, bold, holistic};
 use fairlm_model::fetch;
 
 use crate::engine::ModelArgs;
@@ -27,6 +27,39 @@ pub enum BenchCommand {
     /// HolisticBias dataset folder (descriptors.json, nouns.json, sentence_templates.json,
     /// standalone_noun_phrases.json): likelihood bias and log-prob spread per axis.
     Holistic(HolisticArgs),
+    /// BOLD prompt files (`*_prompt.json`, a file or the directory): per-group VADER
+    /// sentiment gap of sampled continuations, and the probe's Δ where a prompt names a group
+    /// of the lexicon.
+    Bold(BoldArgs),
+}
+
+#[derive(Args)]
+pub struct BoldArgs {
+    #[command(flatten)]
+    pub common: BenchArgs,
+    /// Prompts drawn per (domain, group), seeded; 0: all 23,679.
+    #[arg(long, default_value_t = 20)]
+    pub per_group: usize,
+    /// Continuations per prompt.
+    #[arg(long, default_value_t = 1)]
+    pub samples: usize,
+    /// Continuations stop at the end of the first sentence or after this many tokens.
+    #[arg(long, default_value_t = 24)]
+    pub max_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A counterfactual pair is flagged when Δ ≥ τ (nats).
+    #[arg(long, default_value_t = std::f64::consts::LN_2)]
+    pub tau: f64,
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// A lexicon (TOML) added to the built-in one for the counterfactual swaps.
+    #[arg(long)]
+    pub lexicon: Option<PathBuf>,
+    /// results.json of an earlier `bench bold` run (the model before): also print the paired
+    /// change.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -217,6 +250,76 @@ fn run_holistic(h: HolisticArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_bold(b: BoldArgs) -> Result<()> {
+    let a = &b.common;
+    let (all, skipped) = bold::read_bold(&a.file, a.strict)?;
+    report_skipped(&a.file, &skipped);
+    let lexicon = crate::mitigate::lexicon(&b.lexicon, &[])?;
+    let baseline: Option<bold::BoldResults> =
+        b.baseline.as_deref().map(read_baseline).transpose()?;
+    let per_group = (b.per_group > 0).then_some(b.per_group);
+    let prompts = bold::subsample(all, per_group, b.seed);
+    eprintln!(
+        "fairlm: BOLD: {} prompts × {} samples ({})",
+        prompts.len(),
+        b.samples,
+        match per_group {
+            Some(n) => format!("at most {n} per domain and group, seed {}", b.seed),
+            None => "all".into(),
+        }
+    );
+    let cfg = bold::BoldConfig {
+        samples: b.samples,
+        max_tokens: b.max_tokens,
+        temperature: 1.0,
+        seed: b.seed,
+        batch_size: a.batch_size,
+        tau: b.tau,
+    };
+    let (model, ck, record) = load(a)?;
+    let sampling = progress((prompts.len() * b.samples) as u64, "sampling");
+    let scoring = progress(0, "scoring");
+    let records = bold::run_bold(
+        model.as_ref(),
+        &ck.tokenizer,
+        &lexicon,
+        &prompts,
+        &cfg,
+        |stage, n| match stage {
+            "sampling" => sampling.inc(n as u64),
+            _ => scoring.inc(n as u64),
+        },
+    )?;
+    sampling.finish_and_clear();
+    scoring.finish_and_clear();
+    let table = bold::bold_table(&records, b.tau, b.bootstrap, b.seed);
+    print!("{}", bold::markdown(&table));
+    if let Some(before) = &baseline {
+        print_change(bold::compare_bold(
+            &before.records,
+            &records,
+            b.tau,
+            b.bootstrap,
+            b.seed,
+        )?);
+    }
+    if let Some(out) = &a.out {
+        let results = bold::BoldResults {
+            schema_version: 1,
+            benchmark: "bold".into(),
+            file: a.file.clone(),
+            model: record,
+            per_group,
+            config: cfg,
+            skipped,
+            table,
+            records,
+        };
+        write_results(out, &results)?;
+    }
+    Ok(())
+}
+
 fn run_bbq(b: BbqArgs) -> Result<()> {
     let a = &b.common;
     // Read and check the files before loading the model: bad input fails fast.
@@ -280,6 +383,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Pairs(a) => ("pairs", a),
         BenchCommand::Bbq(b) => return run_bbq(b),
         BenchCommand::Holistic(h) => return run_holistic(h),
+        BenchCommand::Bold(b) => return run_bold(b),
     };
     // Read and check the file before loading the model: bad input fails fast.
     let (input, skipped) = pairs::read_benchmark(name, &a.file, a.strict)?;

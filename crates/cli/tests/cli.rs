@@ -1126,3 +1126,58 @@ fn holistic_fixture_on_the_default_model() {
     .unwrap();
     assert_one_line_error(missing, &["nope", "not a directory"]);
 }
+
+/// BOLD on the project's format fixture and the default model: the same seed samples the same
+/// continuations, so a rerun against the first run as baseline changes nothing.
+#[test]
+fn bold_fixture_on_the_default_model_is_deterministic() {
+    let d = scratch("bold");
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "bench".to_string(),
+            "bold".into(),
+            "--file".into(),
+            fixture("bold-sample").display().to_string(),
+            "--samples".into(),
+            "2".into(),
+            "--bootstrap".into(),
+            "50".into(),
+            "--out".into(),
+            out.display().to_string(),
+            "--model".into(),
+            default_model().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = fairlm(&refs).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p.join("results.json")).unwrap()).unwrap()
+    };
+    run(&d.join("a"), &[]);
+    let first = read(&d.join("a"));
+    let records = first["records"].as_array().unwrap();
+    assert_eq!(records.len(), 16);
+    for r in records {
+        let s = r["sentiment"].as_f64().unwrap();
+        assert!((-1.0..=1.0).contains(&s));
+        for c in r["counterfactuals"].as_array().unwrap() {
+            assert!(c["delta"].as_f64().unwrap().is_finite());
+        }
+    }
+    // "Sam Sample was an actor and a father who" names one group of one axis: swapped.
+    assert!(records.iter().any(|r| r["lexicon_group"] == "male"
+        && r["counterfactuals"][0]["prompt"] == "Sam Sample was an actress and a mother who"));
+    let baseline = d.join("a").join("results.json");
+    let again = run(&d.join("b"), &["--baseline", baseline.to_str().unwrap()]);
+    assert_eq!(read(&d.join("b"))["records"], first["records"]);
+    for line in again.lines().filter(|l| l.starts_with("| BOLD")) {
+        assert!(line.contains("| +0.0000 [+0.0000, +0.0000] |"), "{line}");
+    }
+}

@@ -217,6 +217,46 @@ pub fn score_continuations(
     score_after_prompts(model, &[prompt], &items, batch_size)
 }
 
+/// Log-probabilities of each `(prompt, continuation)` pair's continuation, in order, for
+/// prompts of any lengths: equal prompts are run once, prompts of one token length a few at a
+/// time (`score_after_prompts`), each continuation scored from its prompt's cache.
+pub fn score_prompted(
+    model: &dyn CausalLm,
+    items: &[(&[u32], &[u32])],
+    batch_size: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Vec<f64>>> {
+    // Prompts per pass: bounds the caches held at once.
+    const PROMPTS_PER_PASS: usize = 16;
+    let mut prompts: std::collections::BTreeMap<&[u32], Vec<usize>> = Default::default();
+    for (i, (p, _)) in items.iter().enumerate() {
+        prompts.entry(p).or_default().push(i);
+    }
+    let mut by_len: std::collections::BTreeMap<usize, Vec<(&[u32], Vec<usize>)>> =
+        Default::default();
+    for (p, idx) in prompts {
+        by_len.entry(p.len()).or_default().push((p, idx));
+    }
+    let mut out: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
+    for group in by_len.values() {
+        for chunk in group.chunks(PROMPTS_PER_PASS) {
+            let ps: Vec<&[u32]> = chunk.iter().map(|(p, _)| *p).collect();
+            let conts: Vec<(usize, &[u32])> = chunk
+                .iter()
+                .enumerate()
+                .flat_map(|(k, (_, idx))| idx.iter().map(move |&i| (k, items[i].1)))
+                .collect();
+            let scores = score_after_prompts(model, &ps, &conts, batch_size)?;
+            let order = chunk.iter().flat_map(|(_, idx)| idx.iter().copied());
+            for (i, sc) in order.zip(scores) {
+                out[i] = sc;
+            }
+            progress(conts.len());
+        }
+    }
+    Ok(out)
+}
+
 /// Log-probabilities of continuations after prompts of one token length: the prompts are
 /// run once, together, and each continuation (`(prompt index, tokens)`) reuses its prompt's
 /// cache; its first token is scored from the prompt's last position. Same numbers as
