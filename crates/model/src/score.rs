@@ -232,8 +232,9 @@ pub fn score_prompted(
     for (i, (p, _)) in items.iter().enumerate() {
         prompts.entry(p).or_default().push(i);
     }
-    let mut by_len: std::collections::BTreeMap<usize, Vec<(&[u32], Vec<usize>)>> =
-        Default::default();
+    // Prompt length → the prompts of that length, each with the items that follow it.
+    type SameLength<'a> = Vec<(&'a [u32], Vec<usize>)>;
+    let mut by_len: std::collections::BTreeMap<usize, SameLength> = Default::default();
     for (p, idx) in prompts {
         by_len.entry(p.len()).or_default().push((p, idx));
     }
