@@ -280,8 +280,9 @@ pub fn run_bold(
         .map(|(a, axis)| (a, AxisSwapper::new(axis)))
         .collect();
     let mut records = Vec::new();
-    // (record, counterfactual or None for the sample itself) → (prompt ids, continuation ids).
-    let mut to_score: Vec<(usize, Option<usize>, Vec<u32>, Vec<u32>)> = Vec::new();
+    // (record, counterfactual or None for the sample itself, prompt ids, continuation ids).
+    type Scored = (usize, Option<usize>, Vec<u32>, Vec<u32>);
+    let mut to_score: Vec<Scored> = Vec::new();
     for ((p, gens), (pids, _)) in prompts.iter().zip(generated).zip(&keyed) {
         let named = named_group(&swappers, lexicon, &p.text);
         for g in gens {
