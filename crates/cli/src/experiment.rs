@@ -294,8 +294,8 @@ fn training_markdown(r: &TrainReport) -> String {
         r.config.mode, r.trainable_parameters
     );
     s += &format!(
-        "| losses | CE {}, consistency {}, equalising {}, attribute {}, anchor {}, pair anchor {}, adversary λ {} |\n",
-        w.ce, w.consistency, w.equalising, w.attribute, w.anchor, w.pair_anchor, w.adversary
+        "| losses | CE {}, consistency {}, equalising {}, attribute {}, anchor {}, pair anchor {}, sequence {}, adversary λ {} |\n",
+        w.ce, w.consistency, w.equalising, w.attribute, w.anchor, w.pair_anchor, w.sequence, w.adversary
     );
     s += &format!(
         "| corpus | {} sentences → {} after counterfactual augmentation |\n",

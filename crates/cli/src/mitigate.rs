@@ -80,6 +80,12 @@ pub struct TrainArgs {
     /// samples' likelihood under the original).
     #[arg(long, default_value_t = 0.0)]
     pub w_pair_anchor: f64,
+    /// Weight of the sequence-level counterfactual term: a pair's whole-sentence log-ratio
+    /// log P(s) − log P(swap(s)) from the first swapped token on, against the original's
+    /// log-ratio of the swapped words alone after the context token (how often each group is
+    /// named at all is kept).
+    #[arg(long, default_value_t = 0.0)]
+    pub w_sequence: f64,
     /// λ of the gradient reversal in front of the adversarial discriminator (0: off).
     #[arg(long, default_value_t = 0.0)]
     pub adversary: f64,
@@ -157,6 +163,7 @@ impl TrainArgs {
             attribute: self.w_attribute,
             anchor: self.w_anchor,
             pair_anchor: self.w_pair_anchor,
+            sequence: self.w_sequence,
             adversary: self.adversary,
         };
         for (name, w) in [
@@ -166,6 +173,7 @@ impl TrainArgs {
             ("--w-attribute", weights.attribute),
             ("--w-anchor", weights.anchor),
             ("--w-pair-anchor", weights.pair_anchor),
+            ("--w-sequence", weights.sequence),
             ("--adversary", weights.adversary),
         ] {
             if !(w.is_finite() && w >= 0.0) {

@@ -2,7 +2,8 @@
 //! sentence; swap-aware counterfactual consistency between a sentence and its twin at aligned
 //! positions; the equalising loss over aligned group-word classes; the attribute-gap penalty;
 //! the KL anchor to the frozen original on neutral text and, on counterfactual pairs, to the
-//! original's counterfactual average; the adversary's loss.
+//! original's counterfactual average; the sequence-level counterfactual log-ratio; the
+//! adversary's loss.
 
 use candle_core::{Device, Tensor, D};
 use fairlm_model::ops::{softmax_last_dim, Kernels};
@@ -22,6 +23,10 @@ pub struct LossWeights {
     /// KL to the original model's counterfactual average at the pairs' aligned positions.
     #[serde(default)]
     pub pair_anchor: f64,
+    /// Sequence-level counterfactual term: a pair's whole-sentence log-ratio against the
+    /// original's log-ratio of the group words alone (see `batch_loss`).
+    #[serde(default)]
+    pub sequence: f64,
     /// λ of the gradient-reversal layer in front of the adversary (0 = no adversary).
     pub adversary: f64,
 }
@@ -35,6 +40,7 @@ impl Default for LossWeights {
             attribute: 0.0,
             anchor: 1.0,
             pair_anchor: 0.0,
+            sequence: 0.0,
             adversary: 0.0,
         }
     }
@@ -142,6 +148,8 @@ pub struct LossParts {
     pub anchor: f64,
     #[serde(default)]
     pub pair_anchor: f64,
+    #[serde(default)]
+    pub sequence: f64,
     pub adversary: f64,
     pub adversary_accuracy: f64,
 }
@@ -368,10 +376,9 @@ pub fn batch_loss(
         predicted.extend((given[r].max(1) - 1..row.len().saturating_sub(1)).map(|pos| at(r, pos)));
     }
     let targets = Tensor::from_vec(targets, (n_pos, 1), &Device::Cpu)?;
-    let ce = (logp
-        .gather(&targets, 1)?
-        .index_select(&index(&predicted)?, 0)?
-        .sum_all()?
+    // Each position's log-probability of the token that follows it.
+    let token_logp = logp.gather(&targets, 1)?;
+    let ce = (token_logp.index_select(&index(&predicted)?, 0)?.sum_all()?
         * (-1.0 / predicted.len().max(1) as f64))?;
     let mut parts = LossParts {
         ce: ce.to_scalar::<f32>()? as f64,
@@ -453,6 +460,11 @@ pub fn batch_loss(
             total = (total + (loss * weights.pair_anchor)?)?;
         }
     }
+    if let (Some(frozen), true) = (frozen, weights.sequence > 0.0 && p > 0) {
+        let loss = sequence_loss(frozen, batch, &token_logp, &offsets)?;
+        parts.sequence = loss.to_scalar::<f32>()? as f64;
+        total = (total + (loss * weights.sequence)?)?;
+    }
     if weights.equalising > 0.0 {
         let mut sum: Option<Tensor> = None;
         let mut n = 0usize;
@@ -519,6 +531,102 @@ pub fn batch_loss(
     }
     parts.total = total.to_scalar::<f32>()? as f64;
     Ok((total, parts))
+}
+
+/// Where a pair's sentence and twin part: the first token they differ at, and the end of the
+/// first swapped span in each (the first aligned prefix past it, else one token).
+fn swapped_span(item: &PairItem) -> (usize, usize, usize) {
+    let first = item
+        .a
+        .iter()
+        .zip(&item.b)
+        .take_while(|(x, y)| x == y)
+        .count();
+    let end = |k: fn(&(usize, usize)) -> usize, len: usize| {
+        item.aligned
+            .iter()
+            .map(k)
+            .filter(|&e| e > first)
+            .min()
+            .unwrap_or(first + 1)
+            .min(len)
+    };
+    (
+        first,
+        end(|x| x.0, item.a.len()),
+        end(|x| x.1, item.b.len()),
+    )
+}
+
+/// Summed log-probability under `model` of each row's tokens after its first (no gradient).
+fn row_logprobs(model: &dyn CausalLm, rows: &[Vec<u32>]) -> Result<Vec<f64>> {
+    let refs: Vec<&Vec<u32>> = rows.iter().collect();
+    let (ids, width) = padded(&refs)?;
+    let hidden = model.hidden(&ids, &mut KvCache::new(model.info().n_layers))?;
+    let hidden = hidden.reshape((rows.len() * width, hidden.dim(D::Minus1)?))?;
+    let (mut at, mut next) = (Vec::new(), Vec::new());
+    for (r, row) in rows.iter().enumerate() {
+        for pos in 0..row.len().saturating_sub(1) {
+            at.push((r * width + pos) as u32);
+            next.push(row[pos + 1]);
+        }
+    }
+    let lp = log_softmax(&model.logits(&hidden.index_select(&index(&at)?, 0)?)?)?
+        .gather(&Tensor::from_vec(next, (at.len(), 1), &Device::Cpu)?, 1)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let mut out = vec![0.0f64; rows.len()];
+    let mut k = 0;
+    for (r, row) in rows.iter().enumerate() {
+        for _ in 0..row.len().saturating_sub(1) {
+            out[r] += lp[k] as f64;
+            k += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The sequence-level counterfactual term, the quantity pair benchmarks (CrowS-Pairs,
+/// StereoSet) read: for a sentence s about g and its twin s' about h, the model's
+/// d = log P(s) − log P(s') over every token from the first swapped one (the group words
+/// themselves, so an attribute *before* them is reached, and all that follows), against the
+/// original's r = log P₀(w_g | ⟨s⟩) − log P₀(w_h | ⟨s⟩) of the swapped words alone after the
+/// context token: how much more often g is named than h at all, which the term does not
+/// teach away. Pseudo-Huber penalty √((d − r)² + 1) − 1, averaged over pairs.
+/// `token_logp` holds each compact position's log-probability of its next token, `offsets`
+/// each row's first compact position (sentences first, then twins).
+fn sequence_loss(
+    frozen: &dyn CausalLm,
+    batch: &Batch,
+    token_logp: &Tensor,
+    offsets: &[usize],
+) -> Result<Tensor> {
+    let p = batch.pairs.len();
+    let n_pos = token_logp.dim(0)?;
+    // Row i of `signs` sums pair i's sentence positions with +1 and its twin's with −1.
+    let mut signs = vec![0f32; p * n_pos];
+    let mut spans = Vec::with_capacity(2 * p);
+    for (i, item) in batch.pairs.iter().enumerate() {
+        let (first, end_a, end_b) = swapped_span(item);
+        for (row, ids, sign) in [(i, &item.a, 1.0), (p + i, &item.b, -1.0)] {
+            // Position pos predicts token pos + 1: tokens first.. are predicted from first − 1.
+            for pos in first.max(1) - 1..ids.len().saturating_sub(1) {
+                signs[i * n_pos + offsets[row] + pos] = sign;
+            }
+        }
+        let context = item.a[..1.min(item.a.len())].to_vec();
+        spans.push([context.as_slice(), &item.a[first..end_a]].concat());
+        spans.push([context.as_slice(), &item.b[first..end_b]].concat());
+    }
+    let prior = row_logprobs(frozen, &spans)?;
+    let reference: Vec<f32> = (0..p)
+        .map(|i| (prior[2 * i] - prior[2 * i + 1]) as f32)
+        .collect();
+    let signs = Tensor::from_vec(signs, (p, n_pos), &Device::Cpu)?;
+    let d = signs.matmul(token_logp)?;
+    let gap = (d - Tensor::from_vec(reference, (p, 1), &Device::Cpu)?)?;
+    let penalty = ((gap.sqr()? + 1.0)?.sqrt()? - 1.0)?;
+    Ok(penalty.mean_all()?)
 }
 
 /// (axis, group) of every pooled row: the sentences first, then their twins.
@@ -604,6 +712,34 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(naive > 0.1);
+    }
+
+    #[test]
+    fn swapped_span_is_the_first_differing_words() {
+        let item = |a: Vec<u32>, b: Vec<u32>, aligned: Vec<(usize, usize)>| PairItem {
+            a,
+            b,
+            aligned,
+            given_a: 1,
+            given_b: 1,
+            table: 0,
+            axis: 0,
+            group_a: 0,
+            group_b: 1,
+        };
+        // "The woman … she" / "The man … he": one token swapped at 2, aligned after it.
+        let one = item(
+            vec![0, 9, 40, 5, 33],
+            vec![0, 9, 41, 17, 33],
+            vec![(3, 3), (4, 4)],
+        );
+        assert_eq!(swapped_span(&one), (2, 3, 3));
+        // A two-token group phrase on one side ("Asian American" / "Latino").
+        let two = item(vec![0, 9, 50, 51, 33], vec![0, 9, 60, 33], vec![(4, 3)]);
+        assert_eq!(swapped_span(&two), (2, 4, 3));
+        // No aligned position past the swap: one token.
+        let none = item(vec![0, 40], vec![0, 41], vec![]);
+        assert_eq!(swapped_span(&none), (1, 2, 2));
     }
 
     #[test]

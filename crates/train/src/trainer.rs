@@ -537,6 +537,9 @@ fn progress_message(p: &LossParts, tokens_per_s: f64) -> String {
     if p.pair_anchor != 0.0 {
         m += &format!(" pair-anchor {:.3}", p.pair_anchor);
     }
+    if p.sequence != 0.0 {
+        m += &format!(" seq {:.3}", p.sequence);
+    }
     if p.equalising != 0.0 {
         m += &format!(" eq {:.3}", p.equalising);
     }
@@ -706,6 +709,7 @@ pub fn train(
             parts.attribute += p.attribute / m;
             parts.anchor += p.anchor / m;
             parts.pair_anchor += p.pair_anchor / m;
+            parts.sequence += p.sequence / m;
             parts.adversary += p.adversary / m;
             parts.adversary_accuracy += p.adversary_accuracy / m;
         }
@@ -887,6 +891,7 @@ mod tests {
         attribute: 0.0,
         anchor: 0.0,
         pair_anchor: 0.0,
+        sequence: 0.0,
         adversary: 0.0,
     };
 
@@ -1145,6 +1150,13 @@ mod tests {
                 "pair anchor",
                 LossWeights {
                     pair_anchor: 1.0,
+                    ..none
+                },
+            ),
+            (
+                "sequence",
+                LossWeights {
+                    sequence: 1.0,
                     ..none
                 },
             ),
