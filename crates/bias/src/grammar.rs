@@ -296,6 +296,49 @@ mod tests {
         assert_eq!(report.flagged, 0, "{:?}", report.examples);
     }
 
+    /// The opt-in axes file parses, adds its two axes, names no form twice and writes no
+    /// flagged twin of a few sentences in every direction.
+    #[test]
+    fn the_extra_axes_file_is_clean() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/axes-ses-appearance.toml");
+        let extra = Lexicon::from_file(&path).unwrap();
+        let mut lx = Lexicon::default_lexicon().unwrap();
+        let before = lx.axes.len();
+        lx.extend(extra);
+        assert_eq!(lx.axes.len(), before + 2);
+        let mut report = GrammarReport::default();
+        for (axis, text) in [
+            (
+                "socioeconomic",
+                "an affluent family moved from the slums to a mansion",
+            ),
+            ("socioeconomic", "She grew up poor and earned minimum wage."),
+            ("socioeconomic", "a rich man and an upper-class woman"),
+            ("physical_appearance", "an overweight runner and a fat cat"),
+            ("physical_appearance", "He was thin and petite."),
+        ] {
+            let a = lx.axis(axis).unwrap();
+            let sw = AxisSwapper::new(a);
+            assert!(
+                sw.ambiguous_forms().is_empty(),
+                "{axis}: {:?}",
+                sw.ambiguous_forms()
+            );
+            for from in 0..2 {
+                report.add(&sw, from, text, &sw.swap(from, 1 - from, text));
+            }
+        }
+        assert_eq!(report.twins, 6, "{report:?}");
+        assert_eq!(report.flagged, 0, "{:?}", report.examples);
+        let a = lx.axis("socioeconomic").unwrap();
+        let sw = AxisSwapper::new(a);
+        assert_eq!(
+            sw.swap(0, 1, "an impoverished family in a slum").text,
+            "a rich family in a mansion"
+        );
+    }
+
     #[test]
     fn an_ambiguous_source_form_is_flagged() {
         let text = "[[axis]]\nname = \"x\"\ngroups = [\"a\", \"b\"]\nsubjects = [\"a\", \"b\"]\nterms = [[\"straight\", \"gay\"], [\"straight\", \"lesbian\"]]\n";
