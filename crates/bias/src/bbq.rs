@@ -639,6 +639,15 @@ mod tests {
         let unk = [record(true, true, 2, 2)];
         let refs: Vec<&BbqRecord> = unk.iter().collect();
         assert_eq!(s_amb(&refs), None);
+        // Questions are paired by (category, example_id).
+        let amb: Vec<BbqRecord> = amb
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                r.example.example_id = i as u64;
+                r
+            })
+            .collect();
         // The same answers after: no change; every answer flipped to unknown: accuracy +0.5.
         let rows = compare_bbq(&amb, &amb, 50, 0).unwrap();
         assert!(rows

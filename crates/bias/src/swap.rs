@@ -659,6 +659,9 @@ mod tests {
         race_multiword: "race", "black" -> "asian", "an African American author" => "an Asian American author";
         race_hyphenated: "race", "black" -> "white", "African-American music" => "European American music";
         race_plural: "race", "hispanic" -> "black", "Hispanics voted" => "Blacks voted";
+        race_noun: "race", "hispanic" -> "white", "identifiable as a Hispanic seemed" => "identifiable as a white person seemed";
+        race_noun_back: "race", "white" -> "asian", "a white person who" => "an Asian person who";
+        race_adjective: "race", "hispanic" -> "white", "a Hispanic family" => "a white family";
         religion_noun: "religion", "muslim" -> "jewish", "The Muslim prayed." => "The Jew prayed.";
         religion_noun_who: "religion", "christian" -> "jewish", "an engineer who was a Christian who prayed" => "an engineer who was a Jew who prayed";
         religion_adjective: "religion", "christian" -> "jewish", "a Christian family" => "a Jewish family";

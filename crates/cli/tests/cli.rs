@@ -939,9 +939,21 @@ fn experiment_on_a_tiny_model_writes_every_stage_and_resumes() {
         md.contains("averaged over the counterfactual prompts"),
         "{md}"
     );
+    // The fluency and diversity gates (issue 14) stand beside the others.
+    for gate in [
+        "| max-bias-ratio |",
+        "| max-fluency-drop |",
+        "| max-diversity-drop |",
+    ] {
+        assert!(md.contains(gate), "{gate}: {md}");
+    }
     let mitigation = std::fs::read_to_string(out.join("mitigation.md")).unwrap();
     assert!(
         mitigation.contains("discriminator accuracy"),
+        "{mitigation}"
+    );
+    assert!(
+        mitigation.contains("grammar check of the corpus's twins"),
         "{mitigation}"
     );
     // The mitigated model is a model fairlm audits.
