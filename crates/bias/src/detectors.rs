@@ -338,12 +338,7 @@ pub fn compute(
 /// samples are biased upward, and resamples with repeated templates are lumpier than the
 /// data, so their whole bootstrap distribution can sit above the estimate.
 fn interval(value: f64, reps: Vec<f64>) -> Estimate {
-    let e = percentile_interval(reps, value);
-    Estimate {
-        value,
-        ci_low: e.ci_low.min(value),
-        ci_high: e.ci_high.max(value),
-    }
+    percentile_interval(reps, value).widened_to_hold_value()
 }
 
 /// Occupation words' female share, for comparing associations with labour statistics.
