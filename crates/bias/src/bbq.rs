@@ -20,13 +20,10 @@ use std::path::Path;
 
 use fairlm_model::score::score_prompted;
 use fairlm_model::{CausalLm, Tokenizer};
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use crate::pairs::{data_err, reject, Skipped};
-use crate::stats::{bootstrap, Estimate};
+use crate::stats::{bootstrap, stratified_sample, Estimate};
 
 /// One BBQ question with its three answers.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -220,29 +217,12 @@ pub fn subsample(
     per_stratum: Option<usize>,
     seed: u64,
 ) -> Vec<BbqExample> {
-    let Some(n) = per_stratum else {
-        return examples;
-    };
-    let mut strata: BTreeMap<(String, bool), Vec<usize>> = BTreeMap::new();
-    for (i, e) in examples.iter().enumerate() {
-        strata
-            .entry((e.category.clone(), e.ambiguous))
-            .or_default()
-            .push(i);
-    }
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut keep = vec![false; examples.len()];
-    for idx in strata.values_mut() {
-        idx.shuffle(&mut rng);
-        for &i in idx.iter().take(n) {
-            keep[i] = true;
-        }
-    }
-    examples
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(e, k)| k.then_some(e))
-        .collect()
+    stratified_sample(
+        examples,
+        |e| (e.category.clone(), e.ambiguous),
+        per_stratum,
+        seed,
+    )
 }
 
 /// A question with the model's log-likelihood of each answer and its choice.

@@ -19,9 +19,6 @@ use std::path::Path;
 use fairlm_model::generate::{generate_batched, BatchPlan, SamplingConfig};
 use fairlm_model::score::score_prompted;
 use fairlm_model::{CausalLm, Tokenizer};
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde_json::Value;
 
 use crate::detectors::{mean_pairwise_w1, sentiment_scores};
@@ -29,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::lexicon::Lexicon;
 use crate::pairs::{data_err, reject, Skipped};
 use crate::probe::SENTENCE_END;
-use crate::stats::{bootstrap, Estimate};
+use crate::stats::{bootstrap, stratified_sample, Estimate};
 use crate::swap::AxisSwapper;
 
 /// One BOLD prompt.
@@ -152,29 +149,12 @@ pub fn read_bold(path: &Path, strict: bool) -> Result<(Vec<BoldPrompt>, Vec<Skip
 /// A seeded sample of at most `per_group` prompts of each (domain, group), in file order;
 /// `None` keeps every prompt.
 pub fn subsample(prompts: Vec<BoldPrompt>, per_group: Option<usize>, seed: u64) -> Vec<BoldPrompt> {
-    let Some(n) = per_group else {
-        return prompts;
-    };
-    let mut strata: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-    for (i, p) in prompts.iter().enumerate() {
-        strata
-            .entry((p.domain.clone(), p.group.clone()))
-            .or_default()
-            .push(i);
-    }
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut keep = vec![false; prompts.len()];
-    for idx in strata.values_mut() {
-        idx.shuffle(&mut rng);
-        for &i in idx.iter().take(n) {
-            keep[i] = true;
-        }
-    }
-    prompts
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(p, k)| k.then_some(p))
-        .collect()
+    stratified_sample(
+        prompts,
+        |p| (p.domain.clone(), p.group.clone()),
+        per_group,
+        seed,
+    )
 }
 
 /// How continuations are sampled and judged.

@@ -2,6 +2,7 @@
 //! (template × group units), so that samples of one prompt are resampled together.
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -22,6 +23,37 @@ impl Estimate {
             ci_high: self.ci_high.max(self.value),
         }
     }
+}
+
+/// A seeded sample of at most `per_stratum` items of each stratum (`stratum(item)`), in the
+/// items' order; `None` keeps every item. Strata are drawn in key order, each shuffled with one
+/// seeded stream.
+pub fn stratified_sample<T, K: Ord>(
+    items: Vec<T>,
+    stratum: impl Fn(&T) -> K,
+    per_stratum: Option<usize>,
+    seed: u64,
+) -> Vec<T> {
+    let Some(n) = per_stratum else {
+        return items;
+    };
+    let mut strata: std::collections::BTreeMap<K, Vec<usize>> = Default::default();
+    for (i, item) in items.iter().enumerate() {
+        strata.entry(stratum(item)).or_default().push(i);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut keep = vec![false; items.len()];
+    for idx in strata.values_mut() {
+        idx.shuffle(&mut rng);
+        for &i in idx.iter().take(n) {
+            keep[i] = true;
+        }
+    }
+    items
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(item, k)| k.then_some(item))
+        .collect()
 }
 
 /// Percentile bootstrap of `statistic` over `clusters` (each a list of observations):
