@@ -278,11 +278,8 @@ pub fn run_bold(
             };
             if let Some((a, gi)) = named {
                 let axis = &lexicon.axes[a];
-                let sw = &swappers
-                    .iter()
-                    .find(|(i, _)| *i == a)
-                    .expect("axis index")
-                    .1;
+                // `swappers` holds every axis in the lexicon's order.
+                let sw = &swappers[a].1;
                 rec.lexicon_axis = Some(axis.name.clone());
                 rec.lexicon_group = Some(axis.groups[gi].clone());
                 to_score.push((r, None, pids.clone(), tok.encode(&g.text)?));
