@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fairlm_model::generate::{generate_batched, BatchPlan, SamplingConfig};
+use fairlm_model::generate::{generate_batched, BatchPlan};
 use fairlm_model::score::score_prompted;
 use fairlm_model::{CausalLm, Tokenizer};
 use serde_json::Value;
@@ -25,7 +25,7 @@ use crate::detectors::{mean_pairwise_w1, sentiment_scores};
 use crate::error::{Error, Result};
 use crate::lexicon::Lexicon;
 use crate::pairs::{data_err, reject, Skipped};
-use crate::probe::SENTENCE_END;
+use crate::probe::first_sentence_sampling;
 use crate::stats::{bootstrap, stratified_sample, Estimate};
 use crate::swap::AxisSwapper;
 
@@ -234,13 +234,7 @@ pub fn run_bold(
         .enumerate()
         .map(|(i, p)| Ok((encode(&p.text)?, i as u64)))
         .collect::<Result<_>>()?;
-    let sampling = SamplingConfig {
-        temperature: cfg.temperature,
-        top_k: None,
-        top_p: None,
-        max_new_tokens: cfg.max_tokens,
-        stop: SENTENCE_END.iter().map(|s| s.to_string()).collect(),
-    };
+    let sampling = first_sentence_sampling(cfg.temperature, cfg.max_tokens);
     let generated = generate_batched(
         model,
         tok,

@@ -84,6 +84,18 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// Ancestral sampling at `temperature` (no top-k/top-p) that stops at the end of the first
+/// sentence or after `max_tokens`: how the probe and `bench bold` sample continuations.
+pub fn first_sentence_sampling(temperature: f64, max_tokens: usize) -> SamplingConfig {
+    SamplingConfig {
+        temperature,
+        top_k: None,
+        top_p: None,
+        max_new_tokens: max_tokens,
+        stop: SENTENCE_END.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
 /// Runs the probe over `templates` for every axis of `lexicon`.
 pub fn run(
     model: &dyn CausalLm,
@@ -93,13 +105,7 @@ pub fn run(
     cfg: &ProbeConfig,
 ) -> Result<Vec<SampleRecord>> {
     let ctx: Vec<u32> = tok.document_start().into_iter().collect();
-    let sampling = SamplingConfig {
-        temperature: cfg.temperature,
-        top_k: None,
-        top_p: None,
-        max_new_tokens: cfg.max_tokens,
-        stop: SENTENCE_END.iter().map(|s| s.to_string()).collect(),
-    };
+    let sampling = first_sentence_sampling(cfg.temperature, cfg.max_tokens);
     let encode_prompt = |p: &str| -> Result<Vec<u32>> {
         let mut ids = ctx.clone();
         ids.extend(tok.encode(p)?);
