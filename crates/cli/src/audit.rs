@@ -17,15 +17,15 @@ pub struct AuditArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Directory for results.json and summary.md.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub out: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Continuations per (template, group) [default: 3; --quick: 2].
-    #[arg(long)]
+    #[arg(value_parser = crate::args::count, long)]
     pub samples: Option<usize>,
     /// Δ threshold in nats (default ln 2).
-    #[arg(long, default_value_t = std::f64::consts::LN_2)]
+    #[arg(value_parser = crate::args::positive, long, default_value_t = std::f64::consts::LN_2)]
     pub tau: f64,
     /// Comma-separated axes (default: all).
     #[arg(long, value_delimiter = ',')]
@@ -34,21 +34,21 @@ pub struct AuditArgs {
     #[arg(long)]
     pub quick: bool,
     /// Extra lexicon (TOML) whose axes add to or replace the built-in ones.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub lexicon: Option<PathBuf>,
     /// Templates (TOML) instead of the built-in ones.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub templates: Option<PathBuf>,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 1000)]
     pub bootstrap: usize,
     /// Also report the perplexity of this text file.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub text: Option<PathBuf>,
     /// Also run CrowS-Pairs on this CSV (your copy; malformed rows skipped and counted).
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub crows: Option<PathBuf>,
     /// Also run StereoSet (intrasentence) on this JSON (your copy).
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub stereoset: Option<PathBuf>,
 }
 
@@ -123,7 +123,7 @@ pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
             pairs::markdown(b)
         );
     }
-    println!("{summary}");
+    outln!("{summary}")?;
     if let Some(out) = &a.out {
         audit::write_atomic(
             &out.join("results.json"),

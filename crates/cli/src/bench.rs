@@ -38,27 +38,27 @@ pub struct BoldArgs {
     #[command(flatten)]
     pub common: BenchArgs,
     /// Prompts drawn per (domain, group), seeded; 0: all 23,679.
-    #[arg(long, default_value_t = 20)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 20)]
     pub per_group: usize,
     /// Continuations per prompt.
-    #[arg(long, default_value_t = 1)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 1)]
     pub samples: usize,
     /// Continuations stop at the end of the first sentence or after this many tokens.
-    #[arg(long, default_value_t = 24)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 24)]
     pub max_tokens: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// A counterfactual pair is flagged when Δ ≥ τ (nats).
-    #[arg(long, default_value_t = std::f64::consts::LN_2)]
+    #[arg(value_parser = crate::args::positive, long, default_value_t = std::f64::consts::LN_2)]
     pub tau: f64,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 1000)]
     pub bootstrap: usize,
     /// A lexicon (TOML) added to the built-in one for the counterfactual swaps.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub lexicon: Option<PathBuf>,
     /// results.json of an earlier `bench bold` run (the model before): also print the paired
     /// change.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub baseline: Option<PathBuf>,
 }
 
@@ -67,24 +67,24 @@ pub struct HolisticArgs {
     #[command(flatten)]
     pub common: BenchArgs,
     /// Descriptors drawn per axis (seeded); 0: all.
-    #[arg(long, default_value_t = 6)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 6)]
     pub descriptors: usize,
     /// Sentence templates drawn (seeded); 0: all.
     #[arg(long, default_value_t = 8)]
     pub templates: usize,
     /// Nouns drawn (seeded); 0: all.
-    #[arg(long, default_value_t = 4)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 4)]
     pub nouns: usize,
     /// Every descriptor, template and noun (~450k sentences).
     #[arg(long)]
     pub full: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 1000)]
     pub bootstrap: usize,
     /// results.json of an earlier `bench holistic` run (the model before): also print the
     /// paired change of each figure.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub baseline: Option<PathBuf>,
 }
 
@@ -94,22 +94,22 @@ pub struct BbqArgs {
     pub common: BenchArgs,
     /// Questions drawn per (category, context condition), seeded (the full set is ~58k
     /// questions, ~4M tokens to score); 0 scores every question.
-    #[arg(long, default_value_t = 100)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 100)]
     pub per_stratum: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Bootstrap resamples of the CIs.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 1000)]
     pub bootstrap: usize,
     /// results.json of an earlier `bench bbq` run (the model before): also print the paired
     /// change of accuracy, s_DIS and s_AMB.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub baseline: Option<PathBuf>,
 }
 
 #[derive(Args)]
 pub struct BenchArgs {
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub file: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
@@ -117,9 +117,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub strict: bool,
     /// Directory for results.json (tables and per-pair records).
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub out: Option<PathBuf>,
-    #[arg(long, default_value_t = 32)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 32)]
     pub batch_size: usize,
 }
 
@@ -165,12 +165,13 @@ fn read_baseline<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Resu
 }
 
 /// Prints the paired before/after table.
-fn print_change(rows: Vec<fairlm_bias::compare::Row>) {
+fn print_change(rows: Vec<fairlm_bias::compare::Row>) -> Result<()> {
     let c = fairlm_bias::compare::Comparison {
         rows,
         gates: Vec::new(),
     };
-    print!("\n{}", fairlm_bias::compare::markdown(&c));
+    out!("\n{}", fairlm_bias::compare::markdown(&c))?;
+    Ok(())
 }
 
 /// Loads the model of a benchmark run (after its input is read and checked).
@@ -225,14 +226,14 @@ fn run_holistic(h: HolisticArgs) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
     let table = holistic::holistic_table(&records, h.bootstrap, h.seed);
-    print!("{}", holistic::markdown(&table));
+    out!("{}", holistic::markdown(&table))?;
     if let Some(before) = &baseline {
         print_change(holistic::compare_holistic(
             &before.records,
             &records,
             h.bootstrap,
             h.seed,
-        )?);
+        )?)?;
     }
     if let Some(out) = &a.out {
         let results = holistic::HolisticResults {
@@ -293,7 +294,7 @@ fn run_bold(b: BoldArgs) -> Result<()> {
     sampling.finish_and_clear();
     scoring.finish_and_clear();
     let table = bold::bold_table(&records, b.tau, b.bootstrap, b.seed);
-    print!("{}", bold::markdown(&table));
+    out!("{}", bold::markdown(&table))?;
     if let Some(before) = &baseline {
         print_change(bold::compare_bold(
             &before.records,
@@ -301,7 +302,7 @@ fn run_bold(b: BoldArgs) -> Result<()> {
             b.tau,
             b.bootstrap,
             b.seed,
-        )?);
+        )?)?;
     }
     if let Some(out) = &a.out {
         let results = bold::BoldResults {
@@ -350,14 +351,14 @@ fn run_bbq(b: BbqArgs) -> Result<()> {
     )?;
     pb.finish_and_clear();
     let table = bbq::bbq_table(&records, b.bootstrap, b.seed);
-    print!("{}", bbq::markdown(&table));
+    out!("{}", bbq::markdown(&table))?;
     if let Some(before) = &baseline {
         print_change(bbq::compare_bbq(
             &before.records,
             &records,
             b.bootstrap,
             b.seed,
-        )?);
+        )?)?;
     }
     if let Some(out) = &a.out {
         let results = bbq::BbqResults {
@@ -399,7 +400,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         record,
         a.batch_size,
     )?;
-    print!("{}", pairs::markdown(&results));
+    out!("{}", pairs::markdown(&results))?;
     if let Some(out) = &a.out {
         write_results(out, &results)?;
     }

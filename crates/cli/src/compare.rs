@@ -12,16 +12,16 @@ use fairlm_bias::compare::{self, Gates};
 #[derive(Args)]
 pub struct GateArgs {
     /// Fail (exit 1) when the bias score after is above this.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::non_negative, long)]
     pub max_bias: Option<f64>,
     /// Fail when after / before bias score is above this.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::positive, long)]
     pub max_bias_ratio: Option<f64>,
     /// Fail when held-out perplexity rises more than this many percent.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::non_negative, long)]
     pub max_ppl_increase: Option<f64>,
     /// Fail when StereoSet lms after is below this (the audits must have run --stereoset).
-    #[arg(long)]
+    #[arg(value_parser = crate::args::percent, long)]
     pub min_lms: Option<f64>,
 }
 
@@ -39,15 +39,17 @@ impl GateArgs {
 #[derive(Args)]
 pub struct CompareArgs {
     /// results.json of the audit before.
+    #[arg(value_parser = crate::args::path)]
     pub before: PathBuf,
     /// results.json of the audit after.
+    #[arg(value_parser = crate::args::path)]
     pub after: PathBuf,
     #[command(flatten)]
     pub gates: GateArgs,
     /// Also write the table here (Markdown).
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub out: Option<PathBuf>,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 1000)]
     pub bootstrap: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -60,7 +62,7 @@ pub fn run(a: CompareArgs) -> Result<bool> {
     );
     let c = compare::compare(&before, &after, &a.gates.gates(), a.bootstrap, a.seed)?;
     let md = compare::markdown(&c);
-    println!("{md}");
+    outln!("{md}")?;
     if let Some(out) = &a.out {
         write_atomic(out, md.as_bytes())?;
     }

@@ -87,7 +87,7 @@ pub struct ScoreArgs {
     /// Texts to score.
     pub texts: Vec<String>,
     /// A file with one text per line (empty lines skipped).
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
@@ -97,7 +97,7 @@ pub struct ScoreArgs {
     /// Include per-token ids and log-probabilities.
     #[arg(long)]
     pub per_token: bool,
-    #[arg(long, default_value_t = 16)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 16)]
     pub batch_size: usize,
 }
 
@@ -165,18 +165,18 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Samples per prompt.
-    #[arg(short, long, default_value_t = 1)]
+    #[arg(value_parser = crate::args::count, short, long, default_value_t = 1)]
     pub n: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// 0 is greedy.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 1.0)]
     pub temperature: f64,
-    #[arg(long)]
+    #[arg(value_parser = crate::args::count, long)]
     pub top_k: Option<usize>,
     #[arg(long)]
     pub top_p: Option<f64>,
-    #[arg(long, default_value_t = 32)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 32)]
     pub max_tokens: usize,
     /// Stop a sample once its text contains this string (repeatable).
     #[arg(long)]
@@ -226,15 +226,15 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
 #[derive(Args)]
 pub struct PerplexityArgs {
     /// Text file (default: the held-out text embedded in fairlm).
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub text: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Window length in tokens (default: the model's context, at most 1024).
-    #[arg(long)]
+    #[arg(value_parser = crate::args::count, long)]
     pub window: Option<usize>,
     /// Window step (default: half the window).
-    #[arg(long)]
+    #[arg(value_parser = crate::args::count, long)]
     pub stride: Option<usize>,
 }
 
@@ -259,7 +259,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
         "mean_nll": nll / n as f64, "perplexity": (nll / n as f64).exp(),
         "window": window, "stride": stride, "numeric_path": model.info().numeric_path,
     });
-    println!("{line}");
+    outln!("{line}")?;
     Ok(())
 }
 
@@ -275,10 +275,10 @@ pub fn tokenize(a: TokenizeArgs) -> Result<()> {
     let ck = a.model.open()?;
     for t in &a.texts {
         let ids = ck.tokenizer.encode(t)?;
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"text": t, "ids": ids, "tokens": ck.tokenizer.tokens(&ids)})
-        );
+        )?;
     }
     Ok(())
 }
@@ -295,8 +295,8 @@ pub fn models(a: ModelsArgs) -> Result<()> {
     if a.fetch && !default.is_file() {
         fetch::fetch_default(&default)?;
     }
-    println!("home: {}", fetch::home().display());
-    println!(
+    outln!("home: {}", fetch::home().display())?;
+    outln!(
         "default: {} -> {} ({})",
         fetch::DEFAULT_MODEL,
         default.display(),
@@ -305,7 +305,7 @@ pub fn models(a: ModelsArgs) -> Result<()> {
         } else {
             "missing; fetched on first use"
         }
-    );
+    )?;
     let dir = fetch::home().join("models");
     if let Ok(entries) = std::fs::read_dir(&dir) {
         let mut paths: Vec<PathBuf> = entries
@@ -318,7 +318,7 @@ pub fn models(a: ModelsArgs) -> Result<()> {
         paths.sort();
         for p in paths {
             let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-            println!("cached: {} ({:.1} MB)", p.display(), size as f64 / 1e6);
+            outln!("cached: {} ({:.1} MB)", p.display(), size as f64 / 1e6)?;
         }
     }
     Ok(())
@@ -329,7 +329,7 @@ pub struct SpeedArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Timed runs per piece of work (after one warm-up); the median is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(value_parser = crate::args::count, long, default_value_t = 3)]
     pub runs: usize,
     /// Batch sizes for the sampling measurement.
     #[arg(long, value_delimiter = ',', default_value = "16,32")]
@@ -347,7 +347,7 @@ pub fn speed(a: SpeedArgs) -> Result<()> {
         let mut runs = fairlm_train::trainer::time_train_step(&ck, &rows, a.runs.max(1))?;
         let raw = runs.clone();
         runs.sort_by(f64::total_cmp);
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "work": "train step 8x32 tokens, full fine-tune, AdamW, f32",
@@ -355,7 +355,7 @@ pub fn speed(a: SpeedArgs) -> Result<()> {
                 "runs_s": raw,
                 "ids": rows,
             })
-        );
+        )?;
         return Ok(());
     }
     let model = ck.build()?;
@@ -366,7 +366,7 @@ pub fn speed(a: SpeedArgs) -> Result<()> {
         a.runs.max(1),
         &a.sample_batches,
     )?;
-    println!("{}", serde_json::to_string(&report)?);
+    outln!("{}", serde_json::to_string(&report)?)?;
     Ok(())
 }
 
@@ -376,7 +376,7 @@ pub struct ConvertArgs {
     #[arg(long, default_value = fetch::DEFAULT_MODEL)]
     pub model: String,
     /// The new Hugging Face directory (config.json, model.safetensors, tokenizer.json).
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub out: PathBuf,
 }
 

@@ -27,7 +27,7 @@ pub struct ExperimentArgs {
     /// Holds before/, after/, model/, model.gguf, train.json, train-log.jsonl, compare.md,
     /// mitigation.md,
     /// report.html.
-    #[arg(long, default_value = "experiment")]
+    #[arg(value_parser = crate::args::path, long, default_value = "experiment")]
     pub out: PathBuf,
     /// Small profile (≤ 10 min): quick audits, a short mitigation on a smaller corpus.
     #[arg(long)]
@@ -40,14 +40,14 @@ pub struct ExperimentArgs {
     pub gates: GateArgs,
     /// Pronoun agreement with the prompt's subject may fall at most this many points (a model
     /// that forgets who "she" is has lost quality perplexity does not show; design §3.5).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 5.0)]
     pub max_agreement_drop: f64,
     /// The samples' group-averaged mean log-prob per token under the original model may fall at
     /// most this many nats (point estimate; ln 1.05, the perplexity gate's 5%; design §3.5).
-    #[arg(long, default_value_t = 0.049)]
+    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 0.049)]
     pub max_fluency_drop: f64,
     /// Distinct-2 of the probe's samples may fall at most this much (design §3.5).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 0.05)]
     pub max_diversity_drop: f64,
     #[command(flatten)]
     pub bench: BenchFiles,
@@ -59,10 +59,10 @@ pub struct ExperimentArgs {
 #[derive(Args, Clone)]
 pub struct BenchFiles {
     /// CrowS-Pairs CSV (your copy) scored before and after.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub crows: Option<PathBuf>,
     /// StereoSet intrasentence JSON (your copy) scored before and after.
-    #[arg(long)]
+    #[arg(value_parser = crate::args::path, long)]
     pub stereoset: Option<PathBuf>,
 }
 
@@ -188,7 +188,7 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
     write_atomic(&a.out.join("mitigation.md"), mitigation.as_bytes())?;
     let html = fairlm_report::render(&before, Some(&after), Some(&comparison));
     write_atomic(&a.out.join("report.html"), html.as_bytes())?;
-    println!("{md}{mitigation}");
+    outln!("{md}{mitigation}")?;
     eprintln!(
         "fairlm: wrote {0}/compare.md, {0}/mitigation.md and {0}/report.html",
         a.out.display()

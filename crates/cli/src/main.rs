@@ -2,6 +2,24 @@
 //! results, and maps the outcome to an exit code (0 pass, 1 gate failed, 2 error). Every
 //! error is printed once, on one line.
 
+/// Writes to stdout and returns the write's error instead of panicking as `print!` does: a
+/// reader that closes the pipe (`| head`) ends the command quietly in `main`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `out!` with a newline.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+mod args;
 mod audit;
 mod bench;
 mod compare;
@@ -77,7 +95,10 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("FAIRLM_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return argument_error(e),
+    };
     // Ok(true): done or every gate passed; Ok(false): a gate failed.
     let outcome: anyhow::Result<bool> = match cli.command {
         Command::Audit(a) => audit::run(a).map(|()| true),
@@ -101,9 +122,55 @@ fn main() -> ExitCode {
     }
 }
 
+/// Help and version go to stdout with exit 0; an argument error is printed as one line,
+/// `fairlm: error: …` (clap's tip, if any, on the same line) with exit 2, as every other error.
+fn argument_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // A closed stdout while printing help is not an error worth a message.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("fairlm: error: no command given; `fairlm --help` lists them");
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    eprintln!("fairlm: error: {}", one_line(&e.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// clap's multi-line message as one line: the usage and "for more information" lines dropped,
+/// the rest joined.
+fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .fold(String::new(), |mut line, part| {
+            if !line.is_empty() {
+                line.push_str(if line.ends_with(':') { " " } else { "; " });
+            }
+            line.push_str(part);
+            line
+        })
+}
+
 /// Prints an error on one line (each cause's first line: candle appends backtraces on later
 /// lines) and returns exit code 2.
 fn report(e: anyhow::Error) -> ExitCode {
+    if e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        // The reader closed stdout (`| head`): stopping is what it asked for.
+        return ExitCode::SUCCESS;
+    }
     let chain: Vec<String> = e
         .chain()
         .map(|c| c.to_string().lines().next().unwrap_or_default().to_string())

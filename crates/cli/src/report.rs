@@ -13,11 +13,13 @@ use crate::compare::GateArgs;
 #[derive(Args)]
 pub struct ReportArgs {
     /// results.json of an audit (the "before" one when AFTER is given).
+    #[arg(value_parser = crate::args::path)]
     pub results: PathBuf,
     /// results.json of the audit after mitigation.
+    #[arg(value_parser = crate::args::path)]
     pub after: Option<PathBuf>,
     /// The HTML file to write.
-    #[arg(short, long, default_value = "report.html")]
+    #[arg(value_parser = crate::args::path, short, long, default_value = "report.html")]
     pub output: PathBuf,
     #[command(flatten)]
     pub gates: GateArgs,
