@@ -43,6 +43,15 @@ pub enum Error {
         context: usize,
     },
 
+    /// NaN or ±Inf where a log-probability should be: a broken weight or config, never a
+    /// figure to report.
+    #[error("{}: non-finite log-probabilities (first at text {text}, token {token})", model.display())]
+    NonFinite {
+        model: PathBuf,
+        text: usize,
+        token: usize,
+    },
+
     #[error("text {index} is empty: there is no token to score")]
     EmptyText { index: usize },
 

@@ -279,7 +279,15 @@ pub fn generate_many(
             let mut still = Vec::with_capacity(active.len());
             let mut keep_rows = Vec::with_capacity(active.len());
             for (row, &s) in active.iter().enumerate() {
-                let id = samplers[s].sample(&step_logits[row][..vocab]);
+                let logits = &step_logits[row][..vocab];
+                if logits.iter().any(|x| !x.is_finite()) {
+                    return Err(Error::NonFinite {
+                        model: model.info().source.clone(),
+                        text: s / n + 1,
+                        token: step + 1,
+                    });
+                }
+                let id = samplers[s].sample(logits);
                 let out = &mut outputs[s];
                 if Some(id) == eos {
                     out.finish = "eos";

@@ -27,6 +27,37 @@ pub struct Gpt2Config {
     pub eos_token_id: Option<u32>,
 }
 
+impl Gpt2Config {
+    /// The first value outside its domain, as (config.json key, what is wrong).
+    pub fn invalid_value(&self) -> Option<(&'static str, String)> {
+        let sizes = [
+            ("vocab_size", self.vocab_size),
+            ("n_positions", self.n_positions),
+            ("n_embd", self.n_embd),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("n_inner", self.n_inner.unwrap_or(1)),
+        ];
+        if let Some((key, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            return Some((key, "must be at least 1, got 0".into()));
+        }
+        if !self.n_embd.is_multiple_of(self.n_head) {
+            return Some((
+                "n_head",
+                format!("{} does not divide n_embd {}", self.n_head, self.n_embd),
+            ));
+        }
+        let eps = self.layer_norm_epsilon;
+        if !(eps.is_finite() && eps > 0.0) {
+            return Some((
+                "layer_norm_epsilon",
+                format!("must be a finite number > 0, got {eps}"),
+            ));
+        }
+        None
+    }
+}
+
 fn default_eps() -> f64 {
     1e-5
 }
@@ -130,6 +161,7 @@ impl Gpt2 {
             activation,
             kernels,
             info: ModelInfo {
+                source: w.path().to_path_buf(),
                 architecture: "gpt2".into(),
                 vocab_size: cfg.vocab_size,
                 context_length: cfg.n_positions,

@@ -42,6 +42,50 @@ fn default_max_positions() -> usize {
 }
 
 impl LlamaConfig {
+    /// The first value outside its domain, as (config.json key, what is wrong): a zero size
+    /// or a negative epsilon would build a model whose every output is NaN.
+    pub fn invalid_value(&self) -> Option<(&'static str, String)> {
+        let sizes = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.kv_heads()),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ];
+        if let Some((key, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            return Some((key, "must be at least 1, got 0".into()));
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Some((
+                "num_attention_heads",
+                format!(
+                    "{} does not divide hidden_size {}",
+                    self.num_attention_heads, self.hidden_size
+                ),
+            ));
+        }
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
+            return Some((
+                "num_key_value_heads",
+                format!(
+                    "{} does not divide num_attention_heads {}",
+                    self.kv_heads(),
+                    self.num_attention_heads
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Some((key, format!("must be a finite number > 0, got {v}")));
+            }
+        }
+        None
+    }
     pub fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
@@ -216,6 +260,7 @@ impl Llama {
             eps: cfg.rms_norm_eps,
             kernels,
             info: ModelInfo {
+                source: w.path().to_path_buf(),
                 architecture: "llama".into(),
                 vocab_size: cfg.vocab_size,
                 context_length: cfg.max_position_embeddings,

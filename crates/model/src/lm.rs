@@ -35,6 +35,8 @@ pub struct Output {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelInfo {
+    /// The file the weights came from (named in errors about what the model computes).
+    pub source: std::path::PathBuf,
     pub architecture: String,
     pub vocab_size: usize,
     pub context_length: usize,

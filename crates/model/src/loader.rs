@@ -137,6 +137,16 @@ fn open_hf_dir(dir: &Path) -> Result<Checkpoint> {
             })
         }
     };
+    let invalid = match &config {
+        ArchConfig::Llama(c) => c.invalid_value(),
+        ArchConfig::Gpt2(c) => c.invalid_value(),
+    };
+    if let Some((key, reason)) = invalid {
+        return Err(Error::Config {
+            path: config_path,
+            reason: format!("`{key}` {reason}"),
+        });
+    }
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
@@ -303,6 +313,12 @@ fn open_gguf(path: &Path, numeric: NumericPath) -> Result<Checkpoint> {
             .ok()
             .map(|v| v as u32),
     };
+    if let Some((key, reason)) = cfg.invalid_value() {
+        return Err(Error::Gguf {
+            path: path.to_path_buf(),
+            reason: format!("metadata `{}` {reason}", gguf_key(key)),
+        });
+    }
     let kv_heads = cfg.kv_heads();
     let (mut dense, mut quantized) = (HashMap::new(), HashMap::new());
     for name in names {
@@ -342,4 +358,20 @@ fn open_gguf(path: &Path, numeric: NumericPath) -> Result<Checkpoint> {
         tokenizer,
         interleaved_rope: numeric == NumericPath::Quantized,
     })
+}
+
+/// The GGUF metadata key that holds a Llama config.json key's value.
+fn gguf_key(config_key: &str) -> &'static str {
+    match config_key {
+        "vocab_size" => "tokenizer.ggml.tokens",
+        "hidden_size" => "llama.embedding_length",
+        "intermediate_size" => "llama.feed_forward_length",
+        "num_hidden_layers" => "llama.block_count",
+        "num_attention_heads" => "llama.attention.head_count",
+        "num_key_value_heads" => "llama.attention.head_count_kv",
+        "max_position_embeddings" => "llama.context_length",
+        "rms_norm_eps" => "llama.attention.layer_norm_rms_epsilon",
+        "rope_theta" => "llama.rope.freq_base",
+        _ => "general.architecture",
+    }
 }

@@ -89,7 +89,24 @@ pub fn score_items(
         }
         on_batch(chunk.len());
     }
+    check_finite(model, &out)?;
     Ok(out)
+}
+
+/// Refuses rows with a NaN or infinite log-probability (a model with a broken weight or
+/// config computes them; reporting them as figures would be a wrong number). Text and token
+/// are counted from 1 in the message.
+pub fn check_finite(model: &dyn CausalLm, rows: &[Vec<f64>]) -> Result<()> {
+    for (text, row) in rows.iter().enumerate() {
+        if let Some(token) = row.iter().position(|x| !x.is_finite()) {
+            return Err(Error::NonFinite {
+                model: model.info().source.clone(),
+                text: text + 1,
+                token: token + 1,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Queries per forward pass for long sequences: bounds the attention matrix and the logits
@@ -340,6 +357,7 @@ pub fn score_after_prompts(
             .collect();
         out.extend(scored);
     }
+    check_finite(model, &out)?;
     Ok(out)
 }
 

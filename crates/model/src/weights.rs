@@ -52,10 +52,18 @@ impl Weights {
             },
         };
         if t.dims() != shape {
+            // In a Hugging Face directory the sizes come from config.json beside the weights:
+            // name it, since that is the file a user edits.
+            let config = self
+                .path
+                .extension()
+                .is_some_and(|x| x == "safetensors")
+                .then(|| self.path.with_file_name("config.json"));
             return Err(Error::Config {
-                path: self.path.clone(),
+                path: config.unwrap_or_else(|| self.path.clone()),
                 reason: format!(
-                    "tensor `{name}` has shape {:?}, the config implies {shape:?}",
+                    "disagrees with {}: tensor `{name}` has shape {:?}, the config implies {shape:?}",
+                    self.path.display(),
                     t.dims()
                 ),
             });
