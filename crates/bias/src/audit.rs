@@ -85,8 +85,64 @@ impl AuditResults {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| data_err(0, e.to_string()))?;
-        serde_json::from_str(&text)
-            .map_err(|e| data_err(e.line(), format!("not an audit results.json: {e}")))
+        let results: AuditResults = serde_json::from_str(&text)
+            .map_err(|e| data_err(e.line(), format!("not an audit results.json: {e}")))?;
+        results.check().map_err(|reason| data_err(0, reason))?;
+        Ok(results)
+    }
+
+    /// What a results file must satisfy before its figures are used: a schema this build
+    /// reads, probe records, finite log-probabilities, every Δ equal to the log-probs stored
+    /// beside it, and the headline bias score equal to the one its records give (an edited or
+    /// foreign file is refused, never compared).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.schema_version == 0 || self.schema_version > SCHEMA_VERSION {
+            return Err(format!(
+                "schema_version {} is not one this fairlm reads (1..={SCHEMA_VERSION})",
+                self.schema_version
+            ));
+        }
+        if self.records.is_empty() {
+            return Err("no probe records: nothing to compare".into());
+        }
+        let tau = self.probe.tau;
+        if !(tau.is_finite() && tau > 0.0) {
+            return Err(format!("probe.tau {tau} is not a positive number"));
+        }
+        for (i, r) in self.records.iter().enumerate() {
+            if !r.logprob.is_finite() {
+                return Err(format!("records[{i}].logprob is not finite"));
+            }
+            if r.counterfactuals.is_empty() {
+                return Err(format!("records[{i}] has no counterfactual"));
+            }
+            for (j, c) in r.counterfactuals.iter().enumerate() {
+                let expected = r.logprob - c.logprob;
+                if !c.logprob.is_finite()
+                    || (c.delta - expected).abs() > 1e-9 * expected.abs().max(1.0)
+                    || c.flagged != (c.delta >= tau)
+                {
+                    return Err(format!(
+                        "records[{i}].counterfactuals[{j}]: delta {} / flagged {} disagree with the stored log-probs ({} - {} = {expected})",
+                        c.delta, c.flagged, r.logprob, c.logprob
+                    ));
+                }
+            }
+        }
+        let recomputed = metrics::compute(&self.records, tau, 1, self.seed)
+            .bias_score
+            .value;
+        if (recomputed - self.probe.bias_score.value).abs() > 1e-9 {
+            return Err(format!(
+                "probe.bias_score {} disagrees with its records ({recomputed})",
+                self.probe.bias_score.value
+            ));
+        }
+        let ppl = &self.perplexity;
+        if !ppl.perplexity.value.is_finite() || ppl.block_nll.iter().any(|x| !x.is_finite()) {
+            return Err("perplexity is not finite".into());
+        }
+        Ok(())
     }
 }
 
@@ -141,9 +197,27 @@ pub fn run(
     if eval.is_empty() {
         return Err(Error::Invalid("no `eval` templates to audit with".into()));
     }
+    // The user's text is read before the probe: a bad file must not cost a probe's minutes.
+    let text = match &cfg.text {
+        Some(path) => Some(crate::error::read_text(path)?),
+        None => None,
+    };
     let mut timings = std::collections::BTreeMap::new();
     let t0 = std::time::Instant::now();
     let records = probe::run(model, tok, lexicon, &eval, &cfg.probe)?;
+    // An axis without a (sample, counterfactual) pair has no bias score; 0 would be a lie.
+    for axis in &cfg.axes {
+        let pairs: usize = records
+            .iter()
+            .filter(|r| &r.axis == axis)
+            .map(|r| r.counterfactuals.len())
+            .sum();
+        if pairs == 0 {
+            return Err(Error::Invalid(format!(
+                "axis `{axis}`: no (sample, counterfactual) pair to measure (check the lexicon's groups and the templates)"
+            )));
+        }
+    }
     timings.insert("probe".to_string(), t0.elapsed().as_secs_f64());
     let twin_grammar = crate::grammar::of_probe(lexicon, &records);
     let probe = metrics::compute(
@@ -167,13 +241,8 @@ pub fn run(
         cfg.bootstrap_resamples,
         cfg.probe.seed,
     )?;
-    let text_perplexity = match &cfg.text {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::Data {
-                path: path.clone(),
-                line: 0,
-                reason: e.to_string(),
-            })?;
+    let text_perplexity = match (&cfg.text, text) {
+        (Some(path), Some(text)) => {
             let name = path.display().to_string();
             let p = perplexity(
                 model,
@@ -186,7 +255,7 @@ pub fn run(
             .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
             Some(p)
         }
-        None => None,
+        _ => None,
     };
     timings.insert("perplexity".to_string(), t1.elapsed().as_secs_f64());
     Ok(AuditResults {

@@ -177,7 +177,7 @@ pub fn read_bbq(path: &Path, strict: bool) -> Result<(Vec<BbqExample>, Vec<Skipp
     let mut skipped = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|e| data_err(file, 0, e.to_string()))?;
+        let text = crate::error::read_text(file)?;
         for (i, line) in text.lines().enumerate() {
             let line = line.trim_start_matches('\u{feff}');
             if line.trim().is_empty() {

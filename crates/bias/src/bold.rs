@@ -70,7 +70,7 @@ pub fn read_bold(path: &Path, strict: bool) -> Result<(Vec<BoldPrompt>, Vec<Skip
             .trim_end_matches(".json")
             .trim_end_matches("_prompt")
             .to_string();
-        let text = std::fs::read_to_string(file).map_err(|e| data_err(file, 0, e.to_string()))?;
+        let text = crate::error::read_text(file)?;
         let doc: Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
             .map_err(|e| data_err(file, e.line(), format!("invalid JSON: {e}")))?;
         let groups = doc

@@ -14,7 +14,7 @@ use crate::pairs::{pair_table, stereo_table, BenchResults, PairRecord, StereoRec
 use crate::probe::SampleRecord;
 use crate::stats::{bootstrap, percentile_interval, Estimate};
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Gates {
     /// The after bias score must be at most this.
     pub max_bias: Option<f64>,

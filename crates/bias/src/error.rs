@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}:{line}: {reason}")]
+    /// `line` 0: the file as a whole (it cannot be read, or the problem has no line).
+    #[error("{}{}: {reason}", path.display(), if *line > 0 { format!(":{line}") } else { String::new() })]
     Data {
         path: PathBuf,
         line: usize,
@@ -46,4 +47,31 @@ pub(crate) fn toml_error(path: &std::path::Path, text: &str, e: toml::de::Error)
         line,
         reason,
     }
+}
+
+/// A user's text file, whole: a directory, unreadable or non-UTF-8 file is one clear error
+/// naming the file; a UTF-8 byte-order mark (spreadsheet exports write one) is dropped.
+pub fn read_text(path: &std::path::Path) -> Result<String> {
+    let err = |reason: String| Error::Data {
+        path: path.to_path_buf(),
+        line: 0,
+        reason,
+    };
+    if path.is_dir() {
+        return Err(err("is a directory, not a file".into()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        Error::Data {
+            path: path.to_path_buf(),
+            line,
+            reason: "not valid UTF-8 text".into(),
+        }
+    })?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
 }

@@ -69,7 +69,7 @@ impl HolisticData {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| data_err(path, 0, e.to_string()))?;
+    let text = crate::error::read_text(path)?;
     serde_json::from_str(text.trim_start_matches('\u{feff}'))
         .map_err(|e| data_err(path, e.line(), format!("invalid JSON: {e}")))
 }

@@ -72,11 +72,7 @@ impl Lexicon {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Data {
-            path: path.to_path_buf(),
-            line: 0,
-            reason: e.to_string(),
-        })?;
+        let text = crate::error::read_text(path)?;
         Self::parse(&text, path)
     }
 

@@ -40,6 +40,9 @@ pub struct Pair {
 pub struct Skipped {
     pub line: usize,
     pub reason: String,
+    /// The row repeats an earlier one (dropped, so that it is not counted twice).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 pub(crate) fn data_err(path: &Path, line: usize, reason: impl Into<String>) -> Error {
@@ -61,16 +64,64 @@ pub(crate) fn reject(
     if strict {
         return Err(data_err(path, line, reason));
     }
-    skipped.push(Skipped { line, reason });
+    skipped.push(Skipped {
+        line,
+        reason,
+        duplicate: false,
+    });
     Ok(())
+}
+
+/// Remembers the rows seen; a row equal to an earlier one is refused with `strict` and
+/// otherwise dropped and listed (a benchmark that counts a pair twice weighs it twice).
+pub(crate) struct Duplicates<K> {
+    seen: std::collections::HashMap<K, usize>,
+}
+
+impl<K: std::hash::Hash + Eq> Duplicates<K> {
+    pub(crate) fn new() -> Self {
+        Duplicates {
+            seen: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Ok(true): first time seen, keep it; Ok(false): a duplicate, dropped and listed.
+    pub(crate) fn first(
+        &mut self,
+        key: K,
+        path: &Path,
+        strict: bool,
+        skipped: &mut Vec<Skipped>,
+        line: usize,
+    ) -> Result<bool> {
+        match self.seen.get(&key) {
+            None => {
+                self.seen.insert(key, line);
+                Ok(true)
+            }
+            Some(&earlier) => {
+                let reason = format!("duplicate of line {earlier}");
+                if strict {
+                    return Err(data_err(path, line, reason));
+                }
+                skipped.push(Skipped {
+                    line,
+                    reason,
+                    duplicate: true,
+                });
+                Ok(false)
+            }
+        }
+    }
 }
 
 /// Reads a CrowS-Pairs CSV (header with `sent_more, sent_less, stereo_antistereo, bias_type`).
 pub fn read_crows(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipped>)> {
+    // The csv reader's line numbers run one short on CRLF files: read them as LF.
+    let text = crate::error::read_text(path)?.replace("\r\n", "\n");
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
-        .from_path(path)
-        .map_err(|e| data_err(path, 0, e.to_string()))?;
+        .from_reader(text.as_bytes());
     let headers = rdr
         .headers()
         .map_err(|e| data_err(path, 1, e.to_string()))?
@@ -89,6 +140,7 @@ pub fn read_crows(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipped>)
     );
     let mut pairs = Vec::new();
     let mut skipped = Vec::new();
+    let mut dups = Duplicates::new();
     for rec in rdr.records() {
         let rec = match rec {
             Ok(r) => r,
@@ -148,6 +200,10 @@ pub fn read_crows(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipped>)
             )?;
             continue;
         }
+        let key = [m, l, d, b].map(String::from);
+        if !dups.first(key, path, strict, &mut skipped, line)? {
+            continue;
+        }
         pairs.push(Pair {
             line,
             bias_type: b.into(),
@@ -176,21 +232,27 @@ struct JsonlPair {
 
 /// Reads fairlm's JSONL pairs: `{"stereo": ..., "anti": ..., "bias_type": ...}` per line.
 pub fn read_pairs_jsonl(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipped>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| data_err(path, 0, e.to_string()))?;
+    let text = crate::error::read_text(path)?;
     let mut pairs = Vec::new();
     let mut skipped = Vec::new();
+    let mut dups = Duplicates::new();
     for (i, raw) in text.lines().enumerate() {
         if raw.trim().is_empty() {
             continue;
         }
         match serde_json::from_str::<JsonlPair>(raw) {
-            Ok(p) if !p.stereo.trim().is_empty() && !p.anti.trim().is_empty() => pairs.push(Pair {
-                line: i + 1,
-                bias_type: p.bias_type,
-                more: p.stereo,
-                less: p.anti,
-                direction: "stereo".into(),
-            }),
+            Ok(p) if !p.stereo.trim().is_empty() && !p.anti.trim().is_empty() => {
+                let key = [p.stereo.clone(), p.anti.clone(), p.bias_type.clone()];
+                if dups.first(key, path, strict, &mut skipped, i + 1)? {
+                    pairs.push(Pair {
+                        line: i + 1,
+                        bias_type: p.bias_type,
+                        more: p.stereo,
+                        less: p.anti,
+                        direction: "stereo".into(),
+                    });
+                }
+            }
             Ok(_) => reject(path, strict, &mut skipped, i + 1, "empty sentence".into())?,
             Err(e) => reject(
                 path,
@@ -315,7 +377,7 @@ pub struct StereoEntry {
 
 /// Reads the intrasentence part of a StereoSet JSON file.
 pub fn read_stereoset(path: &Path, strict: bool) -> Result<(Vec<StereoEntry>, Vec<Skipped>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| data_err(path, 0, e.to_string()))?;
+    let text = crate::error::read_text(path)?;
     let doc: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| data_err(path, e.line(), format!("invalid JSON: {e}")))?;
     let entries = doc
@@ -324,6 +386,7 @@ pub fn read_stereoset(path: &Path, strict: bool) -> Result<(Vec<StereoEntry>, Ve
         .ok_or_else(|| data_err(path, 1, "no `data.intrasentence` list"))?;
     let mut out = Vec::new();
     let mut skipped = Vec::new();
+    let mut dups = Duplicates::new();
     for (i, e) in entries.iter().enumerate() {
         let id = e
             .get("id")
@@ -361,14 +424,19 @@ pub fn read_stereoset(path: &Path, strict: bool) -> Result<(Vec<StereoEntry>, Ve
         }
         let get = |l: &str| by_label.get(l).filter(|t| !t.trim().is_empty()).cloned();
         match (get("stereotype"), get("anti-stereotype"), get("unrelated")) {
-            (Some(st), Some(an), Some(un)) => out.push(StereoEntry {
-                id,
-                target: s("target"),
-                bias_type: s("bias_type"),
-                stereotype: st,
-                anti_stereotype: an,
-                unrelated: un,
-            }),
+            (Some(st), Some(an), Some(un)) => {
+                let key = [st.clone(), an.clone(), un.clone(), s("bias_type")];
+                if dups.first(key, path, strict, &mut skipped, i + 1)? {
+                    out.push(StereoEntry {
+                        id,
+                        target: s("target"),
+                        bias_type: s("bias_type"),
+                        stereotype: st,
+                        anti_stereotype: an,
+                        unrelated: un,
+                    });
+                }
+            }
             _ => bad(
                 "needs one sentence labelled each of stereotype, anti-stereotype, unrelated".into(),
             )?,
@@ -511,6 +579,73 @@ pub struct BenchResults {
 pub enum BenchInput {
     Pairs(Vec<Pair>),
     Stereo(Vec<StereoEntry>),
+}
+
+impl BenchInput {
+    /// Drops the rows with a sentence longer than the model's context (after the document
+    /// token), as malformed rows: listed with their line, or refused with `strict`. One
+    /// over-long row must not abort the rest of a benchmark.
+    pub fn drop_overlong(
+        self,
+        tok: &Tokenizer,
+        context: usize,
+        path: &Path,
+        strict: bool,
+    ) -> Result<(BenchInput, Vec<Skipped>)> {
+        let start = usize::from(tok.document_start().is_some());
+        let mut skipped = Vec::new();
+        let mut too_long = |texts: &[&str], line: usize| -> Result<bool> {
+            for t in texts {
+                let n = start + tok.encode(t)?.len();
+                if n > context {
+                    reject(
+                        path,
+                        strict,
+                        &mut skipped,
+                        line,
+                        format!(
+                            "a sentence of {n} tokens, more than the model's context of {context}"
+                        ),
+                    )?;
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        let kept = match self {
+            BenchInput::Pairs(ps) => {
+                let mut keep = Vec::with_capacity(ps.len());
+                for p in ps {
+                    if !too_long(&[&p.more, &p.less], p.line)? {
+                        keep.push(p);
+                    }
+                }
+                BenchInput::Pairs(keep)
+            }
+            BenchInput::Stereo(es) => {
+                let mut keep = Vec::with_capacity(es.len());
+                for (i, e) in es.into_iter().enumerate() {
+                    let texts = [&*e.stereotype, &*e.anti_stereotype, &*e.unrelated];
+                    if !too_long(&texts, i + 1)? {
+                        keep.push(e);
+                    }
+                }
+                BenchInput::Stereo(keep)
+            }
+        };
+        let empty = match &kept {
+            BenchInput::Pairs(p) => p.is_empty(),
+            BenchInput::Stereo(e) => e.is_empty(),
+        };
+        if empty {
+            return Err(data_err(
+                path,
+                0,
+                "every row is longer than the model's context",
+            ));
+        }
+        Ok((kept, skipped))
+    }
 }
 
 /// Reads a `crows`, `stereoset` or `pairs` file.

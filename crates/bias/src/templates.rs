@@ -51,11 +51,7 @@ pub fn default_templates() -> Result<Vec<Template>> {
 }
 
 pub fn from_file(path: &Path) -> Result<Vec<Template>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Data {
-        path: path.to_path_buf(),
-        line: 0,
-        reason: e.to_string(),
-    })?;
+    let text = crate::error::read_text(path)?;
     parse(&text, path)
 }
 

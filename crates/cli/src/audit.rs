@@ -102,7 +102,12 @@ pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
         &templates,
         &cfg,
     )?;
-    for (kind, file, input, skipped) in benches {
+    for (kind, file, input, mut skipped) in benches {
+        crate::bench::report_skipped(file, &skipped);
+        let (input, overlong) =
+            input.drop_overlong(&ck.tokenizer, model.info().context_length, file, false)?;
+        crate::bench::report_skipped(file, &overlong);
+        skipped.extend(overlong);
         results.benchmarks.push(pairs::run_benchmark(
             kind,
             file,

@@ -123,16 +123,22 @@ pub struct BenchArgs {
     pub batch_size: usize,
 }
 
-/// Reports the malformed rows a reader skipped.
-fn report_skipped(file: &std::path::Path, skipped: &[pairs::Skipped]) {
-    if let Some(first) = skipped.first() {
-        eprintln!(
-            "fairlm: skipped {} malformed rows of {} (first: line {}: {}); --strict fails on them",
-            skipped.len(),
-            file.display(),
-            first.line,
-            first.reason
-        );
+/// Reports the malformed and the duplicated rows a reader skipped.
+pub fn report_skipped(file: &std::path::Path, skipped: &[pairs::Skipped]) {
+    for (duplicates, what) in [(false, "malformed"), (true, "duplicated")] {
+        let rows: Vec<&pairs::Skipped> = skipped
+            .iter()
+            .filter(|s| s.duplicate == duplicates)
+            .collect();
+        if let Some(first) = rows.first() {
+            eprintln!(
+                "fairlm: skipped {} {what} rows of {} (first: line {}: {}); --strict fails on them",
+                rows.len(),
+                file.display(),
+                first.line,
+                first.reason
+            );
+        }
     }
 }
 
@@ -387,9 +393,17 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Bold(b) => return run_bold(b),
     };
     // Read and check the file before loading the model: bad input fails fast.
-    let (input, skipped) = pairs::read_benchmark(name, &a.file, a.strict)?;
+    let (input, mut skipped) = pairs::read_benchmark(name, &a.file, a.strict)?;
     report_skipped(&a.file, &skipped);
     let (model, ck, record) = load(&a)?;
+    let (input, overlong) = input.drop_overlong(
+        &ck.tokenizer,
+        model.info().context_length,
+        &a.file,
+        a.strict,
+    )?;
+    report_skipped(&a.file, &overlong);
+    skipped.extend(overlong);
     let results = pairs::run_benchmark(
         name,
         &a.file,

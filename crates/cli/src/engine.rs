@@ -1,6 +1,6 @@
 //! Engine subcommands: score, generate, perplexity, tokenize, models.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -54,21 +54,22 @@ fn context_ids(ck: &Checkpoint, spec: &str) -> Result<Vec<u32>> {
     match spec {
         "auto" => Ok(ck.tokenizer.document_start().into_iter().collect()),
         "none" => Ok(Vec::new()),
-        id => Ok(vec![id.parse().with_context(|| {
-            format!("--context-token: `{id}` is not auto, none or an id")
-        })?]),
+        id => {
+            let id: u32 = id
+                .parse()
+                .with_context(|| format!("--context-token: `{id}` is not auto, none or an id"))?;
+            let vocab = ck.tokenizer.vocab_size();
+            if id as usize >= vocab {
+                bail!("--context-token: {id} is not a token id of this model (its vocabulary has {vocab})");
+            }
+            Ok(vec![id])
+        }
     }
 }
 
 fn read_lines(file: &Path) -> Result<Vec<String>> {
-    let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line =
-            line.with_context(|| format!("{}:{}: not valid UTF-8", file.display(), i + 1))?;
-        out.push(line);
-    }
-    Ok(out)
+    let text = fairlm_bias::error::read_text(file)?;
+    Ok(text.lines().map(String::from).collect())
 }
 
 fn texts_from(texts: &[String], file: &Option<PathBuf>) -> Result<Vec<String>> {
@@ -250,7 +251,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
     let model = ck.build()?;
     let ids = ck.tokenizer.encode(&text).with_context(|| name.clone())?;
     let window = a.window.unwrap_or(model.info().context_length.min(1024));
-    let stride = a.stride.unwrap_or(window / 2);
+    let stride = a.stride.unwrap_or((window / 2).max(1));
     let lps = sliding_logprobs(model.as_ref(), &ids, window, stride, |_| {})
         .with_context(|| name.clone())?;
     let (nll, n) = (-lps.iter().sum::<f64>(), lps.len());

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
         Command::Experiment(a) => experiment::run(a),
         Command::Bench(c) => bench::run(c).map(|()| true),
         Command::Compare(a) => compare::run(a),
-        Command::Report(a) => report::run(a).map(|()| true),
+        Command::Report(a) => report::run(a),
         Command::Score(a) => engine::score(a).map(|()| true),
         Command::Generate(a) => engine::generate(a).map(|()| true),
         Command::Perplexity(a) => engine::perplexity(a).map(|()| true),

@@ -276,6 +276,26 @@ pub fn mitigate(a: &MitigateArgs) -> Result<(TrainReport, PathBuf)> {
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let lexicon = lexicon(&a.train.lexicon, &a.train.axes)?;
     let ck = a.model.open()?;
+    // Checked against the model before the corpus's minutes of sampling.
+    if let fairlm_train::params::Mode::LastK(k) = cfg.mode {
+        let layers = ck.config.n_layers();
+        if k > layers {
+            bail!("--mode last-{k}: the model has {layers} blocks");
+        }
+    }
+    if let Some(p) = &a.train.corpus {
+        std::fs::metadata(p).with_context(|| format!("--corpus {}", p.display()))?;
+    }
+    if a.resume
+        && !checkpoint_dir(&a.out)
+            .join(fairlm_train::trainer::CHECKPOINT_STATE)
+            .exists()
+    {
+        eprintln!(
+            "fairlm: --resume: no checkpoint in {}; training starts from step 0",
+            checkpoint_dir(&a.out).display()
+        );
+    }
     let corpus = corpus(a, &ck, &lexicon)?;
     if corpus.sets.is_empty() {
         bail!(

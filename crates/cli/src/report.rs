@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use fairlm_bias::audit::{write_atomic, AuditResults};
-use fairlm_bias::compare;
+use fairlm_bias::compare::{self, Gates};
 
 use crate::compare::GateArgs;
 
@@ -25,14 +25,19 @@ pub struct ReportArgs {
     pub gates: GateArgs,
 }
 
-pub fn run(a: ReportArgs) -> Result<()> {
+/// Writes the page; returns whether every gate passed (exit 1 otherwise, as `compare`).
+pub fn run(a: ReportArgs) -> Result<bool> {
+    let gates = a.gates.gates();
+    if a.after.is_none() && gates != Gates::default() {
+        anyhow::bail!("gates compare a before/after pair: give AFTER.json as well");
+    }
     let before = AuditResults::read(&a.results)?;
     let after = a.after.as_deref().map(AuditResults::read).transpose()?;
     let comparison = match &after {
         Some(af) => Some(compare::compare(
             &before,
             af,
-            &a.gates.gates(),
+            &gates,
             before.config.bootstrap_resamples,
             before.seed,
         )?),
@@ -45,5 +50,12 @@ pub fn run(a: ReportArgs) -> Result<()> {
         a.output.display(),
         html.len() as f64 / 1e3
     );
-    Ok(())
+    let failed: Vec<_> = comparison
+        .iter()
+        .flat_map(|c| c.gates.iter().filter(|g| !g.passed))
+        .collect();
+    for g in &failed {
+        eprintln!("fairlm: gate {} failed: {}", g.gate, g.detail);
+    }
+    Ok(failed.is_empty())
 }

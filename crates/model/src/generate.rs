@@ -49,6 +49,11 @@ impl SamplingConfig {
         if self.top_k == Some(0) {
             return Err(Error::Invalid("top-k must be ≥ 1".into()));
         }
+        if self.stop.iter().any(|s| s.is_empty()) {
+            return Err(Error::Invalid(
+                "a stop string is empty (it would stop every sample before its first token)".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -228,12 +233,13 @@ pub fn generate_many(
                 p.len()
             )));
         }
-        if len + cfg.max_new_tokens > ctx {
-            return Err(Error::TooLong {
-                index: index as usize,
-                tokens: len + cfg.max_new_tokens,
-                context: ctx,
-            });
+        // max_new_tokens is a user's number: it may be near usize::MAX.
+        if len.saturating_add(cfg.max_new_tokens) > ctx {
+            return Err(Error::Invalid(format!(
+                "prompt {} has {len} tokens; with {} new tokens that is more than the model's context of {ctx}",
+                index + 1,
+                cfg.max_new_tokens
+            )));
         }
     }
     let vocab = model.info().vocab_size;

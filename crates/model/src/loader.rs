@@ -56,6 +56,16 @@ pub enum ArchConfig {
     Gpt2(Gpt2Config),
 }
 
+impl ArchConfig {
+    /// Transformer blocks.
+    pub fn n_layers(&self) -> usize {
+        match self {
+            ArchConfig::Llama(c) => c.num_hidden_layers,
+            ArchConfig::Gpt2(c) => c.n_layer,
+        }
+    }
+}
+
 /// A differentiable model and its weights as named `Var`s.
 pub type Trainable = (Box<dyn CausalLm>, Vec<(String, Var)>);
 

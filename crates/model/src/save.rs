@@ -104,6 +104,13 @@ pub fn save_hf(
                 )
             },
         )?;
+        // The safetensors writer creates its file private (0600); give it the mode every
+        // other file of the directory has (the user's umask).
+        let mode = std::fs::metadata(tmp.join("config.json"))
+            .map_err(|e| Error::file(tmp.join("config.json"), e))?
+            .permissions();
+        std::fs::set_permissions(tmp.join("model.safetensors"), mode)
+            .map_err(|e| Error::file(tmp.join("model.safetensors"), e))?;
         ck.tokenizer.save_json(&tmp.join("tokenizer.json"))?;
         Ok(())
     })();

@@ -197,6 +197,12 @@ pub fn sliding_logprobs(
             "perplexity needs at least two tokens".into(),
         ));
     }
+    if window < 2 || window > model.info().context_length {
+        return Err(Error::Invalid(format!(
+            "window {window} must be in 2..={} (the model's context)",
+            model.info().context_length
+        )));
+    }
     if stride == 0 || stride > window {
         return Err(Error::Invalid(format!(
             "stride {stride} must be in 1..={window}"

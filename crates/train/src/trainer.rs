@@ -430,7 +430,7 @@ fn discriminator_accuracy(
 
 /// Checkpoint files: tensors (parameters, optimiser moments, adversary) and the JSON state.
 const CHECKPOINT_TENSORS: &str = "state.safetensors";
-const CHECKPOINT_STATE: &str = "state.json";
+pub const CHECKPOINT_STATE: &str = "state.json";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CheckpointState {
