@@ -31,14 +31,35 @@ pub fn model_record(
 ) -> Result<fairlm_bias::audit::ModelRecord> {
     Ok(fairlm_bias::audit::ModelRecord {
         path: path.display().to_string(),
-        sha256: if path.is_file() {
-            fetch::sha256_file(path)?
-        } else {
-            String::from("(directory)")
-        },
+        sha256: model_sha256(path)?,
         architecture: model.info().architecture.clone(),
         numeric_path: model.info().numeric_path.clone(),
     })
+}
+
+/// The sha256 of a model file; of a Hugging Face directory, the sha256 of its config.json and
+/// weight files' names and hashes (what identifies the model, not the directory's path).
+pub fn model_sha256(path: &Path) -> Result<String> {
+    if path.is_file() {
+        return Ok(fetch::sha256_file(path)?);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| path.display().to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| n == "config.json")
+                || p.extension().is_some_and(|x| x == "safetensors")
+        })
+        .collect();
+    files.sort();
+    let listing: String = files
+        .iter()
+        .map(|f| {
+            let name = f.file_name().unwrap_or_default().to_string_lossy();
+            Ok(format!("{name} {}\n", fetch::sha256_file(f)?))
+        })
+        .collect::<Result<_>>()?;
+    Ok(fetch::sha256_bytes(listing.as_bytes()))
 }
 
 impl ModelArgs {

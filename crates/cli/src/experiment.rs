@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use fairlm_bias::audit::{
     continuation_logprobs, mean_logprob, recorded_logprobs, write_atomic, AuditResults,
@@ -56,7 +56,7 @@ pub struct ExperimentArgs {
 }
 
 /// Pair benchmarks both audits of an experiment run.
-#[derive(Args, Clone)]
+#[derive(Args, Clone, serde::Serialize)]
 pub struct BenchFiles {
     /// CrowS-Pairs CSV (your copy) scored before and after.
     #[arg(value_parser = crate::args::path, long)]
@@ -110,6 +110,83 @@ fn audit_stage(a: &ExperimentArgs, model: &ModelArgs, name: &str) -> Result<Audi
     crate::audit::audit(&args)
 }
 
+/// What produced an experiment directory: written at its start, compared on `--resume` so that
+/// finished stages of another model or other settings are never reused.
+#[derive(serde::Serialize)]
+struct Provenance<'a> {
+    fairlm_version: &'static str,
+    /// The model is identified by its content (a path may be spelt two ways).
+    model_sha256: String,
+    dtype: fairlm_model::NumericPath,
+    quick: bool,
+    bench: &'a BenchFiles,
+    train: &'a TrainArgs,
+}
+
+const PROVENANCE: &str = "experiment.json";
+
+/// Writes OUT/experiment.json, or on `--resume` refuses a directory made otherwise, naming the
+/// first setting that differs.
+fn check_provenance(a: &ExperimentArgs) -> Result<()> {
+    let path = fairlm_model::fetch::resolve(&a.model.model)?;
+    let now = serde_json::to_value(Provenance {
+        fairlm_version: env!("CARGO_PKG_VERSION"),
+        dtype: a.model.dtype,
+        model_sha256: crate::engine::model_sha256(&path)?,
+        quick: a.quick,
+        bench: &a.bench,
+        train: &a.train,
+    })?;
+    let file = a.out.join(PROVENANCE);
+    let has_stages = ["before", "model", "corpus.json", "checkpoint"]
+        .iter()
+        .any(|s| a.out.join(s).exists());
+    if a.resume && has_stages {
+        let text = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "--resume: {} has finished stages but no {PROVENANCE} saying what made them; start a new --out",
+                a.out.display()
+            )
+        })?;
+        let then: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not an experiment record", file.display()))?;
+        if let Some(field) = first_difference(&then, &now, "") {
+            anyhow::bail!(
+                "{}: --resume with other settings than the interrupted run: `{field}` differs; resume with the same ones or start a new --out",
+                file.display()
+            );
+        }
+        return Ok(());
+    }
+    write_atomic(&file, serde_json::to_string_pretty(&now)?.as_bytes())?;
+    Ok(())
+}
+
+/// The dotted path of the first leaf where `a` and `b` differ.
+fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            keys.into_iter().find_map(|k| {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => first_difference(u, v, &path),
+                    _ => Some(path),
+                }
+            })
+        }
+        _ if a == b => None,
+        _ => Some(at.to_string()),
+    }
+}
+
 pub fn run(mut a: ExperimentArgs) -> Result<bool> {
     if a.quick {
         // The quick profile: 12 steps on a corpus from 6 train templates, one sample each,
@@ -127,6 +204,7 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
         a.gates.max_ppl_increase = Some(5.0);
     }
     std::fs::create_dir_all(&a.out)?;
+    check_provenance(&a)?;
     let seed = a.train.seed;
     eprintln!("fairlm: experiment 1/3: audit of the original model");
     let before = audit_stage(&a, &a.model, "before")?;

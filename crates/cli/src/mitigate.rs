@@ -34,7 +34,7 @@ pub struct MitigateArgs {
 }
 
 /// Training options shared by `mitigate` and `experiment`.
-#[derive(Args, Clone)]
+#[derive(Args, Clone, serde::Serialize)]
 pub struct TrainArgs {
     /// Training text (one sentence per line, or JSONL with `text`); default: sampled from the
     /// model on the `train` templates and neutral prompts.
