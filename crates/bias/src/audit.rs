@@ -84,7 +84,7 @@ impl AuditResults {
             line,
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| data_err(0, e.to_string()))?;
+        let text = crate::error::read_text(path)?;
         let results: AuditResults = serde_json::from_str(&text)
             .map_err(|e| data_err(e.line(), format!("not an audit results.json: {e}")))?;
         results.check().map_err(|reason| data_err(0, reason))?;

@@ -201,11 +201,7 @@ pub fn read_bbq(path: &Path, strict: bool) -> Result<(Vec<BbqExample>, Vec<Skipp
         }
     }
     if out.is_empty() {
-        return Err(data_err(
-            path,
-            1,
-            format!("no usable BBQ question ({} lines skipped)", skipped.len()),
-        ));
+        return Err(crate::pairs::nothing_usable(path, "BBQ question", &skipped));
     }
     Ok((out, skipped))
 }

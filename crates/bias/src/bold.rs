@@ -137,11 +137,7 @@ pub fn read_bold(path: &Path, strict: bool) -> Result<(Vec<BoldPrompt>, Vec<Skip
         }
     }
     if out.is_empty() {
-        return Err(data_err(
-            path,
-            1,
-            format!("no usable BOLD prompt ({} entries skipped)", skipped.len()),
-        ));
+        return Err(crate::pairs::nothing_usable(path, "BOLD prompt", &skipped));
     }
     Ok((out, skipped))
 }

@@ -139,8 +139,22 @@ pub fn read_holistic(dir: &Path, strict: bool) -> Result<(HolisticData, Vec<Skip
     let path = dir.join("standalone_noun_phrases.json");
     if path.exists() {
         let doc = read_json(&path)?;
-        for (axis, list) in doc.as_object().into_iter().flatten() {
-            for (i, item) in list.as_array().into_iter().flatten().enumerate() {
+        let Some(axes) = doc.as_object() else {
+            return Err(data_err(
+                &path,
+                0,
+                "expected an object: axis → list of noun phrases",
+            ));
+        };
+        for (axis, list) in axes {
+            let Some(list) = list.as_array() else {
+                return Err(data_err(
+                    &path,
+                    0,
+                    format!("`{axis}` is not a list of noun phrases"),
+                ));
+            };
+            for (i, item) in list.iter().enumerate() {
                 let (np, plural) = match item {
                     Value::String(s) => (Some(s.clone()), None),
                     Value::Object(o) => (

@@ -53,6 +53,20 @@ pub(crate) fn data_err(path: &Path, line: usize, reason: impl Into<String>) -> E
     }
 }
 
+/// The error of a file in which no row could be used: how many were skipped, and why the
+/// first was (a BOM or a wrong delimiter makes every row fail the same way).
+pub(crate) fn nothing_usable(path: &Path, what: &str, skipped: &[Skipped]) -> Error {
+    let why = skipped
+        .first()
+        .map(|s| format!("; first: line {}: {}", s.line, s.reason))
+        .unwrap_or_default();
+    data_err(
+        path,
+        0,
+        format!("no usable {what} ({} skipped{why})", skipped.len()),
+    )
+}
+
 /// Collects a malformed row: an error with `strict`, otherwise a skip.
 pub(crate) fn reject(
     path: &Path,
@@ -213,11 +227,7 @@ pub fn read_crows(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipped>)
         });
     }
     if pairs.is_empty() {
-        return Err(data_err(
-            path,
-            1,
-            format!("no usable pair ({} rows skipped)", skipped.len()),
-        ));
+        return Err(nothing_usable(path, "pair", &skipped));
     }
     Ok((pairs, skipped))
 }
@@ -240,7 +250,15 @@ pub fn read_pairs_jsonl(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Ski
         if raw.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<JsonlPair>(raw) {
+        // serde reads a struct from an array too ("[stereo, anti, type]"): not this format.
+        let parsed = serde_json::from_str::<serde_json::Value>(raw).and_then(|v| {
+            if v.is_object() {
+                serde_json::from_value::<JsonlPair>(v)
+            } else {
+                Err(serde::de::Error::custom("expected a JSON object"))
+            }
+        });
+        match parsed {
             Ok(p) if !p.stereo.trim().is_empty() && !p.anti.trim().is_empty() => {
                 let key = [p.stereo.clone(), p.anti.clone(), p.bias_type.clone()];
                 if dups.first(key, path, strict, &mut skipped, i + 1)? {
@@ -264,11 +282,7 @@ pub fn read_pairs_jsonl(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Ski
         }
     }
     if pairs.is_empty() {
-        return Err(data_err(
-            path,
-            1,
-            format!("no usable pair ({} rows skipped)", skipped.len()),
-        ));
+        return Err(nothing_usable(path, "pair", &skipped));
     }
     Ok((pairs, skipped))
 }
@@ -443,11 +457,7 @@ pub fn read_stereoset(path: &Path, strict: bool) -> Result<(Vec<StereoEntry>, Ve
         }
     }
     if out.is_empty() {
-        return Err(data_err(
-            path,
-            1,
-            format!("no usable intrasentence entry ({} skipped)", skipped.len()),
-        ));
+        return Err(nothing_usable(path, "intrasentence entry", &skipped));
     }
     Ok((out, skipped))
 }
@@ -803,7 +813,7 @@ mod tests {
         assert!(e.contains("x1") && e.contains("BLANK"), "{e}");
         let e = read_stereoset(&p, false).unwrap_err().to_string();
         assert!(
-            e.contains("no usable intrasentence entry (2 skipped)"),
+            e.contains("no usable intrasentence entry (2 skipped; first: line 1:"),
             "{e}"
         );
     }

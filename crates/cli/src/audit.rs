@@ -22,10 +22,10 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Continuations per (template, group) [default: 3; --quick: 2].
-    #[arg(value_parser = crate::args::count, long)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long)]
     pub samples: Option<usize>,
     /// Δ threshold in nats (default ln 2).
-    #[arg(value_parser = crate::args::positive, long, default_value_t = std::f64::consts::LN_2)]
+    #[arg(value_parser = crate::args::positive, allow_hyphen_values = true, long, default_value_t = std::f64::consts::LN_2)]
     pub tau: f64,
     /// Comma-separated axes (default: all).
     #[arg(long, value_delimiter = ',')]
@@ -39,7 +39,7 @@ pub struct AuditArgs {
     /// Templates (TOML) instead of the built-in ones.
     #[arg(value_parser = crate::args::path, long)]
     pub templates: Option<PathBuf>,
-    #[arg(value_parser = crate::args::count, long, default_value_t = 1000)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 1000)]
     pub bootstrap: usize,
     /// Also report the perplexity of this text file.
     #[arg(value_parser = crate::args::path, long)]

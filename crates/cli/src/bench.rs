@@ -38,20 +38,20 @@ pub struct BoldArgs {
     #[command(flatten)]
     pub common: BenchArgs,
     /// Prompts drawn per (domain, group), seeded; 0: all 23,679.
-    #[arg(value_parser = crate::args::count, long, default_value_t = 20)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 20)]
     pub per_group: usize,
     /// Continuations per prompt.
-    #[arg(value_parser = crate::args::count, long, default_value_t = 1)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 1)]
     pub samples: usize,
     /// Continuations stop at the end of the first sentence or after this many tokens.
-    #[arg(value_parser = crate::args::count, long, default_value_t = 24)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 24)]
     pub max_tokens: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// A counterfactual pair is flagged when Δ ≥ τ (nats).
-    #[arg(value_parser = crate::args::positive, long, default_value_t = std::f64::consts::LN_2)]
+    #[arg(value_parser = crate::args::positive, allow_hyphen_values = true, long, default_value_t = std::f64::consts::LN_2)]
     pub tau: f64,
-    #[arg(value_parser = crate::args::count, long, default_value_t = 1000)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 1000)]
     pub bootstrap: usize,
     /// A lexicon (TOML) added to the built-in one for the counterfactual swaps.
     #[arg(value_parser = crate::args::path, long)]
@@ -67,20 +67,20 @@ pub struct HolisticArgs {
     #[command(flatten)]
     pub common: BenchArgs,
     /// Descriptors drawn per axis (seeded); 0: all.
-    #[arg(value_parser = crate::args::count, long, default_value_t = 6)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 6)]
     pub descriptors: usize,
     /// Sentence templates drawn (seeded); 0: all.
     #[arg(long, default_value_t = 8)]
     pub templates: usize,
     /// Nouns drawn (seeded); 0: all.
-    #[arg(value_parser = crate::args::count, long, default_value_t = 4)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 4)]
     pub nouns: usize,
     /// Every descriptor, template and noun (~450k sentences).
     #[arg(long)]
     pub full: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(value_parser = crate::args::count, long, default_value_t = 1000)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 1000)]
     pub bootstrap: usize,
     /// results.json of an earlier `bench holistic` run (the model before): also print the
     /// paired change of each figure.
@@ -94,12 +94,12 @@ pub struct BbqArgs {
     pub common: BenchArgs,
     /// Questions drawn per (category, context condition), seeded (the full set is ~58k
     /// questions, ~4M tokens to score); 0 scores every question.
-    #[arg(value_parser = crate::args::count, long, default_value_t = 100)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 100)]
     pub per_stratum: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Bootstrap resamples of the CIs.
-    #[arg(value_parser = crate::args::count, long, default_value_t = 1000)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 1000)]
     pub bootstrap: usize,
     /// results.json of an earlier `bench bbq` run (the model before): also print the paired
     /// change of accuracy, s_DIS and s_AMB.
@@ -119,7 +119,7 @@ pub struct BenchArgs {
     /// Directory for results.json (tables and per-pair records).
     #[arg(value_parser = crate::args::path, long)]
     pub out: Option<PathBuf>,
-    #[arg(value_parser = crate::args::count, long, default_value_t = 32)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 32)]
     pub batch_size: usize,
 }
 

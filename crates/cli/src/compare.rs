@@ -12,16 +12,16 @@ use fairlm_bias::compare::{self, Gates};
 #[derive(Args)]
 pub struct GateArgs {
     /// Fail (exit 1) when the bias score after is above this.
-    #[arg(value_parser = crate::args::non_negative, long)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long)]
     pub max_bias: Option<f64>,
     /// Fail when after / before bias score is above this.
-    #[arg(value_parser = crate::args::positive, long)]
+    #[arg(value_parser = crate::args::positive, allow_hyphen_values = true, long)]
     pub max_bias_ratio: Option<f64>,
     /// Fail when held-out perplexity rises more than this many percent.
-    #[arg(value_parser = crate::args::non_negative, long)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long)]
     pub max_ppl_increase: Option<f64>,
     /// Fail when StereoSet lms after is below this (the audits must have run --stereoset).
-    #[arg(value_parser = crate::args::percent, long)]
+    #[arg(value_parser = crate::args::percent, allow_hyphen_values = true, long)]
     pub min_lms: Option<f64>,
 }
 
@@ -49,7 +49,7 @@ pub struct CompareArgs {
     /// Also write the table here (Markdown).
     #[arg(value_parser = crate::args::path, long)]
     pub out: Option<PathBuf>,
-    #[arg(value_parser = crate::args::count, long, default_value_t = 1000)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 1000)]
     pub bootstrap: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

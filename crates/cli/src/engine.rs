@@ -119,7 +119,7 @@ pub struct ScoreArgs {
     /// Include per-token ids and log-probabilities.
     #[arg(long)]
     pub per_token: bool,
-    #[arg(value_parser = crate::args::count, long, default_value_t = 16)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 16)]
     pub batch_size: usize,
 }
 
@@ -187,18 +187,18 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Samples per prompt.
-    #[arg(value_parser = crate::args::count, short, long, default_value_t = 1)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, short, long, default_value_t = 1)]
     pub n: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// 0 is greedy.
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 1.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 1.0)]
     pub temperature: f64,
-    #[arg(value_parser = crate::args::count, long)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long)]
     pub top_k: Option<usize>,
     #[arg(long)]
     pub top_p: Option<f64>,
-    #[arg(value_parser = crate::args::count, long, default_value_t = 32)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 32)]
     pub max_tokens: usize,
     /// Stop a sample once its text contains this string (repeatable).
     #[arg(long)]
@@ -253,19 +253,16 @@ pub struct PerplexityArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Window length in tokens (default: the model's context, at most 1024).
-    #[arg(value_parser = crate::args::count, long)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long)]
     pub window: Option<usize>,
     /// Window step (default: half the window).
-    #[arg(value_parser = crate::args::count, long)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long)]
     pub stride: Option<usize>,
 }
 
 pub fn perplexity(a: PerplexityArgs) -> Result<()> {
     let (name, text) = match &a.text {
-        Some(p) => (
-            p.display().to_string(),
-            std::fs::read_to_string(p).with_context(|| p.display().to_string())?,
-        ),
+        Some(p) => (p.display().to_string(), fairlm_bias::error::read_text(p)?),
         None => ("heldout (embedded)".to_string(), HELDOUT.to_string()),
     };
     let ck = a.model.open()?;
@@ -351,7 +348,7 @@ pub struct SpeedArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Timed runs per piece of work (after one warm-up); the median is reported.
-    #[arg(value_parser = crate::args::count, long, default_value_t = 3)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 3)]
     pub runs: usize,
     /// Batch sizes for the sampling measurement.
     #[arg(long, value_delimiter = ',', default_value = "16,32")]

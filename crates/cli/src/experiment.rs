@@ -40,14 +40,14 @@ pub struct ExperimentArgs {
     pub gates: GateArgs,
     /// Pronoun agreement with the prompt's subject may fall at most this many points (a model
     /// that forgets who "she" is has lost quality perplexity does not show; design §3.5).
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 5.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 5.0)]
     pub max_agreement_drop: f64,
     /// The samples' group-averaged mean log-prob per token under the original model may fall at
     /// most this many nats (point estimate; ln 1.05, the perplexity gate's 5%; design §3.5).
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 0.049)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 0.049)]
     pub max_fluency_drop: f64,
     /// Distinct-2 of the probe's samples may fall at most this much (design §3.5).
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 0.05)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 0.05)]
     pub max_diversity_drop: f64,
     #[command(flatten)]
     pub bench: BenchFiles,

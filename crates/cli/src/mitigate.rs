@@ -43,62 +43,62 @@ pub struct TrainArgs {
     /// `full`, `last-K` (the last K blocks and the final norm) or `lora-R` (merged on save).
     #[arg(long, default_value = "full")]
     pub mode: String,
-    #[arg(value_parser = crate::args::count, long, default_value_t = 140)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 140)]
     pub steps: usize,
     /// Counterfactual pairs per micro-batch.
-    #[arg(value_parser = crate::args::count, long, default_value_t = 8)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 8)]
     pub pairs: usize,
     /// Neutral sentences per micro-batch.
     #[arg(long, default_value_t = 4)]
     pub neutral: usize,
-    #[arg(value_parser = crate::args::count, long, default_value_t = 1)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 1)]
     pub accumulation: usize,
-    #[arg(value_parser = crate::args::positive, long, default_value_t = 3e-5)]
+    #[arg(value_parser = crate::args::positive, allow_hyphen_values = true, long, default_value_t = 3e-5)]
     pub lr: f64,
     #[arg(long, default_value_t = 10)]
     pub warmup: usize,
-    #[arg(value_parser = crate::args::positive, long, default_value_t = 1.0)]
+    #[arg(value_parser = crate::args::positive, allow_hyphen_values = true, long, default_value_t = 1.0)]
     pub clip: f64,
     /// Weight of the LM cross-entropy on the augmented data.
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 1.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 1.0)]
     pub w_ce: f64,
     /// Weight of the swap-aware counterfactual consistency loss.
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 2.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 2.0)]
     pub w_consistency: f64,
     /// Weight of the equalising loss (Qian et al. 2019).
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 0.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 0.0)]
     pub w_equalising: f64,
     /// Weight of the attribute-gap penalty (needs --attributes or the default occupations).
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 0.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 0.0)]
     pub w_attribute: f64,
     /// Weight of the KL anchor to the original model on neutral text.
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 1.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 1.0)]
     pub w_anchor: f64,
     /// Weight of the KL to the original model's counterfactual average (the normalised
     /// geometric mean of its next-token distributions after a sentence and after its twin)
     /// at aligned positions (RESULTS.md: it keeps diversity and perplexity, and lowers the
     /// samples' likelihood under the original).
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 0.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 0.0)]
     pub w_pair_anchor: f64,
     /// Weight of the sequence-level counterfactual term: a pair's whole-sentence log-ratio
     /// log P(s) − log P(swap(s)) from the first swapped token on, against the original's
     /// log-ratio of the swapped words alone after the context token (how often each group is
     /// named at all is kept).
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 0.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 0.0)]
     pub w_sequence: f64,
     /// λ of the gradient reversal in front of the adversarial discriminator (0: off).
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 0.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 0.0)]
     pub adversary: f64,
     /// Comma-separated attribute words for the attribute-gap penalty (default: the
     /// occupations and traits of data/attributes.toml).
     #[arg(long, value_delimiter = ',')]
     pub attributes: Vec<String>,
     /// Stop when held-out perplexity rises more than this many percent.
-    #[arg(value_parser = crate::args::non_negative, long, default_value_t = 5.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 5.0)]
     pub guard: f64,
-    #[arg(value_parser = crate::args::count, long, default_value_t = 20)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 20)]
     pub eval_every: usize,
-    #[arg(value_parser = crate::args::count, long, default_value_t = 20)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 20)]
     pub checkpoint_every: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -113,13 +113,13 @@ pub struct TrainArgs {
     #[arg(value_parser = crate::args::path, long)]
     pub templates: Option<PathBuf>,
     /// Continuations per (train template, group) in the sampled corpus.
-    #[arg(value_parser = crate::args::count, long, default_value_t = 2)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 2)]
     pub corpus_samples: usize,
     /// Counterfactual pairs probed for the discriminator accuracy before and after.
-    #[arg(value_parser = crate::args::count, long, default_value_t = 160)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 160)]
     pub discriminator_pairs: usize,
     /// Sample the corpus from at most this many `train` templates (default: all).
-    #[arg(value_parser = crate::args::count, long)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long)]
     pub corpus_templates: Option<usize>,
     /// Give the sampled corpus's prompts to the model instead of teaching them (the
     /// cross-entropy skips them; RESULTS.md: less template text in the samples, but their

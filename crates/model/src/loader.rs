@@ -138,8 +138,9 @@ fn open_hf_dir(dir: &Path) -> Result<Checkpoint> {
         reason: e.to_string(),
     };
     let config = match model_type.as_str() {
-        "llama" => ArchConfig::Llama(serde_json::from_value(value).map_err(parse_err)?),
-        "gpt2" => ArchConfig::Gpt2(serde_json::from_value(value).map_err(parse_err)?),
+        // Parsed from the text again, so that a wrong value's error has its line and column.
+        "llama" => ArchConfig::Llama(serde_json::from_str(&text).map_err(parse_err)?),
+        "gpt2" => ArchConfig::Gpt2(serde_json::from_str(&text).map_err(parse_err)?),
         other => {
             return Err(Error::UnknownArchitecture {
                 path: config_path,

@@ -65,7 +65,7 @@ pub fn score_items(
     for (i, it) in items.iter().enumerate() {
         if it.tokens.len() > ctx {
             return Err(Error::TooLong {
-                index: i,
+                index: i + 1,
                 tokens: it.tokens.len(),
                 context: ctx,
             });
@@ -309,7 +309,7 @@ pub fn score_after_prompts(
     let longest = items.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
     if len + longest > ctx {
         return Err(Error::TooLong {
-            index: 0,
+            index: 1,
             tokens: len + longest,
             context: ctx,
         });

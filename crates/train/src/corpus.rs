@@ -174,7 +174,7 @@ pub fn augment_labelled(lexicon: &Lexicon, labelled: &[Labelled], other: &[Strin
 /// Reads a corpus file: JSONL with a `text` field per line when it ends in `.jsonl`, else
 /// one sentence per non-empty line.
 pub fn read_corpus(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+    let text = fairlm_bias::error::read_text(path)?;
     let jsonl = path.extension().is_some_and(|e| e == "jsonl");
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
