@@ -38,7 +38,7 @@ pub struct BoldArgs {
     #[command(flatten)]
     pub common: BenchArgs,
     /// Prompts drawn per (domain, group), seeded; 0: all 23,679.
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20)]
     pub per_group: usize,
     /// Continuations per prompt.
     #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 1)]
@@ -67,13 +67,13 @@ pub struct HolisticArgs {
     #[command(flatten)]
     pub common: BenchArgs,
     /// Descriptors drawn per axis (seeded); 0: all.
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6)]
     pub descriptors: usize,
     /// Sentence templates drawn (seeded); 0: all.
     #[arg(long, default_value_t = 8)]
     pub templates: usize,
     /// Nouns drawn (seeded); 0: all.
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4)]
     pub nouns: usize,
     /// Every descriptor, template and noun (~450k sentences).
     #[arg(long)]
@@ -94,7 +94,7 @@ pub struct BbqArgs {
     pub common: BenchArgs,
     /// Questions drawn per (category, context condition), seeded (the full set is ~58k
     /// questions, ~4M tokens to score); 0 scores every question.
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100)]
     pub per_stratum: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

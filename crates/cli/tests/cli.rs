@@ -677,12 +677,19 @@ fn write_json(path: &Path, v: &serde_json::Value) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// Edits every pair to Δ = `delta` as an audit would have written it: the counterfactual's
+/// log-prob, the flag and the headline agree with it (fairlm refuses a file where they do not).
 fn set_all_deltas(v: &mut serde_json::Value, delta: f64) {
+    let tau = v["probe"]["tau"].as_f64().unwrap();
     for r in v["records"].as_array_mut().unwrap() {
+        let own = r["logprob"].as_f64().unwrap();
         for c in r["counterfactuals"].as_array_mut().unwrap() {
             c["delta"] = serde_json::json!(delta);
+            c["logprob"] = serde_json::json!(own - delta);
+            c["flagged"] = serde_json::json!(delta >= tau);
         }
     }
+    v["probe"]["bias_score"]["value"] = serde_json::json!(if delta >= tau { 1.0 } else { 0.0 });
 }
 
 fn compare(before: &str, after: &str, extra: &[&str]) -> Output {
@@ -810,7 +817,7 @@ fn compare_refuses_different_schemas_and_probes() {
         &write_json(&d.join("s.json"), &other),
         &[],
     );
-    assert_one_line_error(out, &["not comparable", "schema versions 1 and 2"]);
+    assert_one_line_error(out, &["s.json", "schema_version 2"]);
     let mut fewer = v.clone();
     fewer["records"].as_array_mut().unwrap().pop();
     let out = compare(
@@ -822,36 +829,40 @@ fn compare_refuses_different_schemas_and_probes() {
 }
 
 #[test]
-fn compare_recomputes_the_headline_from_the_records() {
+fn compare_refuses_a_headline_its_records_do_not_give() {
     let (d, v) = tiny_audit("cmp-edit");
     let tau = v["probe"]["tau"].as_f64().unwrap();
     let mut edited = v.clone();
-    // Flip one unflagged pair to flagged: the recomputed bias score must move, although the
-    // stored metrics still say the old value.
+    // Flip one unflagged pair to flagged, consistently with its log-probs: the stored headline
+    // no longer follows from the records, and the file is refused rather than trusted.
     let rec = edited["records"]
         .as_array_mut()
         .unwrap()
         .iter_mut()
-        .flat_map(|r| r["counterfactuals"].as_array_mut().unwrap().iter_mut())
-        .find(|c| c["delta"].as_f64().unwrap() < tau)
+        .flat_map(|r| {
+            let own = r["logprob"].as_f64().unwrap();
+            r["counterfactuals"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .map(move |c| (own, c))
+        })
+        .find(|(_, c)| c["delta"].as_f64().unwrap() < tau)
         .expect("an unflagged pair");
-    rec["delta"] = serde_json::json!(tau + 1.0);
+    let (own, c) = rec;
+    c["delta"] = serde_json::json!(tau + 1.0);
+    c["logprob"] = serde_json::json!(own - (tau + 1.0));
+    c["flagged"] = serde_json::json!(true);
     let out = compare(
         &write_json(&d.join("a.json"), &v),
         &write_json(&d.join("e.json"), &edited),
         &[],
     );
-    assert!(out.status.success());
-    let table = String::from_utf8_lossy(&out.stdout);
-    let row = table
-        .lines()
-        .find(|l| l.starts_with("| bias score |"))
-        .unwrap();
-    assert!(!row.contains("| +0.0000 ["), "{row}");
+    assert_one_line_error(out, &["e.json", "bias_score", "disagrees with its records"]);
 }
 
 #[test]
-fn report_page_recomputes_the_headline_from_the_records() {
+fn report_page_shows_the_headline_of_its_records() {
     let (d, v) = tiny_audit("report-edit");
     let headline = |v: &serde_json::Value, name: &str| {
         let json = write_json(&d.join(format!("{name}.json")), v);
@@ -879,7 +890,6 @@ fn report_page_recomputes_the_headline_from_the_records() {
     );
     let mut edited = v.clone();
     set_all_deltas(&mut edited, 0.0);
-    // The stored metrics still say the old score; the page must not.
     assert_eq!(headline(&edited, "b"), "0.000");
 }
 

@@ -70,8 +70,13 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// candle's message without the backtrace it appends when `RUST_BACKTRACE` is set.
+/// candle's message without the backtrace it appends when `RUST_BACKTRACE` is set (the
+/// backtrace is not even formatted: resolving its symbols holds tens of megabytes).
 pub(crate) fn candle_message(e: &candle_core::Error) -> String {
+    let mut e = e;
+    while let candle_core::Error::WithBacktrace { inner, .. } = e {
+        e = inner;
+    }
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 

@@ -6,6 +6,8 @@
 //! committed. Totals (cases / clean errors / panics / silent results) go to stdout and to
 //! `target/bad-inputs-totals.txt`, which CI prints.
 
+mod properties;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -950,7 +952,7 @@ fn build() -> Corpus {
     }
 
     // ---- Results files that are edited, empty or foreign. ----
-    c.cases.extend(results_cases(&mut c.dir.clone(), &llama));
+    c.cases.extend(results_cases(&c.dir.clone(), &llama));
 
     // ---- Arguments: each out of its domain, refused before any work. ----
     let argument_cases: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
@@ -1143,19 +1145,19 @@ fn build() -> Corpus {
             vec!["--stride"],
         ),
         (
-            "bench bbq --per-stratum 0",
-            vec!["bench", "bbq", "--file", "x", "--per-stratum", "0"],
-            vec!["--per-stratum"],
+            "bench bbq --per-stratum -1",
+            vec!["bench", "bbq", "--file", "x", "--per-stratum", "-1"],
+            vec!["-1"],
         ),
         (
-            "bench holistic --descriptors 0",
-            vec!["bench", "holistic", "--file", "x", "--descriptors", "0"],
-            vec!["--descriptors"],
+            "bench holistic --descriptors -1",
+            vec!["bench", "holistic", "--file", "x", "--descriptors", "-1"],
+            vec!["-1"],
         ),
         (
-            "bench bold --per-group 0",
-            vec!["bench", "bold", "--file", "x", "--per-group", "0"],
-            vec!["--per-group"],
+            "bench bold --per-group -1",
+            vec!["bench", "bold", "--file", "x", "--per-group", "-1"],
+            vec!["-1"],
         ),
         ("bench: no subcommand", vec!["bench"], vec!["no command"]),
         ("no command", vec![], vec!["no command"]),
@@ -1332,7 +1334,7 @@ fn build() -> Corpus {
 }
 
 /// Results files: an audit of the tiny model, then copies of it edited by hand.
-fn results_cases(dir: &mut PathBuf, llama: &str) -> Vec<Case> {
+fn results_cases(dir: &Path, llama: &str) -> Vec<Case> {
     let out = dir.join("audit-ok");
     let status = Command::new(env!("CARGO_BIN_EXE_fairlm"))
         .args([
@@ -1352,7 +1354,8 @@ fn results_cases(dir: &mut PathBuf, llama: &str) -> Vec<Case> {
         serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
     let good = good.display().to_string();
     let mut cases = Vec::new();
-    let edits: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let edits: Vec<(&str, Edit, &str)> = vec![
         (
             "delta edited",
             Box::new(|d| d["records"][0]["counterfactuals"][0]["delta"] = 99.0.into()),
