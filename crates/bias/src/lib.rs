@@ -2,6 +2,10 @@
 //! counterfactual swaps → the generation probe (samples, Δ per counterfactual) → metrics
 //! with bootstrap confidence intervals → the audit's results. Nothing here trains.
 
+// No unwrap/expect outside tests: a user's input or the file system must not be able to make
+// fairlm panic (issue 16). Invariants that cannot fail carry an allow with the reason.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod audit;
 pub mod bbq;
 pub mod bold;

@@ -2,6 +2,10 @@
 //! results, and maps the outcome to an exit code (0 pass, 1 gate failed, 2 error). Every
 //! error is printed once, on one line.
 
+// No unwrap/expect outside tests: a user's input or the file system must not be able to make
+// fairlm panic (issue 16). Invariants that cannot fail carry an allow with the reason.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 /// Writes to stdout and returns the write's error instead of panicking as `print!` does: a
 /// reader that closes the pipe (`| head`) ends the command quietly in `main`.
 macro_rules! out {

@@ -2,6 +2,10 @@
 //! loading from GGUF and Hugging Face directories, batched scoring, seeded sampling, and the
 //! default model's fetch. It knows nothing of bias metrics or training loops.
 
+// No unwrap/expect outside tests: a user's input or the file system must not be able to make
+// fairlm panic (issue 16). Invariants that cannot fail carry an allow with the reason.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod error;
 pub mod fetch;
 pub mod fused;

@@ -60,6 +60,9 @@ impl Q4_1Matrix {
         let mut nibbles = Vec::with_capacity(n_blocks);
         for block in data.chunks_exact(Q4_1_BYTES) {
             scales.push([half(&block[0..2]), half(&block[2..4])]);
+            // A chunk of Q4_1_BYTES (20) minus the 4 scale bytes is 16: the conversion cannot
+            // fail.
+            #[allow(clippy::expect_used)]
             nibbles.push(block[4..].try_into().expect("16 bytes of nibbles"));
         }
         Ok(Some(Q4_1Matrix {

@@ -2,6 +2,10 @@
 //! vanilla JS for the flagged-sample table) rendered from audit results. Every figure is
 //! recomputed from the per-sample records; this crate formats, it does not measure.
 
+// No unwrap/expect outside tests: a user's input or the file system must not be able to make
+// fairlm panic (issue 16). Invariants that cannot fail carry an allow with the reason.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use fairlm_bias::audit::AuditResults;
 use fairlm_bias::compare::Comparison;
 use fairlm_bias::metrics::{self, ProbeMetrics};

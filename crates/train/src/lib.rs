@@ -3,6 +3,10 @@
 //! reversal, and a trainer (AdamW, warm-up + cosine, clipping, accumulation, checkpoints,
 //! quality guard) whose output keeps the input's architecture.
 
+// No unwrap/expect outside tests: a user's input or the file system must not be able to make
+// fairlm panic (issue 16). Invariants that cannot fail carry an allow with the reason.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod adversary;
 pub mod align;
 pub mod classes;

@@ -212,8 +212,8 @@ pub fn bucketed_hidden(model: &dyn CausalLm, rows: &[&Vec<u32>]) -> Result<(Tens
         buckets = parts.len(),
         "bucketed forward"
     );
-    let hidden = if parts.len() == 1 {
-        parts.pop().expect("one bucket")
+    let hidden = if let [only] = parts.as_slice() {
+        only.clone()
     } else {
         Tensor::cat(&parts, 0)?
     };
