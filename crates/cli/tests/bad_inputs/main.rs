@@ -6,6 +6,7 @@
 //! committed. Totals (cases / clean errors / panics / silent results) go to stdout and to
 //! `target/bad-inputs-totals.txt`, which CI prints.
 
+mod interrupts;
 mod properties;
 
 use std::path::{Path, PathBuf};
