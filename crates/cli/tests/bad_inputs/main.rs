@@ -193,6 +193,7 @@ fn build() -> Corpus {
         cases: Vec::new(),
     };
     let llama = fixture("tiny-llama");
+    let gpt2 = fixture("tiny-gpt2");
     let empty = c.file("empty.txt", "");
     let binary = c.file("binary.bin", junk(2048));
     let dir = c.dir.join("a-directory");
@@ -1291,6 +1292,103 @@ fn build() -> Corpus {
         &["no-such-model"],
     );
 
+    // ---- Resuming what another run made. ----
+    let exp = c.dir.join("exp-other");
+    let made = Command::new(env!("CARGO_BIN_EXE_fairlm"))
+        .args([
+            "experiment",
+            "--quick",
+            "--axes",
+            "gender",
+            "--steps",
+            "1",
+            "--model",
+            &gpt2,
+        ])
+        .arg("--out")
+        .arg(&exp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        matches!(made.code(), Some(0 | 1)),
+        "the tiny experiment failed"
+    );
+    let exp = exp.display().to_string();
+    c.error(
+        "experiment --resume with another model",
+        &[
+            "experiment",
+            "--quick",
+            "--axes",
+            "gender",
+            "--steps",
+            "1",
+            "--model",
+            &llama,
+            "--out",
+            &exp,
+            "--resume",
+        ],
+        &["experiment.json", "model_sha256"],
+    );
+    c.error(
+        "experiment --resume with other settings",
+        &[
+            "experiment",
+            "--quick",
+            "--axes",
+            "gender",
+            "--steps",
+            "1",
+            "--model",
+            &gpt2,
+            "--out",
+            &exp,
+            "--resume",
+            "--w-anchor",
+            "2",
+        ],
+        &["experiment.json", "w_anchor"],
+    );
+    let bare = c.dir.join("exp-without-record");
+    std::fs::create_dir_all(bare.join("before")).unwrap();
+    c.error(
+        "experiment --resume of a directory without experiment.json",
+        &[
+            "experiment",
+            "--quick",
+            "--model",
+            &gpt2,
+            "--out",
+            bare.to_str().unwrap(),
+            "--resume",
+        ],
+        &["experiment.json"],
+    );
+    let fresh = c.dir.join("mitigate-resume-fresh").display().to_string();
+    c.success(
+        "mitigate --resume without a checkpoint says so",
+        &[
+            "mitigate",
+            "--axes",
+            "gender",
+            "--steps",
+            "1",
+            "--corpus-templates",
+            "2",
+            "--corpus-samples",
+            "1",
+            "--model",
+            &gpt2,
+            "--out",
+            &fresh,
+            "--resume",
+        ],
+        &["no checkpoint", "starts from step 0"],
+    );
+
     // ---- Unwritable outputs. ----
     let file_as_dir = c.file("plain-file", "x");
     let under_file = format!("{file_as_dir}/out");
@@ -1560,4 +1658,26 @@ fn a_closed_stdout_ends_each_command_quietly() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
+}
+
+/// `convert` and `mitigate` write every file of a model directory with one mode (the umask's),
+/// not the private 0600 the safetensors writer chose.
+#[test]
+fn model_directories_have_one_file_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let out = std::env::temp_dir().join(format!("fairlm-modes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let status = Command::new(env!("CARGO_BIN_EXE_fairlm"))
+        .args(["convert", "--model", &fixture("tiny-llama"), "--out"])
+        .arg(&out)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let modes: Vec<u32> = ["config.json", "model.safetensors", "tokenizer.json"]
+        .iter()
+        .map(|f| std::fs::metadata(out.join(f)).unwrap().permissions().mode() & 0o777)
+        .collect();
+    assert!(modes.iter().all(|m| *m == modes[0]), "modes {modes:?}");
+    let _ = std::fs::remove_dir_all(&out);
 }
