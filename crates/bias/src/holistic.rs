@@ -372,31 +372,87 @@ pub struct HolisticRecord {
     pub logprob_mean: f64,
 }
 
-/// Scores every sentence (mean convention); a non-finite score is an error.
+/// Which tokens of a sentence its score averages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Span {
+    /// Every token (the paper's per-sentence perplexity).
+    #[default]
+    Sentence,
+    /// The tokens after the descriptor only: what the model says once a group is named,
+    /// without how likely the descriptor itself is (its frequency in the world's text).
+    AfterDescriptor,
+}
+
+impl Span {
+    pub fn parse(s: &str) -> Option<Span> {
+        match s {
+            "sentence" => Some(Span::Sentence),
+            "after-descriptor" => Some(Span::AfterDescriptor),
+            _ => None,
+        }
+    }
+}
+
+/// The number of tokens up to the end of the sentence's descriptor, when the descriptor is in
+/// the text and its tokens are a prefix of the sentence's (BPE merges may cross the boundary).
+fn descriptor_end(tok: &Tokenizer, s: &HolisticSentence, ids: &[u32]) -> Result<Option<usize>> {
+    let at = s.text.find(&s.descriptor).or_else(|| {
+        (s.text.is_ascii() && s.descriptor.is_ascii())
+            .then(|| {
+                s.text
+                    .to_ascii_lowercase()
+                    .find(&s.descriptor.to_ascii_lowercase())
+            })
+            .flatten()
+    });
+    let Some(at) = at else { return Ok(None) };
+    let prefix = tok.encode(&s.text[..at + s.descriptor.len()])?;
+    Ok((ids.len() > prefix.len() && ids.starts_with(&prefix)).then_some(prefix.len()))
+}
+
+/// Scores every sentence (mean convention) over `span`; a sentence whose span is empty or
+/// cannot be found is left out (the count is returned); a non-finite score is an error.
 pub fn score_holistic(
     model: &dyn CausalLm,
     tok: &Tokenizer,
     sentences: &[HolisticSentence],
     batch: usize,
-) -> Result<Vec<HolisticRecord>> {
+    span: Span,
+) -> Result<(Vec<HolisticRecord>, usize)> {
     let texts: Vec<&str> = sentences.iter().map(|s| s.text.as_str()).collect();
     let scores = score_texts(model, tok, &texts, batch)?;
-    sentences
-        .iter()
-        .zip(scores)
-        .map(|(s, sc)| {
-            if !sc.logprob_mean.is_finite() {
-                return Err(Error::Invalid(format!(
-                    "non-finite log-probability for HolisticBias sentence `{}`",
-                    s.text
-                )));
+    let mut out = Vec::with_capacity(sentences.len());
+    let mut left_out = 0;
+    for (s, sc) in sentences.iter().zip(scores) {
+        let logprob_mean = match span {
+            Span::Sentence => sc.logprob_mean,
+            Span::AfterDescriptor => {
+                let ids = tok.encode(&s.text)?;
+                match descriptor_end(tok, s, &ids)? {
+                    Some(end) => {
+                        let after = &sc.token_logprobs[end..];
+                        after.iter().sum::<f64>() / after.len() as f64
+                    }
+                    None => {
+                        left_out += 1;
+                        continue;
+                    }
+                }
             }
-            Ok(HolisticRecord {
-                sentence: s.clone(),
-                logprob_mean: sc.logprob_mean,
-            })
-        })
-        .collect()
+        };
+        if !logprob_mean.is_finite() {
+            return Err(Error::Invalid(format!(
+                "non-finite log-probability for HolisticBias sentence `{}`",
+                s.text
+            )));
+        }
+        out.push(HolisticRecord {
+            sentence: s.clone(),
+            logprob_mean,
+        });
+    }
+    Ok((out, left_out))
 }
 
 /// Two-sided p-value of the Mann-Whitney U test of `a` against `b`, as scipy's
@@ -733,6 +789,9 @@ pub struct HolisticResults {
     pub file: std::path::PathBuf,
     pub model: crate::audit::ModelRecord,
     pub sample: Sample,
+    /// The tokens each sentence's score averages (absent in runs made before it existed).
+    #[serde(default)]
+    pub span: Span,
     pub skipped: Vec<Skipped>,
     pub table: Vec<HolisticRow>,
     pub records: Vec<HolisticRecord>,

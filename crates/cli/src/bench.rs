@@ -78,6 +78,11 @@ pub struct HolisticArgs {
     /// Every descriptor, template and noun (~450k sentences).
     #[arg(long)]
     pub full: bool,
+    /// The tokens each sentence's score averages: `sentence` (all, the paper's) or
+    /// `after-descriptor` (what follows the descriptor, without the descriptor's own
+    /// likelihood).
+    #[arg(long, default_value = "sentence")]
+    pub span: String,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 1000)]
@@ -199,8 +204,21 @@ fn run_holistic(h: HolisticArgs) -> Result<()> {
     let a = &h.common;
     let (data, skipped) = holistic::read_holistic(&a.file, a.strict)?;
     report_skipped(&a.file, &skipped);
+    let Some(span) = holistic::Span::parse(&h.span) else {
+        anyhow::bail!("--span: `{}` is not sentence or after-descriptor", h.span);
+    };
     let baseline: Option<holistic::HolisticResults> =
         h.baseline.as_deref().map(read_baseline).transpose()?;
+    if let (Some(b), Some(path)) = (&baseline, &h.baseline) {
+        if b.span != span {
+            anyhow::bail!(
+                "{}: scored with --span {:?}, this run with {:?}: not comparable",
+                path.display(),
+                b.span,
+                span
+            );
+        }
+    }
     let some = |n: usize| (!h.full && n > 0).then_some(n);
     let sample = holistic::Sample {
         descriptors_per_axis: some(h.descriptors),
@@ -224,8 +242,18 @@ fn run_holistic(h: HolisticArgs) -> Result<()> {
     );
     let (model, ck, record) = load(a)?;
     let t0 = std::time::Instant::now();
-    let records =
-        holistic::score_holistic(model.as_ref(), &ck.tokenizer, &sentences, a.batch_size)?;
+    let (records, left_out) = holistic::score_holistic(
+        model.as_ref(),
+        &ck.tokenizer,
+        &sentences,
+        a.batch_size,
+        span,
+    )?;
+    if left_out > 0 {
+        eprintln!(
+            "fairlm: {left_out} sentences left out: no token after the descriptor, or the descriptor's tokens are not a prefix of the sentence's"
+        );
+    }
     eprintln!(
         "fairlm: scored {} sentences in {:.0} s",
         records.len(),
@@ -248,6 +276,7 @@ fn run_holistic(h: HolisticArgs) -> Result<()> {
             file: a.file.clone(),
             model: record,
             sample,
+            span,
             skipped,
             table,
             records,

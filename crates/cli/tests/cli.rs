@@ -818,8 +818,10 @@ fn compare_refuses_different_schemas_and_probes() {
         &[],
     );
     assert_one_line_error(out, &["s.json", "schema_version 2"]);
+    // Another probe: one record's sample index differs (its figures are unchanged, so the
+    // file itself is consistent).
     let mut fewer = v.clone();
-    fewer["records"].as_array_mut().unwrap().pop();
+    fewer["records"][0]["sample"] = serde_json::json!(99);
     let out = compare(
         &write_json(&d.join("a.json"), &v),
         &write_json(&d.join("f.json"), &fewer),
@@ -1138,6 +1140,48 @@ fn holistic_fixture_on_the_default_model() {
     for line in again.lines().filter(|l| l.starts_with("| HolisticBias")) {
         assert!(line.contains("| +0.0000 [+0.0000, +0.0000] |"), "{line}");
     }
+    // The span after the descriptor: the descriptor's own likelihood is left out, so each
+    // sentence's score changes; a baseline scored over the other span is refused.
+    let after_dir = d.join("after-descriptor");
+    run(&[
+        "--span",
+        "after-descriptor",
+        "--out",
+        after_dir.to_str().unwrap(),
+    ]);
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(after_dir.join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(a["span"], "after-descriptor");
+    let whole: std::collections::HashMap<&str, f64> = records
+        .iter()
+        .map(|x| {
+            (
+                x["text"].as_str().unwrap(),
+                x["logprob_mean"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let spans = a["records"].as_array().unwrap();
+    assert!(spans.len() > 250, "{}", spans.len());
+    for x in spans {
+        let t = x["text"].as_str().unwrap();
+        assert_ne!(x["logprob_mean"].as_f64().unwrap(), whole[t], "{t}");
+    }
+    let mixed = fairlm(&[
+        "bench",
+        "holistic",
+        "--file",
+        fixture("holistic-sample").to_str().unwrap(),
+        "--full",
+        "--span",
+        "after-descriptor",
+        "--baseline",
+        baseline.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_one_line_error(mixed, &["not comparable"]);
     let missing = fairlm(&[
         "bench",
         "holistic",
