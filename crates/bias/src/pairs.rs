@@ -75,14 +75,24 @@ pub(crate) fn reject(
     line: usize,
     reason: String,
 ) -> Result<()> {
+    skip(
+        path,
+        strict,
+        skipped,
+        Skipped {
+            line,
+            reason,
+            duplicate: false,
+        },
+    )
+}
+
+/// A row left out: an error naming its line with `strict`, otherwise listed.
+fn skip(path: &Path, strict: bool, skipped: &mut Vec<Skipped>, row: Skipped) -> Result<()> {
     if strict {
-        return Err(data_err(path, line, reason));
+        return Err(data_err(path, row.line, row.reason));
     }
-    skipped.push(Skipped {
-        line,
-        reason,
-        duplicate: false,
-    });
+    skipped.push(row);
     Ok(())
 }
 
@@ -115,14 +125,16 @@ impl<K: std::hash::Hash + Eq> Duplicates<K> {
             }
             Some(&earlier) => {
                 let reason = format!("duplicate of line {earlier}");
-                if strict {
-                    return Err(data_err(path, line, reason));
-                }
-                skipped.push(Skipped {
-                    line,
-                    reason,
-                    duplicate: true,
-                });
+                skip(
+                    path,
+                    strict,
+                    skipped,
+                    Skipped {
+                        line,
+                        reason,
+                        duplicate: true,
+                    },
+                )?;
                 Ok(false)
             }
         }
