@@ -106,7 +106,9 @@ def main():
     browse(exe, page.as_uri(), "--window-size=1200,1800", f"--screenshot={OUT / 'report.png'}")
     check((OUT / "report.png").is_file(), f"screenshot at {OUT / 'report.png'}")
 
-    # 10,000 flagged samples: records copied with their Δ raised above τ.
+    # 10,000 flagged samples: records copied with their Δ raised above τ, each counterfactual's
+    # log-prob, flag and the headline made to agree with it (fairlm refuses a file where they
+    # do not).
     big = copy.deepcopy(results)
     base = big["records"]
     recs = []
@@ -116,8 +118,11 @@ def main():
             r2["sample"] = len(recs)
             for c in r2["counterfactuals"]:
                 c["delta"] = big["probe"]["tau"] + 1.0 + (len(recs) % 97) / 10
+                c["logprob"] = r2["logprob"] - c["delta"]
+                c["flagged"] = True
             recs.append(r2)
     big["records"] = recs
+    big["probe"]["bias_score"]["value"] = 1.0
     (work / "big.json").write_text(json.dumps(big))
     big_page = work / "big.html"
     subprocess.run([str(FAIRLM), "report", str(work / "big.json"), "-o", str(big_page)], check=True, capture_output=True)
