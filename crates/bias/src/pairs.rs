@@ -75,24 +75,27 @@ pub(crate) fn reject(
     line: usize,
     reason: String,
 ) -> Result<()> {
-    skip(
-        path,
-        strict,
-        skipped,
-        Skipped {
-            line,
-            reason,
-            duplicate: false,
-        },
-    )
+    skip(path, strict, skipped, line, reason, false)
 }
 
-/// A row left out: an error naming its line with `strict`, otherwise listed.
-fn skip(path: &Path, strict: bool, skipped: &mut Vec<Skipped>, row: Skipped) -> Result<()> {
+/// A row left out (malformed, or a `duplicate`): an error naming its line with `strict`,
+/// otherwise listed.
+fn skip(
+    path: &Path,
+    strict: bool,
+    skipped: &mut Vec<Skipped>,
+    line: usize,
+    reason: String,
+    duplicate: bool,
+) -> Result<()> {
     if strict {
-        return Err(data_err(path, row.line, row.reason));
+        return Err(data_err(path, line, reason));
     }
-    skipped.push(row);
+    skipped.push(Skipped {
+        line,
+        reason,
+        duplicate,
+    });
     Ok(())
 }
 
@@ -125,16 +128,7 @@ impl<K: std::hash::Hash + Eq> Duplicates<K> {
             }
             Some(&earlier) => {
                 let reason = format!("duplicate of line {earlier}");
-                skip(
-                    path,
-                    strict,
-                    skipped,
-                    Skipped {
-                        line,
-                        reason,
-                        duplicate: true,
-                    },
-                )?;
+                skip(path, strict, skipped, line, reason, true)?;
                 Ok(false)
             }
         }
