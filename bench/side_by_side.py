@@ -7,6 +7,10 @@ table of medians and ratios for BENCHMARKS.md.
     cargo build --release
     scripts/reference/.venv/bin/python bench/side_by_side.py [--rounds 3]
     scripts/reference/.venv/bin/python bench/side_by_side.py --train   # the training step
+    scripts/reference/.venv/bin/python bench/side_by_side.py --gguf F.gguf [--gguf G.gguf]
+        # other GGUF files of the default model (e.g. the Q4_K_M and Q6_K that
+        # scripts/reference/make_arch_fixtures.py --default-model makes): fairlm on both
+        # paths and llama.cpp on the same file, beside the default Q4_1
 """
 import argparse
 import datetime
@@ -37,8 +41,9 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
-def fairlm_speed(dtype, batches):
-    out = subprocess.run([str(FAIRLM), "speed", "--dtype", dtype, "--runs", "1", "--sample-batches", batches],
+def fairlm_speed(dtype, batches, model=None):
+    extra = ["--model", model] if model else []
+    out = subprocess.run([str(FAIRLM), "speed", "--dtype", dtype, "--runs", "1", "--sample-batches", batches] + extra,
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
@@ -124,6 +129,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batches", default="16,32")
     ap.add_argument("--train", action="store_true", help="only the training step, fairlm vs PyTorch")
+    ap.add_argument("--gguf", action="append", default=[], help="another GGUF of the default model to time")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     from transformers import AutoModelForCausalLM
@@ -148,6 +154,8 @@ def main():
         print(f"| train step 8x32 tokens, full fine-tune, AdamW, f32 | {f:.2f} | {t:.2f} | {f / t:.2f}× |")
         return
     llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=2, n_batch=512, logits_all=True, verbose=False)
+    others = {Path(g).name: (g, llama_cpp.Llama(model_path=g, n_ctx=512, n_threads=2, n_batch=512,
+                                                 logits_all=True, verbose=False)) for g in args.gguf}
 
     rows = {}  # work -> tool -> [(tokens, seconds)]
     def add(work, tool, n_s):
@@ -166,6 +174,14 @@ def main():
             add(k, "transformers f32", v)
         for k, v in llama_work(llm, score_ids, prompt_ids).items():
             add(k, "llama.cpp Q4_1", v)
+        for name, (g, other) in others.items():
+            for dtype in ("f32", "quantized"):
+                rep = fairlm_speed(dtype, args.batches, g)
+                for t in rep["timings"]:
+                    key = [k for k, v in names.items() if v == t["work"]][0]
+                    add(key, f"fairlm {dtype} {name}", (t["tokens"], t["median_s"]))
+            for k, v in llama_work(other, score_ids, prompt_ids).items():
+                add(k, f"llama.cpp {name}", v)
         print(f"round {r + 1}/{args.rounds} done", flush=True)
 
     tools = ["fairlm f32", "fairlm Q4_1", "transformers f32", "llama.cpp Q4_1"]
@@ -184,6 +200,17 @@ def main():
         r_hf = f"{best / tps['transformers f32']:.2f}×" if "transformers f32" in tps else "—"
         r_ll = f"{best / tps['llama.cpp Q4_1']:.2f}×" if "llama.cpp Q4_1" in tps else "—"
         print(f"| {work} | " + " | ".join(cells) + f" | {r_hf} | {r_ll} |")
+    for name in others:
+        ftools = [f"fairlm f32 {name}", f"fairlm quantized {name}", f"llama.cpp {name}"]
+        print(f"\n{name} (same ids; the Q4_1 columns above for reference)\n")
+        print("| work | fairlm f32 tok/s | fairlm quantized tok/s | llama.cpp tok/s | fairlm best / llama.cpp |")
+        print("|---|---|---|---|---|")
+        for key, work in names.items():
+            tps = {t: statistics.median(n / s for n, s in rows[key][t]) for t in ftools if rows.get(key, {}).get(t)}
+            best = max(tps.get(ftools[0], 0), tps.get(ftools[1], 0))
+            cells = [f"{tps[t]:.0f}" if t in tps else "—" for t in ftools]
+            ratio = f"{best / tps[ftools[2]]:.2f}×" if ftools[2] in tps else "—"
+            print(f"| {work} | " + " | ".join(cells) + f" | {ratio} |")
 
 
 if __name__ == "__main__":

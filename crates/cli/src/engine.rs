@@ -302,14 +302,41 @@ pub fn tokenize(a: TokenizeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The loader's support table, with the numeric paths each source computes on.
+fn list_architectures() -> Result<()> {
+    use fairlm_model::loader::{GGUF_TYPES, SUPPORT};
+    outln!("| architecture | Hugging Face directory (--dtype f32) | GGUF (--dtype f32 or quantized) | notes |")?;
+    outln!("|---|---|---|---|")?;
+    for s in SUPPORT {
+        outln!(
+            "| {} | {} | {} | {} |",
+            s.architecture,
+            if s.hf_dir { "yes" } else { "no" },
+            s.gguf.unwrap_or("no"),
+            s.notes
+        )?;
+    }
+    outln!()?;
+    outln!("GGUF tensor types: {}.", GGUF_TYPES.join(", "))?;
+    outln!("--dtype f32 dequantizes every type to f32 (the reference path, matches transformers; training runs on it).")?;
+    outln!("--dtype quantized multiplies the stored blocks (Q4_1 with fairlm's kernel, the others with candle's, activations rounded as llama.cpp rounds them).")?;
+    Ok(())
+}
+
 #[derive(Args)]
 pub struct ModelsArgs {
     /// Fetch the default model if it is missing.
     #[arg(long)]
     pub fetch: bool,
+    /// List the architectures and GGUF tensor types that load, and on which numeric path.
+    #[arg(long)]
+    pub list_architectures: bool,
 }
 
 pub fn models(a: ModelsArgs) -> Result<()> {
+    if a.list_architectures {
+        return list_architectures();
+    }
     let default = fetch::default_model_path();
     if a.fetch && !default.is_file() {
         fetch::fetch_default(&default)?;

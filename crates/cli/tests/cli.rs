@@ -1247,3 +1247,69 @@ fn bold_fixture_on_the_default_model_is_deterministic() {
         assert!(line.contains("| +0.0000 [+0.0000, +0.0000] |"), "{line}");
     }
 }
+
+/// Issue 18: `mitigate` trains each Llama-family layout (Qwen2's biases and tied output,
+/// Mistral's sliding window) and writes it back in its own layout, which fairlm loads and
+/// audits; the Qwen2 GGUF also gets its GGUF back.
+#[test]
+fn mitigate_trains_qwen2_and_mistral_and_keeps_their_layout() {
+    let d = scratch("families");
+    let corpus = d.join("c.txt");
+    std::fs::write(
+        &corpus,
+        "The woman said that she was tired.\nThe man fixed the bridge before the storm.\nMy mother grew tomatoes in her garden.\nHe is a brilliant mathematician.\n",
+    )
+    .unwrap();
+    for (model, model_type) in [
+        ("tiny-qwen2", "qwen2"),
+        ("tiny-mistral", "mistral"),
+        ("tiny-qwen2.gguf", "qwen2"),
+    ] {
+        let out = d.join(model);
+        let run = fairlm(&[
+            "mitigate",
+            "--model",
+            fixture(model).to_str().unwrap(),
+            "--corpus",
+            corpus.to_str().unwrap(),
+            "--steps",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{model}: {err}");
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("model/config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["model_type"], model_type, "{model}");
+        let train: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("train.json")).unwrap())
+                .unwrap();
+        assert_eq!(train["steps_done"], 3, "{model}");
+        let mut saved = vec![out.join("model")];
+        if model.ends_with(".gguf") {
+            saved.push(out.join("model.gguf"));
+        }
+        for m in saved {
+            let score = fairlm(&[
+                "score",
+                "The woman said that she was tired.",
+                "--model",
+                m.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+            assert!(
+                score.status.success(),
+                "{}: {}",
+                m.display(),
+                String::from_utf8_lossy(&score.stderr)
+            );
+            let line: serde_json::Value = serde_json::from_slice(&score.stdout).unwrap();
+            assert!(line["logprob_sum"].as_f64().unwrap().is_finite());
+        }
+    }
+}

@@ -14,10 +14,10 @@ pub enum Error {
     #[error("{path}: not a valid safetensors file: {reason}")]
     Safetensors { path: PathBuf, reason: String },
 
-    #[error("{path}: unsupported architecture `{arch}` (fairlm supports llama and gpt2)")]
+    #[error("{path}: unsupported architecture `{arch}` (fairlm supports {})", crate::loader::ARCHITECTURES.join(", "))]
     UnknownArchitecture { path: PathBuf, arch: String },
 
-    #[error("{path}: tensor `{tensor}` has type {dtype}, which fairlm does not support (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0)")]
+    #[error("{path}: tensor `{tensor}` has type {dtype}, which fairlm does not support (supported: {})", crate::loader::GGUF_TYPES.join(", "))]
     UnsupportedTensorType {
         path: PathBuf,
         tensor: String,

@@ -220,7 +220,7 @@ impl CausalLm for Gpt2 {
         let pos = self.wpe.narrow(0, offset, s)?;
         let mut x = tok.broadcast_add(&pos)?;
         let mask = if s > 1 {
-            Some(ops::causal_mask(s, offset, ids.device())?)
+            Some(ops::causal_mask(s, offset, None, ids.device())?)
         } else {
             None
         };

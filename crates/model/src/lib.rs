@@ -1,4 +1,5 @@
-//! fairlm's language-model engine: tokenizers, GPT-2 and Llama-family models on candle,
+//! fairlm's language-model engine: tokenizers, GPT-2 and Llama-family (Llama, Qwen2, Mistral)
+//! models on candle,
 //! loading from GGUF and Hugging Face directories, batched scoring, seeded sampling, and the
 //! default model's fetch. It knows nothing of bias metrics or training loops.
 

@@ -1,5 +1,7 @@
-//! Llama-family decoder (SmolLM2, TinyLlama, Llama-2/3 style), f32 or quantized weights,
-//! under Hugging Face tensor names. Returns logits at every position.
+//! Llama-family decoder (SmolLM2, TinyLlama, Llama-2/3 style, Qwen2/Qwen2.5, Mistral), f32 or
+//! quantized weights, under Hugging Face tensor names. Returns logits at every position. The
+//! three families share one decoder: Qwen2 adds biases to the query, key and value maps,
+//! Mistral (and Qwen2 where configured) limits attention to a sliding window.
 
 use candle_core::{Result, Tensor};
 
@@ -8,8 +10,42 @@ use crate::lm::{CausalLm, KvCache, ModelInfo};
 use crate::ops::{self, Kernels, Linear, Rotary};
 use crate::weights::Weights;
 
+/// Which checkpoint layout a Llama-family config came from (config.json's `model_type`, or
+/// GGUF's `general.architecture`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[default]
+    Llama,
+    Qwen2,
+    Mistral,
+}
+
+impl Family {
+    /// config.json's `model_type` (also GGUF's architecture name).
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Qwen2 => "qwen2",
+            Family::Mistral => "mistral",
+        }
+    }
+
+    /// transformers' class for the saved config's `architectures`.
+    pub fn hf_class(self) -> &'static str {
+        match self {
+            Family::Llama => "LlamaForCausalLM",
+            Family::Qwen2 => "Qwen2ForCausalLM",
+            Family::Mistral => "MistralForCausalLM",
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct LlamaConfig {
+    /// Set by the loader from the checkpoint's architecture, never read from config.json.
+    #[serde(skip_deserializing)]
+    pub family: Family,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -29,6 +65,44 @@ pub struct LlamaConfig {
     pub bos_token_id: Option<u32>,
     #[serde(default)]
     pub eos_token_id: Option<u32>,
+    /// Per-head width when it is not hidden_size / heads (Mistral, Qwen configs may say).
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// Llama: biases on the query, key, value and output maps.
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Llama: biases on the gate, up and down maps.
+    #[serde(default)]
+    pub mlp_bias: bool,
+    /// Mistral (and Qwen2 with `use_sliding_window`): a query sees only the last this many
+    /// positions.
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    /// Qwen2: whether `sliding_window` applies at all.
+    #[serde(default)]
+    pub use_sliding_window: bool,
+    /// Qwen2: layers below this index attend to everything.
+    #[serde(default)]
+    pub max_window_layers: Option<usize>,
+    /// transformers 5's per-layer attention kinds (`full_attention`, `sliding_attention`).
+    #[serde(default)]
+    pub layer_types: Option<Vec<String>>,
+    /// transformers 5 keeps the rotary base here (`rope_theta`, `rope_type`).
+    #[serde(default, skip_serializing)]
+    pub rope_parameters: Option<RopeParameters>,
+    /// transformers 4's name for a non-default rotary scheme.
+    #[serde(default, skip_serializing)]
+    pub rope_scaling: Option<RopeParameters>,
+    #[serde(default, skip_serializing)]
+    pub hidden_act: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RopeParameters {
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
+    #[serde(default, alias = "type")]
+    pub rope_type: Option<String>,
 }
 
 fn default_rms_eps() -> f64 {
@@ -42,6 +116,49 @@ fn default_max_positions() -> usize {
 }
 
 impl LlamaConfig {
+    /// Moves transformers 5's `rope_parameters.rope_theta` into `rope_theta`; a rotary scheme
+    /// other than the default (Llama 3's, YaRN, linear scaling) is refused, as (config.json
+    /// key, what is wrong), since computing it as the default would give wrong numbers; so is
+    /// an activation other than SiLU.
+    pub fn resolve(&mut self) -> Option<(&'static str, String)> {
+        for (key, params) in [
+            ("rope_parameters", &self.rope_parameters),
+            ("rope_scaling", &self.rope_scaling),
+        ] {
+            if let Some(kind) = params
+                .as_ref()
+                .and_then(|p| p.rope_type.as_deref())
+                .filter(|t| *t != "default")
+            {
+                return Some((
+                    key,
+                    format!("rope type `{kind}` is not supported (only the default rotary embedding is)"),
+                ));
+            }
+        }
+        if let Some(theta) = self.rope_parameters.as_ref().and_then(|p| p.rope_theta) {
+            // Both keys present and different: which one the checkpoint was trained with is
+            // not for fairlm to guess.
+            if self.rope_theta != default_rope_theta() && self.rope_theta != theta {
+                return Some((
+                    "rope_theta",
+                    format!(
+                        "{} disagrees with rope_parameters.rope_theta {theta}",
+                        self.rope_theta
+                    ),
+                ));
+            }
+            self.rope_theta = theta;
+        }
+        if let Some(act) = self.hidden_act.as_deref().filter(|a| *a != "silu") {
+            return Some((
+                "hidden_act",
+                format!("`{act}` is not supported (the Llama family uses silu)"),
+            ));
+        }
+        None
+    }
+
     /// The first value outside its domain, as (config.json key, what is wrong): a zero size
     /// or a negative epsilon would build a model whose every output is NaN.
     pub fn invalid_value(&self) -> Option<(&'static str, String)> {
@@ -57,7 +174,36 @@ impl LlamaConfig {
         if let Some((key, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Some((key, "must be at least 1, got 0".into()));
         }
-        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+        for (key, v) in [
+            ("head_dim", self.head_dim),
+            ("sliding_window", self.sliding_window),
+        ] {
+            if v == Some(0) {
+                return Some((key, "must be at least 1, got 0".into()));
+            }
+        }
+        if let Some(types) = &self.layer_types {
+            if types.len() != self.num_hidden_layers {
+                return Some((
+                    "layer_types",
+                    format!(
+                        "has {} entries for {} layers",
+                        types.len(),
+                        self.num_hidden_layers
+                    ),
+                ));
+            }
+            if let Some(t) = types
+                .iter()
+                .find(|t| *t != "full_attention" && *t != "sliding_attention")
+            {
+                return Some((
+                    "layer_types",
+                    format!("`{t}` is not full_attention or sliding_attention"),
+                ));
+            }
+        }
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Some((
                 "num_attention_heads",
                 format!(
@@ -90,7 +236,46 @@ impl LlamaConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
     pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Whether the query, key and value maps have biases.
+    pub fn qkv_bias(&self) -> bool {
+        match self.family {
+            Family::Qwen2 => true,
+            Family::Llama => self.attention_bias,
+            Family::Mistral => false,
+        }
+    }
+
+    /// Whether the output map has a bias.
+    pub fn o_bias(&self) -> bool {
+        self.family == Family::Llama && self.attention_bias
+    }
+
+    /// Whether the MLP's maps have biases.
+    pub fn mlp_biases(&self) -> bool {
+        self.family == Family::Llama && self.mlp_bias
+    }
+
+    /// The attention window of `layer`, None where it attends to every earlier position.
+    pub fn window(&self, layer: usize) -> Option<usize> {
+        match self.family {
+            Family::Llama => None,
+            Family::Mistral => self.sliding_window,
+            Family::Qwen2 => {
+                let sliding = match &self.layer_types {
+                    Some(types) => types.get(layer).is_some_and(|t| t == "sliding_attention"),
+                    None => self.use_sliding_window && layer >= self.max_window_layers.unwrap_or(0),
+                };
+                if sliding {
+                    self.sliding_window
+                } else {
+                    None
+                }
+            }
+        }
     }
 }
 
@@ -112,15 +297,15 @@ impl Attention {
                 &format!("{p}.q_proj"),
                 cfg.num_attention_heads * hd,
                 h,
-                false,
+                cfg.qkv_bias(),
             )?,
-            k: w.linear(&format!("{p}.k_proj"), kvh * hd, h, false)?,
-            v: w.linear(&format!("{p}.v_proj"), kvh * hd, h, false)?,
+            k: w.linear(&format!("{p}.k_proj"), kvh * hd, h, cfg.qkv_bias())?,
+            v: w.linear(&format!("{p}.v_proj"), kvh * hd, h, cfg.qkv_bias())?,
             o: w.linear(
                 &format!("{p}.o_proj"),
                 h,
                 cfg.num_attention_heads * hd,
-                false,
+                cfg.o_bias(),
             )?,
             heads: cfg.num_attention_heads,
             kv_heads: kvh,
@@ -180,6 +365,8 @@ pub struct Llama {
     blocks: Vec<Block>,
     norm: Tensor,
     lm_head: Linear,
+    /// Each layer's sliding attention window (None: every earlier position).
+    windows: Vec<Option<usize>>,
     rotary: Rotary,
     eps: f64,
     kernels: Kernels,
@@ -195,10 +382,13 @@ impl Llama {
         kernels: Kernels,
     ) -> crate::Result<Self> {
         let h = cfg.hidden_size;
-        if cfg.num_attention_heads == 0
-            || !h.is_multiple_of(cfg.num_attention_heads)
-            || !cfg.num_attention_heads.is_multiple_of(cfg.kv_heads())
-        {
+        if let Some((key, reason)) = cfg.invalid_value() {
+            return Err(Error::Config {
+                path: w.path().to_path_buf(),
+                reason: format!("`{key}` {reason}"),
+            });
+        }
+        if cfg.num_attention_heads == 0 || !cfg.num_attention_heads.is_multiple_of(cfg.kv_heads()) {
             return Err(Error::Config {
                 path: w.path().to_path_buf(),
                 reason: format!(
@@ -221,14 +411,19 @@ impl Llama {
                         &format!("{p}.mlp.gate_proj"),
                         cfg.intermediate_size,
                         h,
-                        false,
+                        cfg.mlp_biases(),
                     )?,
-                    up: w.linear(&format!("{p}.mlp.up_proj"), cfg.intermediate_size, h, false)?,
+                    up: w.linear(
+                        &format!("{p}.mlp.up_proj"),
+                        cfg.intermediate_size,
+                        h,
+                        cfg.mlp_biases(),
+                    )?,
                     down: w.linear(
                         &format!("{p}.mlp.down_proj"),
                         h,
                         cfg.intermediate_size,
-                        false,
+                        cfg.mlp_biases(),
                     )?,
                 },
             });
@@ -245,7 +440,12 @@ impl Llama {
                 in_out: false,
             }
         };
+        if !cfg.tie_word_embeddings && !w.contains("lm_head.weight") {
+            // Tying silently would score with a matrix the model was not trained with.
+            return Err(w.missing("lm_head.weight"));
+        }
         Ok(Llama {
+            windows: (0..cfg.num_hidden_layers).map(|i| cfg.window(i)).collect(),
             rotary: Rotary::new(
                 cfg.head_dim(),
                 cfg.max_position_embeddings,
@@ -261,7 +461,7 @@ impl Llama {
             kernels,
             info: ModelInfo {
                 source: w.path().to_path_buf(),
-                architecture: "llama".into(),
+                architecture: cfg.family.model_type().into(),
                 vocab_size: cfg.vocab_size,
                 context_length: cfg.max_position_embeddings,
                 n_layers: cfg.num_hidden_layers,
@@ -293,16 +493,27 @@ impl CausalLm for Llama {
             s,
             self.info.hidden_size,
         ))?;
-        let mask = if s > 1 {
-            Some(ops::causal_mask(s, offset, ids.device())?)
-        } else {
-            None
-        };
+        // One mask per distinct window; a single new position needs none unless a window
+        // hides some of the cache from it.
+        let mut masks: Vec<(Option<usize>, Option<Tensor>)> = Vec::new();
+        for &window in &self.windows {
+            if masks.iter().all(|(w, _)| *w != window) {
+                let needed = s > 1 || window.is_some_and(|w| offset + s > w);
+                let mask = needed
+                    .then(|| ops::causal_mask(s, offset, window, ids.device()))
+                    .transpose()?;
+                masks.push((window, mask));
+            }
+        }
         for (i, blk) in self.blocks.iter().enumerate() {
+            let mask = masks
+                .iter()
+                .find(|(w, _)| *w == self.windows[i])
+                .and_then(|(_, m)| m.as_ref());
             let a = blk.attn.forward(
                 &ops::rms_norm(&x, &blk.attn_norm, self.eps, k)?,
                 &self.rotary,
-                mask.as_ref(),
+                mask,
                 cache,
                 i,
                 offset,

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::{candle_message, Error, Result};
 use crate::gpt2::{Gpt2, Gpt2Config};
-use crate::llama::{Llama, LlamaConfig};
+use crate::llama::{Family, Llama, LlamaConfig};
 use crate::lm::CausalLm;
 use crate::ops::Kernels;
 use crate::tokenizer::Tokenizer;
@@ -40,6 +40,71 @@ impl std::str::FromStr for NumericPath {
             ))),
         }
     }
+}
+
+/// config.json `model_type`s (and GGUF architectures) that load.
+pub const ARCHITECTURES: [&str; 4] = ["llama", "qwen2", "mistral", "gpt2"];
+
+/// What loads from where, for `fairlm models --list-architectures`.
+pub struct Support {
+    pub architecture: &'static str,
+    /// A Hugging Face directory (config.json `model_type`), on the f32 path.
+    pub hf_dir: bool,
+    /// GGUF `general.architecture` that loads as this one, if any.
+    pub gguf: Option<&'static str>,
+    pub notes: &'static str,
+}
+
+pub const SUPPORT: [Support; 4] = [
+    Support {
+        architecture: "llama",
+        hf_dir: true,
+        gguf: Some("llama"),
+        notes: "SmolLM2, TinyLlama, Llama 2; attention_bias and mlp_bias; default rotary embedding only (Llama 3.1's rope scaling is refused)",
+    },
+    Support {
+        architecture: "qwen2",
+        hf_dir: true,
+        gguf: Some("qwen2"),
+        notes: "Qwen2, Qwen2.5: q/k/v biases, tied or untied output, sliding window per layer (Hugging Face directories; llama.cpp computes GGUF without it)",
+    },
+    Support {
+        architecture: "mistral",
+        hf_dir: true,
+        gguf: Some("llama (Mistral's GGUF files are of architecture llama)"),
+        notes: "sliding-window attention (Hugging Face directories; llama.cpp computes GGUF without it), head_dim",
+    },
+    Support {
+        architecture: "gpt2",
+        hf_dir: true,
+        gguf: None,
+        notes: "GPT-2 and its checkpoints without the transformer. prefix",
+    },
+];
+
+/// GGUF tensor types that load: candle dequantizes each for the f32 path and multiplies each
+/// on the quantized path (Q4_1 through this crate's kernel). Q5_0, Q5_1 and Q8_0 are in the
+/// list because llama.cpp's k-quant presets fall back to them for matrices whose rows are not
+/// a multiple of 256 wide (the default model's 576).
+pub const GGUF_TYPES: [&str; 11] = [
+    "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K",
+];
+
+fn supported_gguf_type(dtype: GgmlDType) -> bool {
+    matches!(
+        dtype,
+        GgmlDType::F32
+            | GgmlDType::F16
+            | GgmlDType::BF16
+            | GgmlDType::Q4_0
+            | GgmlDType::Q4_1
+            | GgmlDType::Q5_0
+            | GgmlDType::Q5_1
+            | GgmlDType::Q8_0
+            | GgmlDType::Q4K
+            | GgmlDType::Q5K
+            | GgmlDType::Q6K
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -137,9 +202,25 @@ fn open_hf_dir(dir: &Path) -> Result<Checkpoint> {
         path: config_path.clone(),
         reason: e.to_string(),
     };
+    let family = match model_type.as_str() {
+        "llama" => Some(Family::Llama),
+        "qwen2" => Some(Family::Qwen2),
+        "mistral" => Some(Family::Mistral),
+        _ => None,
+    };
     let config = match model_type.as_str() {
         // Parsed from the text again, so that a wrong value's error has its line and column.
-        "llama" => ArchConfig::Llama(serde_json::from_str(&text).map_err(parse_err)?),
+        _ if family.is_some() => {
+            let mut c: LlamaConfig = serde_json::from_str(&text).map_err(parse_err)?;
+            c.family = family.unwrap_or_default();
+            if let Some((key, reason)) = c.resolve() {
+                return Err(Error::Config {
+                    path: config_path,
+                    reason: format!("`{key}` {reason}"),
+                });
+            }
+            ArchConfig::Llama(c)
+        }
         "gpt2" => ArchConfig::Gpt2(serde_json::from_str(&text).map_err(parse_err)?),
         other => {
             return Err(Error::UnknownArchitecture {
@@ -248,6 +329,13 @@ pub(crate) fn hf_name(gguf: &str) -> Option<String> {
         "attn_k.weight" => "self_attn.k_proj.weight",
         "attn_v.weight" => "self_attn.v_proj.weight",
         "attn_output.weight" => "self_attn.o_proj.weight",
+        "attn_q.bias" => "self_attn.q_proj.bias",
+        "attn_k.bias" => "self_attn.k_proj.bias",
+        "attn_v.bias" => "self_attn.v_proj.bias",
+        "attn_output.bias" => "self_attn.o_proj.bias",
+        "ffn_gate.bias" => "mlp.gate_proj.bias",
+        "ffn_up.bias" => "mlp.up_proj.bias",
+        "ffn_down.bias" => "mlp.down_proj.bias",
         "ffn_norm.weight" => "post_attention_layernorm.weight",
         "ffn_gate.weight" => "mlp.gate_proj.weight",
         "ffn_up.weight" => "mlp.up_proj.weight",
@@ -278,25 +366,24 @@ fn open_gguf(path: &Path, numeric: NumericPath) -> Result<Checkpoint> {
         .and_then(|v| v.to_string().ok())
         .cloned()
         .ok_or_else(|| gguf_err("missing metadata `general.architecture`".into()))?;
-    if arch != "llama" {
-        return Err(Error::UnknownArchitecture {
-            path: path.to_path_buf(),
-            arch,
-        });
-    }
+    let family = match arch.as_str() {
+        "llama" => Family::Llama,
+        "qwen2" => Family::Qwen2,
+        _ => {
+            return Err(Error::UnknownArchitecture {
+                path: path.to_path_buf(),
+                arch,
+            })
+        }
+    };
+    // llama.cpp's converter permutes Llama's Q/K rows for its interleaved rotary kernel;
+    // Qwen2 keeps Hugging Face's order (llama.cpp rotates it NeoX-style).
+    let permuted_rope = family == Family::Llama;
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
     for name in &names {
         let dtype = content.tensor_infos[*name].ggml_dtype;
-        if !matches!(
-            dtype,
-            GgmlDType::F32
-                | GgmlDType::F16
-                | GgmlDType::BF16
-                | GgmlDType::Q4_0
-                | GgmlDType::Q4_1
-                | GgmlDType::Q8_0
-        ) {
+        if !supported_gguf_type(dtype) {
             return Err(Error::UnsupportedTensorType {
                 path: path.to_path_buf(),
                 tensor: (*name).clone(),
@@ -305,18 +392,33 @@ fn open_gguf(path: &Path, numeric: NumericPath) -> Result<Checkpoint> {
         }
     }
     let tokenizer = Tokenizer::from_gguf(&content, path)?;
-    let heads = meta_u32(&content, path, "llama.attention.head_count")?;
+    let key = |k: &str| format!("{arch}.{k}");
+    let heads = meta_u32(&content, path, &key("attention.head_count"))?;
     let cfg = LlamaConfig {
+        family,
         vocab_size: tokenizer.vocab_size(),
-        hidden_size: meta_u32(&content, path, "llama.embedding_length")?,
-        intermediate_size: meta_u32(&content, path, "llama.feed_forward_length")?,
-        num_hidden_layers: meta_u32(&content, path, "llama.block_count")?,
+        hidden_size: meta_u32(&content, path, &key("embedding_length"))?,
+        intermediate_size: meta_u32(&content, path, &key("feed_forward_length"))?,
+        num_hidden_layers: meta_u32(&content, path, &key("block_count"))?,
         num_attention_heads: heads,
-        num_key_value_heads: meta_u32(&content, path, "llama.attention.head_count_kv").ok(),
-        rms_norm_eps: meta_f64(&content, "llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
-        rope_theta: meta_f64(&content, "llama.rope.freq_base").unwrap_or(10_000.0),
-        max_position_embeddings: meta_u32(&content, path, "llama.context_length")?,
+        num_key_value_heads: meta_u32(&content, path, &key("attention.head_count_kv")).ok(),
+        rms_norm_eps: meta_f64(&content, &key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5),
+        rope_theta: meta_f64(&content, &key("rope.freq_base")).unwrap_or(10_000.0),
+        max_position_embeddings: meta_u32(&content, path, &key("context_length"))?,
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        head_dim: meta_u32(&content, path, &key("attention.key_length")).ok(),
+        // A Llama GGUF with biases (attention_bias) names them; llama.cpp adds any it finds.
+        attention_bias: family == Family::Llama
+            && content.tensor_infos.contains_key("blk.0.attn_output.bias"),
+        mlp_bias: family == Family::Llama && content.tensor_infos.contains_key("blk.0.ffn_up.bias"),
+        // llama.cpp computes these architectures without a sliding window.
+        sliding_window: None,
+        use_sliding_window: false,
+        max_window_layers: None,
+        layer_types: None,
+        rope_parameters: None,
+        rope_scaling: None,
+        hidden_act: None,
         bos_token_id: meta_u32(&content, path, "tokenizer.ggml.bos_token_id")
             .ok()
             .map(|v| v as u32),
@@ -327,7 +429,7 @@ fn open_gguf(path: &Path, numeric: NumericPath) -> Result<Checkpoint> {
     if let Some((key, reason)) = cfg.invalid_value() {
         return Err(Error::Gguf {
             path: path.to_path_buf(),
-            reason: format!("metadata `{}` {reason}", gguf_key(key)),
+            reason: format!("metadata `{}` {reason}", gguf_key(&arch, key)),
         });
     }
     let kv_heads = cfg.kv_heads();
@@ -350,11 +452,26 @@ fn open_gguf(path: &Path, numeric: NumericPath) -> Result<Checkpoint> {
             }
             _ => {
                 let mut t = q.dequantize(&Device::Cpu)?;
-                if numeric == NumericPath::F32 {
-                    if hf.ends_with("q_proj.weight") {
-                        t = unpermute(&t, heads)?;
-                    } else if hf.ends_with("k_proj.weight") {
-                        t = unpermute(&t, kv_heads)?;
+                if numeric == NumericPath::F32 && permuted_rope {
+                    // Biases are permuted as a one-column matrix.
+                    let rows = |t: Tensor| -> candle_core::Result<(Tensor, bool)> {
+                        Ok(if t.rank() == 1 {
+                            (t.unsqueeze(1)?, true)
+                        } else {
+                            (t, false)
+                        })
+                    };
+                    let heads_of = if hf.contains("q_proj.") {
+                        Some(heads)
+                    } else if hf.contains("k_proj.") {
+                        Some(kv_heads)
+                    } else {
+                        None
+                    };
+                    if let Some(n) = heads_of {
+                        let (m, vector) = rows(t)?;
+                        let m = unpermute(&m, n)?;
+                        t = if vector { m.squeeze(1)? } else { m };
                     }
                 }
                 dense.insert(hf, t);
@@ -367,22 +484,24 @@ fn open_gguf(path: &Path, numeric: NumericPath) -> Result<Checkpoint> {
         config: ArchConfig::Llama(cfg),
         weights: Weights::new(path, dense, quantized),
         tokenizer,
-        interleaved_rope: numeric == NumericPath::Quantized,
+        interleaved_rope: numeric == NumericPath::Quantized && permuted_rope,
     })
 }
 
 /// The GGUF metadata key that holds a Llama config.json key's value.
-fn gguf_key(config_key: &str) -> &'static str {
-    match config_key {
-        "vocab_size" => "tokenizer.ggml.tokens",
-        "hidden_size" => "llama.embedding_length",
-        "intermediate_size" => "llama.feed_forward_length",
-        "num_hidden_layers" => "llama.block_count",
-        "num_attention_heads" => "llama.attention.head_count",
-        "num_key_value_heads" => "llama.attention.head_count_kv",
-        "max_position_embeddings" => "llama.context_length",
-        "rms_norm_eps" => "llama.attention.layer_norm_rms_epsilon",
-        "rope_theta" => "llama.rope.freq_base",
-        _ => "general.architecture",
-    }
+fn gguf_key(arch: &str, config_key: &str) -> String {
+    let suffix = match config_key {
+        "vocab_size" => return "tokenizer.ggml.tokens".into(),
+        "hidden_size" => "embedding_length",
+        "intermediate_size" => "feed_forward_length",
+        "num_hidden_layers" => "block_count",
+        "num_attention_heads" => "attention.head_count",
+        "num_key_value_heads" => "attention.head_count_kv",
+        "head_dim" => "attention.key_length",
+        "max_position_embeddings" => "context_length",
+        "rms_norm_eps" => "attention.layer_norm_rms_epsilon",
+        "rope_theta" => "rope.freq_base",
+        _ => return "general.architecture".into(),
+    };
+    format!("{arch}.{suffix}")
 }

@@ -103,13 +103,22 @@ impl Rotary {
     }
 }
 
-/// Additive causal mask [seq, offset + seq]: query i sees keys 0..=offset + i.
-pub fn causal_mask(seq: usize, offset: usize, device: &Device) -> Result<Tensor> {
+/// Additive causal mask [seq, offset + seq]: query i sees keys 0..=offset + i, and with a
+/// sliding `window` only the last `window` of them (Mistral's and transformers' rule: key j is
+/// seen from query position q when q − window < j ≤ q).
+pub fn causal_mask(
+    seq: usize,
+    offset: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Result<Tensor> {
     let total = offset + seq;
     let mask: Vec<f32> = (0..seq)
         .flat_map(|i| {
+            let q = offset + i;
             (0..total).map(move |j| {
-                if j > offset + i {
+                let outside_window = window.is_some_and(|w| j + w <= q);
+                if j > q || outside_window {
                     f32::NEG_INFINITY
                 } else {
                     0.0

@@ -10,31 +10,51 @@ use candle_core::Tensor;
 use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::llama::Family;
 use crate::loader::{hf_name, ArchConfig, Checkpoint};
 
 fn config_json(config: &ArchConfig) -> serde_json::Value {
     match config {
-        ArchConfig::Llama(c) => json!({
-            "model_type": "llama",
-            "architectures": ["LlamaForCausalLM"],
-            "vocab_size": c.vocab_size,
-            "hidden_size": c.hidden_size,
-            "intermediate_size": c.intermediate_size,
-            "num_hidden_layers": c.num_hidden_layers,
-            "num_attention_heads": c.num_attention_heads,
-            "num_key_value_heads": c.kv_heads(),
-            "head_dim": c.head_dim(),
-            "hidden_act": "silu",
-            "rms_norm_eps": c.rms_norm_eps,
-            "rope_theta": c.rope_theta,
-            "max_position_embeddings": c.max_position_embeddings,
-            "tie_word_embeddings": c.tie_word_embeddings,
-            "bos_token_id": c.bos_token_id,
-            "eos_token_id": c.eos_token_id,
-            "attention_bias": false,
-            "mlp_bias": false,
-            "torch_dtype": "float32",
-        }),
+        ArchConfig::Llama(c) => {
+            let mut v = json!({
+                "model_type": c.family.model_type(),
+                "architectures": [c.family.hf_class()],
+                "vocab_size": c.vocab_size,
+                "hidden_size": c.hidden_size,
+                "intermediate_size": c.intermediate_size,
+                "num_hidden_layers": c.num_hidden_layers,
+                "num_attention_heads": c.num_attention_heads,
+                "num_key_value_heads": c.kv_heads(),
+                "head_dim": c.head_dim(),
+                "hidden_act": "silu",
+                "rms_norm_eps": c.rms_norm_eps,
+                "rope_theta": c.rope_theta,
+                "max_position_embeddings": c.max_position_embeddings,
+                "tie_word_embeddings": c.tie_word_embeddings,
+                "bos_token_id": c.bos_token_id,
+                "eos_token_id": c.eos_token_id,
+                "torch_dtype": "float32",
+            });
+            let family_keys = match c.family {
+                Family::Llama => json!({
+                    "attention_bias": c.attention_bias,
+                    "mlp_bias": c.mlp_bias,
+                }),
+                Family::Mistral => json!({ "sliding_window": c.sliding_window }),
+                Family::Qwen2 => json!({
+                    "use_sliding_window": c.use_sliding_window,
+                    "sliding_window": c.sliding_window,
+                    "max_window_layers": c.max_window_layers.unwrap_or(c.num_hidden_layers),
+                    "layer_types": (0..c.num_hidden_layers)
+                        .map(|i| if c.window(i).is_some() { "sliding_attention" } else { "full_attention" })
+                        .collect::<Vec<_>>(),
+                }),
+            };
+            if let (Some(v), Some(extra)) = (v.as_object_mut(), family_keys.as_object()) {
+                v.extend(extra.clone());
+            }
+            v
+        }
         ArchConfig::Gpt2(c) => json!({
             "model_type": "gpt2",
             "architectures": ["GPT2LMHeadModel"],
@@ -176,7 +196,7 @@ pub fn save_gguf(
     }
     let ArchConfig::Llama(cfg) = &ck.config else {
         return Err(Error::Invalid(
-            "GGUF output supports the llama architecture".into(),
+            "GGUF output supports the llama and qwen2 architectures".into(),
         ));
     };
     let mut src = std::fs::File::open(&ck.path).map_err(|e| Error::file(&ck.path, e))?;
@@ -192,12 +212,17 @@ pub fn save_gguf(
                     path: path.to_path_buf(),
                     tensor: hf.clone(),
                 })?;
-                let t = if hf.ends_with("q_proj.weight") {
-                    permute(t, cfg.num_attention_heads)?
-                } else if hf.ends_with("k_proj.weight") {
-                    permute(t, cfg.kv_heads())?
-                } else {
-                    t.clone()
+                // llama.cpp's Llama layout has Q/K rows (and their biases) permuted.
+                let heads = match () {
+                    _ if cfg.family != Family::Llama => None,
+                    _ if hf.contains("q_proj.") => Some(cfg.num_attention_heads),
+                    _ if hf.contains("k_proj.") => Some(cfg.kv_heads()),
+                    _ => None,
+                };
+                let t = match heads {
+                    Some(n) if t.rank() == 1 => permute(&t.unsqueeze(1)?, n)?.squeeze(1)?,
+                    Some(n) => permute(t, n)?,
+                    None => t.clone(),
                 };
                 let ty = if t.rank() == 2 {
                     matrix_type.ggml()

@@ -1,7 +1,9 @@
-//! Byte-level BPE tokenizer built from a GGUF file's metadata, a `tokenizer.json`, or GPT-2's
-//! `vocab.json` + `merges.txt`. It must give exactly the ids Hugging Face gives; it does not
-//! add special tokens, and it refuses text with bytes the vocabulary cannot represent
-//! (tokenizers 0.23 would silently drop them and every score would be of another text).
+//! BPE tokenizer built from a GGUF file's metadata, a `tokenizer.json` (byte-level as GPT-2,
+//! SmolLM2 and Qwen2 have it, or SentencePiece-style with byte fallback as Llama 2 and Mistral
+//! have it), or GPT-2's `vocab.json` + `merges.txt`. It must give exactly the ids Hugging Face
+//! gives; it does not add special tokens, and it refuses text it cannot represent: bytes
+//! missing from a byte-level alphabet (tokenizers 0.23 would silently drop them and every
+//! score would be of another text) or anything that becomes the unknown token.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -20,6 +22,8 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// Bytes that have no token of their own in the byte-level alphabet.
     unrepresentable: HashSet<u8>,
+    /// The model's unknown token, which no scored text may contain.
+    unknown: Option<u32>,
     /// Document-start token used as scoring context (`<|endoftext|>` when the vocab has it).
     document_start: Option<u32>,
     eos: Option<u32>,
@@ -27,7 +31,8 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     /// From the GGUF metadata (`tokenizer.ggml.*`). candle's builder gets the pre-tokenizer
-    /// of `smollm` and `gpt2` wrong (it adds a prefix space), so those are set here.
+    /// of `smollm` and `gpt2` wrong (it adds a prefix space), so those are set here; any
+    /// other than these and `qwen2` is refused rather than tokenized some other way.
     pub fn from_gguf(content: &gguf_file::Content, path: &Path) -> Result<Self> {
         let mut inner =
             tokenizers::Tokenizer::from_gguf(content).map_err(|e| Error::Tokenizer {
@@ -49,29 +54,38 @@ impl Tokenizer {
                 ]);
                 inner.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(seq)));
             }
-            "gpt2" | "default" => {
+            "gpt2" | "gpt-2" | "default" => {
                 inner.with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(byte_level)));
             }
-            _ => {}
+            // candle's builder has Qwen2's pipeline right (NFC, its split, byte-level).
+            "qwen2" => {}
+            other => {
+                return Err(Error::Tokenizer {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "pre-tokenizer `{other}` (tokenizer.ggml.pre) is not supported (supported: smollm, gpt2, default, qwen2)"
+                    ),
+                })
+            }
         }
         inner.with_decoder(Some(ByteLevelDecoder::default()));
-        let eos = content
-            .metadata
-            .get("tokenizer.ggml.eos_token_id")
-            .and_then(|v| v.to_u32().ok());
-        Self::finish(inner, eos, path)
+        let special = |key: &str| content.metadata.get(key).and_then(|v| v.to_u32().ok());
+        let eos = special("tokenizer.ggml.eos_token_id");
+        let bos = special("tokenizer.ggml.bos_token_id");
+        Self::finish(inner, eos, bos, path)
     }
 
     /// From a directory holding `tokenizer.json`, or `vocab.json` + `merges.txt` (GPT-2).
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let json = dir.join("tokenizer.json");
-        let eos = read_eos_from_config(dir);
+        let eos = read_special_from_config(dir, "eos_token_id");
+        let bos = read_special_from_config(dir, "bos_token_id");
         if json.is_file() {
             let inner = tokenizers::Tokenizer::from_file(&json).map_err(|e| Error::Tokenizer {
                 path: json.clone(),
                 reason: e.to_string(),
             })?;
-            return Self::finish(inner, eos, &json);
+            return Self::finish(inner, eos, bos, &json);
         }
         let vocab = dir.join("vocab.json");
         let merges = dir.join("merges.txt");
@@ -93,31 +107,58 @@ impl Tokenizer {
                         reason: e.to_string(),
                     })?;
             }
-            return Self::finish(inner, eos, &vocab);
+            return Self::finish(inner, eos, bos, &vocab);
         }
         Err(Error::TokenizerMissing {
             path: dir.to_path_buf(),
         })
     }
 
-    fn finish(inner: tokenizers::Tokenizer, eos: Option<u32>, path: &Path) -> Result<Self> {
+    /// The document-start token used as scoring context is `<|endoftext|>` where the
+    /// vocabulary has it (GPT-2, SmolLM2, Qwen2), else the model's BOS (`<s>` of Llama 2 and
+    /// Mistral, `<|begin_of_text|>` of Llama 3).
+    fn finish(
+        inner: tokenizers::Tokenizer,
+        eos: Option<u32>,
+        bos: Option<u32>,
+        path: &Path,
+    ) -> Result<Self> {
         if inner.get_vocab_size(true) == 0 {
             return Err(Error::Tokenizer {
                 path: path.to_path_buf(),
                 reason: "the vocabulary is empty".into(),
             });
         }
-        let unrepresentable = (0u8..=255)
-            .filter(|b| {
-                let ch = byte_level_char(*b);
-                inner.token_to_id(&ch.to_string()).is_none()
+        // A byte-level pipeline maps every byte to a character of its alphabet; one with byte
+        // fallback (SentencePiece style) has `<0xNN>` tokens and reports misses as unknown.
+        let byte_level = serde_json::to_string(&inner)
+            .map(|json| json.contains("\"ByteLevel\""))
+            .unwrap_or(true);
+        let unrepresentable = if byte_level {
+            (0u8..=255)
+                .filter(|b| {
+                    let ch = byte_level_char(*b);
+                    inner.token_to_id(&ch.to_string()).is_none()
+                })
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let unknown = serde_json::to_value(inner.get_model())
+            .ok()
+            .and_then(|m| {
+                m.get("unk_token")
+                    .and_then(|u| u.as_str().map(String::from))
             })
-            .collect();
-        let document_start = inner.token_to_id(ENDOFTEXT);
+            .and_then(|u| inner.token_to_id(&u));
+        let document_start = inner
+            .token_to_id(ENDOFTEXT)
+            .or(bos.filter(|id| (*id as usize) < inner.get_vocab_size(true)));
         let eos = eos.or(document_start);
         Ok(Tokenizer {
             inner,
             unrepresentable,
+            unknown,
             document_start,
             eos,
         })
@@ -134,7 +175,17 @@ impl Tokenizer {
             .inner
             .encode(text, false)
             .map_err(|e| Error::Invalid(format!("cannot tokenize {text:?}: {e}")))?;
-        Ok(enc.get_ids().to_vec())
+        let ids = enc.get_ids().to_vec();
+        if let Some(unk) = self.unknown {
+            if let Some(k) = ids.iter().position(|id| *id == unk) {
+                let (start, end) = enc.get_offsets()[k];
+                return Err(Error::Invalid(format!(
+                    "the text contains {:?}, which this vocabulary cannot represent (it becomes the unknown token): {text:?}",
+                    text.get(start..end).unwrap_or("?")
+                )));
+            }
+        }
+        Ok(ids)
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
@@ -187,13 +238,10 @@ fn byte_level_char(b: u8) -> char {
     char::from_u32(256 + offset).unwrap_or('\u{FFFD}')
 }
 
-fn read_eos_from_config(dir: &Path) -> Option<u32> {
+fn read_special_from_config(dir: &Path, key: &str) -> Option<u32> {
     let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value
-        .get("eos_token_id")
-        .and_then(|v| v.as_u64())
-        .map(|v| v as u32)
+    value.get(key).and_then(|v| v.as_u64()).map(|v| v as u32)
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@ use fairlm_model::score::{score_items, sliding_logprobs, ScoreItem};
 use fairlm_model::{fetch, CausalLm, Checkpoint, NumericPath};
 use serde_json::Value;
 
+#[path = "parity/architectures.rs"]
+mod architectures;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -1044,10 +1044,17 @@ mod tests {
 
     /// Each loss's gradient against central finite differences along a direction that mixes
     /// the gradient with a seeded random one, for a block matrix; the adversary's gradient
-    /// reaches the model reversed and scaled by λ.
+    /// reaches the model reversed and scaled by λ. On each decoder family: Llama, Qwen2
+    /// (biases, tied output), Mistral (sliding window).
     #[test]
     fn every_loss_gradient_matches_finite_differences() {
-        let ck = tiny("tiny-llama");
+        for model in ["tiny-llama", "tiny-qwen2", "tiny-mistral"] {
+            loss_gradients_match_finite_differences(model);
+        }
+    }
+
+    fn loss_gradients_match_finite_differences(model: &str) {
+        let ck = tiny(model);
         // Token 5 and 17 play "she" and "he"; 40/41 the group words that were swapped.
         let pair = |a: Vec<u32>, b: Vec<u32>, group_a: usize| PairItem {
             aligned: vec![(2, 2), (3, 3), (4, 4), (5, 5)],
@@ -1190,11 +1197,11 @@ mod tests {
             };
             assert!(
                 analytic.abs() > 1e-4,
-                "{name}: no gradient reaches the block ({analytic})"
+                "{model} {name}: no gradient reaches the block ({analytic})"
             );
             assert!(
                 (analytic - expected).abs() <= 0.01 * expected.abs() + 1e-5,
-                "{name}: analytic {analytic} vs finite differences {expected}"
+                "{model} {name}: analytic {analytic} vs finite differences {expected}"
             );
         }
     }

@@ -845,12 +845,86 @@ fn build() -> Corpus {
         ("gpt2", "tiny-gpt2", "n_head", 5.into(), "n_head"),
         ("gpt2", "tiny-gpt2", "n_positions", 0.into(), "n_positions"),
         ("gpt2", "tiny-gpt2", "n_embd", 0.into(), "n_embd"),
+        // Issue 18: the Llama family's other layouts and what fairlm does not compute.
+        (
+            "llama",
+            "tiny-llama",
+            "rope_parameters",
+            serde_json::json!({"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0}),
+            "rope type `llama3` is not supported",
+        ),
+        (
+            "llama",
+            "tiny-llama",
+            "hidden_act",
+            "gelu".into(),
+            "hidden_act",
+        ),
+        (
+            "mistral",
+            "tiny-mistral",
+            "sliding_window",
+            0.into(),
+            "sliding_window",
+        ),
+        (
+            "qwen2",
+            "tiny-qwen2",
+            "layer_types",
+            serde_json::json!(["full_attention"]),
+            "layer_types",
+        ),
+        (
+            "qwen2",
+            "tiny-qwen2",
+            "tie_word_embeddings",
+            false.into(),
+            "lm_head.weight",
+        ),
     ];
     for (i, (arch, from, key, value, needle)) in configs.into_iter().enumerate() {
         let name = format!("config {arch} {key} = {value}");
         let dir = model_variant(&c, from, &format!("cfg-{i}"), |d| set_config(d, key, value));
         c.error(&name, &["score", "hi", "--model", &dir], &[needle]);
     }
+    // A Qwen2 config without a key it needs names the key and the file.
+    let dir = model_variant(&c, "tiny-qwen2", "cfg-qwen2-no-hidden", |d| {
+        let p = d.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        cfg.as_object_mut().unwrap().remove("hidden_size");
+        std::fs::write(&p, serde_json::to_string(&cfg).unwrap()).unwrap();
+    });
+    c.error(
+        "config qwen2 without hidden_size",
+        &["score", "hi", "--model", &dir],
+        &["config.json", "missing field `hidden_size`"],
+    );
+    // A GGUF with a tensor type fairlm has no parity for (Q2_K) is refused by name.
+    let q2k = c.dir.join("q2k.gguf");
+    {
+        use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+        let t = candle_core::Tensor::zeros(
+            (2, 256),
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let q = QTensor::quantize(&t, GgmlDType::Q2K).unwrap();
+        let arch = gguf_file::Value::String("llama".into());
+        let mut f = std::fs::File::create(&q2k).unwrap();
+        gguf_file::write(
+            &mut f,
+            &[("general.architecture", &arch)],
+            &[("blk.0.attn_q.weight", &q)],
+        )
+        .unwrap();
+    }
+    c.error(
+        "gguf: unsupported tensor type Q2_K",
+        &["score", "hi", "--model", q2k.to_str().unwrap()],
+        &["q2k.gguf", "blk.0.attn_q.weight", "Q2K", "supported: F32"],
+    );
     let dir = model_variant(&c, "tiny-llama", "cfg-invalid-json", |d| {
         std::fs::write(d.join("config.json"), "{\"model_type\": ").unwrap()
     });
