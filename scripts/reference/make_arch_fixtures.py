@@ -15,8 +15,9 @@ It writes, under fixtures/:
                      by llama.cpp's own quantizer (llama_model_quantize) to Q4_K_M, Q5_K_M and
                      Q6_K from an F32 GGUF written as llama.cpp's converter writes llama;
   arch.json          transformers' per-token log-probabilities of the fixture sentences for
-                     each tiny model, llama.cpp's for each GGUF (also with an f32 KV cache: its
-                     self-difference), and each tokenizer's ids on the tokenizer strings.
+                     each tiny model, llama.cpp's for each GGUF (as shipped, with its f16 KV
+                     cache, and with an f32 one), and each tokenizer's ids on the tokenizer
+                     strings.
 With --default-model, it also quantizes the default model (requantizing its Q4_1) to Q4_K_M
 and Q6_K into DIR and writes DIR/smollm2-kquants.json with llama.cpp's log-probabilities of
 the 60 sentences on each (the files are ~100 MB and are not committed).
@@ -240,7 +241,8 @@ def tiny_qwen2(fixture):
     fixture["qwen2"] = {
         "context_token": eot, "sentences": SENTENCES[:N_SENTENCES], "ids": ids,
         "hf_token_logprobs": score(model, ids, eot),
-        "llama_gguf_token_logprobs": llama_cpp_logprobs(gguf_path, ids, eot, type_k=0, type_v=0),
+        "llama_gguf_f32_kv_token_logprobs": llama_cpp_logprobs(gguf_path, ids, eot, type_k=0, type_v=0),
+        "llama_gguf_token_logprobs": llama_cpp_logprobs(gguf_path, ids, eot),
         "gguf_sha256": sha256(gguf_path),
         "tokenizer": [{"text": s, "ids": tok(s, add_special_tokens=False)["input_ids"]} for s in tokenizer_strings()],
     }
@@ -319,6 +321,7 @@ def default_model_kquants(gguf_path, out_dir):
             "file": path.name, "sha256": sha256(path),
             "llama_token_logprobs": llama_cpp_logprobs(path, ids, ctx),
             "llama_f32_kv_token_logprobs": llama_cpp_logprobs(path, ids, ctx, type_k=0, type_v=0),
+            "llama_flash_attn_token_logprobs": llama_cpp_logprobs(path, ids, ctx, flash_attn=True),
         }
     (out_dir / "smollm2-kquants.json").write_text(json.dumps(record, indent=1))
     print("default-model k-quants written to", out_dir)

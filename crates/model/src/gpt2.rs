@@ -191,7 +191,7 @@ impl Gpt2 {
         };
         let (q, k, v) = (split(0)?, split(1)?, split(2)?);
         let (k, v) = cache.append(layer, k, v)?;
-        let y = ops::attention(&q, &k, &v, mask, self.kernels)?;
+        let y = ops::attention(&q, &k, &v, mask, self.kernels, false)?;
         blk.attn_proj
             .forward(&y.transpose(1, 2)?.reshape((b, s, e))?)
     }

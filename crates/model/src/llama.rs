@@ -287,6 +287,8 @@ struct Attention {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    /// Round queries, keys, values and attention weights to f16 (the quantized path).
+    f16_cache: bool,
 }
 
 impl Attention {
@@ -310,6 +312,7 @@ impl Attention {
             heads: cfg.num_attention_heads,
             kv_heads: kvh,
             head_dim: hd,
+            f16_cache: w.is_quantized(),
         })
     }
 
@@ -331,8 +334,12 @@ impl Attention {
         let q = rot.apply(&split(self.q.forward(x)?, self.heads)?, offset, kern)?;
         let k = rot.apply(&split(self.k.forward(x)?, self.kv_heads)?, offset, kern)?;
         let v = split(self.v.forward(x)?, self.kv_heads)?.contiguous()?;
-        let (k, v) = cache.append(layer, k.contiguous()?, v)?;
-        let y = ops::attention(&q, &k, &v, mask, kern)?;
+        // On the quantized path keys and values are kept as llama.cpp keeps them by default
+        // (an f16 cache), and the products with them see f16 operands as ggml's do.
+        let half = |t: Tensor| ops::round_to_f16(t, self.f16_cache);
+        let (q, k, v) = (half(q)?, half(k.contiguous()?)?, half(v)?);
+        let (k, v) = cache.append(layer, k, v)?;
+        let y = ops::attention(&q, &k, &v, mask, kern, self.f16_cache)?;
         let y = y
             .transpose(1, 2)?
             .reshape((b, s, self.heads * self.head_dim))?;

@@ -133,13 +133,16 @@ pub fn causal_mask(
 /// against keys and values [b, kv, t, d], where each group of h / kv adjacent query heads
 /// shares one key/value head. The group's queries are stacked as one [h / kv · s, d] matrix
 /// per key/value head, so that keys and values are never repeated (a copy of the whole cache
-/// per layer and step when decoding); with kv = h this is plain multi-head attention.
+/// per layer and step when decoding); with kv = h this is plain multi-head attention. With
+/// `f16`, the attention weights are rounded to f16 before they meet the values, as ggml
+/// rounds them against an f16 value cache.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     mask: Option<&Tensor>,
     kern: Kernels,
+    f16: bool,
 ) -> Result<Tensor> {
     let (b, h, s, d) = q.dims4()?;
     let (kv, t) = (k.dim(1)?, k.dim(2)?);
@@ -154,9 +157,18 @@ pub fn attention(
             .reshape((b, kv, n_rep * s, t))?,
         None => scores,
     };
-    softmax_last_dim(&scores, kern)?
+    round_to_f16(softmax_last_dim(&scores, kern)?, f16)?
         .matmul(v)?
         .reshape((b, h, s, d))
+}
+
+/// `t` rounded to the nearest f16 (kept in f32) when `round`, else `t`.
+pub fn round_to_f16(t: Tensor, round: bool) -> Result<Tensor> {
+    if round {
+        t.to_dtype(DType::F16)?.to_dtype(DType::F32)
+    } else {
+        Ok(t)
+    }
 }
 
 /// A dense or quantized linear map over the last dimension.
