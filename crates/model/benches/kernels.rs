@@ -59,7 +59,7 @@ fn decode_attention(c: &mut Criterion) {
                 },
                 |mut cache| {
                     let (k, v) = cache.append(0, step(), step()).unwrap();
-                    attention(&q, &k, &v, None, Kernels::Fused).unwrap()
+                    attention(&q, &k, &v, None, Kernels::Fused, false).unwrap()
                 },
                 criterion::BatchSize::SmallInput,
             )
