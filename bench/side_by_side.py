@@ -134,6 +134,10 @@ def main():
     batches = [int(b) for b in args.batches.split(",")]
     from transformers import AutoModelForCausalLM
     import llama_cpp
+    import sys
+    sys.path.insert(0, str(ROOT / "scripts" / "reference"))
+    from make_arch_fixtures import without_repacking
+    without_repacking()  # llama.cpp's repacked kernels segfault on AVX-512/AMX here (0.3.36)
 
     gguf = subprocess.run([str(FAIRLM), "models", "--fetch"], check=True, capture_output=True, text=True).stdout
     path = [l.split("-> ")[1].split(" (")[0] for l in gguf.splitlines() if l.startswith("default:")][0]
@@ -186,7 +190,7 @@ def main():
 
     tools = ["fairlm f32", "fairlm Q4_1", "transformers f32", "llama.cpp Q4_1"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    print(f"\n{datetime.date.today()} · commit {commit} · {machine()} · 2 threads · median of {args.rounds} interleaved rounds\n")
+    print(f"\n{datetime.date.today()} · commit {commit} · {machine()} · 2 threads · median of {args.rounds} interleaved rounds · llama.cpp without repacked kernels\n")
     print("| work | " + " | ".join(f"{t} tok/s" for t in tools) + " | fairlm best / transformers | fairlm best / llama.cpp |")
     print("|---" * (len(tools) + 3) + "|")
     for key, work in names.items():

@@ -10,7 +10,10 @@ It writes, under fixtures/:
   tiny-qwen2.gguf    the same weights as a GGUF of architecture qwen2 (F32), written with
                      llama.cpp's gguf-py as its converter writes qwen2;
   tiny-mistral/      a tiny random Mistral (sliding window 4, head_dim 16 ≠ hidden/heads,
-                     untied) with a SentencePiece-style tokenizer (Metaspace, byte fallback);
+                     untied) with a SentencePiece BPE tokenizer (byte fallback) trained here and
+                     converted by transformers;
+  tiny-mistral.gguf  the same weights as llama.cpp's converter writes Mistral (architecture
+                     llama, SentencePiece vocabulary with scores; no sliding window there);
   tiny-kquant-*.gguf a tiny random Llama 256 wide (k-quant blocks are 256 elements) quantized
                      by llama.cpp's own quantizer (llama_model_quantize) to Q4_K_M, Q5_K_M and
                      Q6_K from an F32 GGUF written as llama.cpp's converter writes llama;
@@ -56,18 +59,51 @@ def byte_level_bpe(vocab_size):
     return model["vocab"], merges
 
 
-def sentencepiece_bpe(vocab_size):
-    """A SentencePiece-style BPE (Metaspace, byte fallback) trained on the held-out text."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+def sentencepiece_model(vocab_size, directory):
+    """A SentencePiece BPE model with byte fallback (as Llama 2's and Mistral's) trained on the
+    held-out text; written as DIR/tokenizer.model, the file those checkpoints ship."""
+    import sentencepiece as spm
 
-    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
-    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
-    tok.train_from_iterator([heldout_text()], trainer=trainer)
-    model = json.loads(tok.to_str())["model"]
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    return model["vocab"], merges
+    directory.mkdir(parents=True, exist_ok=True)
+    corpus = directory / "corpus.txt"
+    corpus.write_text(heldout_text())
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(directory / "tokenizer"),
+                                   vocab_size=vocab_size, model_type="bpe", byte_fallback=True,
+                                   character_coverage=1.0, split_digits=True, add_dummy_prefix=True,
+                                   allow_whitespace_only_pieces=True, remove_extra_whitespaces=False,
+                                   normalization_rule_name="identity", num_threads=1,
+                                   unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+    return directory / "tokenizer.model"
+
+
+def gguf_spm_tokenizer(w, sp_path):
+    """Tokenizer metadata as llama.cpp's converter writes a SentencePiece vocabulary."""
+    import gguf
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(sp_path))
+    tokens, scores, types = [], [], []
+    for i in range(sp.vocab_size()):
+        tokens.append(sp.id_to_piece(i))
+        scores.append(sp.get_score(i))
+        if sp.is_unknown(i):
+            types.append(gguf.TokenType.UNKNOWN)
+        elif sp.is_control(i):
+            types.append(gguf.TokenType.CONTROL)
+        elif sp.is_byte(i):
+            types.append(gguf.TokenType.BYTE)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_unk_token_id(sp.unk_id())
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_add_bos_token(True)
+    w.add_add_space_prefix(True)
 
 
 def randomize_biases(model, std=0.2):
@@ -144,7 +180,7 @@ def gguf_name(hf):
     return f"blk.{parts[2]}.{BLOCK_NAMES['.'.join(parts[3:])]}"
 
 
-def write_gguf(path, arch, model, tok, pre):
+def write_gguf(path, arch, model, tok, pre, sp_path=None):
     import gguf
 
     cfg = model.config
@@ -157,8 +193,15 @@ def write_gguf(path, arch, model, tok, pre):
     w.add_head_count_kv(cfg.num_key_value_heads)
     w.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]))
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_rope_dimension_count(head_dim)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
-    gguf_tokenizer(w, tok, pre)
+    if sp_path is not None:
+        gguf_spm_tokenizer(w, sp_path)
+    else:
+        gguf_tokenizer(w, tok, pre)
     for name, p in model.state_dict().items():
         if name == "lm_head.weight" and cfg.tie_word_embeddings:
             continue
@@ -248,13 +291,13 @@ def tiny_qwen2(fixture):
     }
 
 
-def tiny_mistral(fixture):
+def tiny_mistral(fixture, scratch):
     from transformers import LlamaTokenizer, MistralConfig, MistralForCausalLM
 
     d = OUT / "tiny-mistral"
     d.mkdir(parents=True, exist_ok=True)
-    vocab, merges = sentencepiece_bpe(700)
-    tok = LlamaTokenizer(vocab=vocab, merges=merges)
+    sp_path = sentencepiece_model(700, scratch / "spm")
+    tok = LlamaTokenizer.from_pretrained(str(sp_path.parent))
     bos = tok.convert_tokens_to_ids("<s>")
     torch.manual_seed(3)
     cfg = MistralConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -266,12 +309,27 @@ def tiny_mistral(fixture):
     model.save_pretrained(d, safe_serialization=True)
     tok.save_pretrained(d)
     clean(d)
+    for f in ["tokenizer.model"]:
+        if (d / f).exists():
+            (d / f).unlink()
     ids = [tok(s, add_special_tokens=False)["input_ids"] for s in SENTENCES[:N_SENTENCES]]
     assert max(len(i) for i in ids) + 1 > cfg.sliding_window, "sentences must outgrow the window"
+    # Mistral's GGUF files are of architecture llama, computed by llama.cpp without the window:
+    # the same weights with the window off are its transformers reference.
+    gguf_path = OUT / "tiny-mistral.gguf"
+    write_gguf(gguf_path, "llama", model, tok, None, sp_path)
+    import llama_cpp
+    llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=256, n_threads=2, vocab_only=True, verbose=False)
+    model.config.sliding_window = None
     fixture["mistral"] = {
         "context_token": bos, "sentences": SENTENCES[:N_SENTENCES], "ids": ids,
-        "hf_token_logprobs": score(model, ids, bos),
-        "tokenizer": [{"text": s, "ids": tok(s, add_special_tokens=False)["input_ids"]} for s in tokenizer_strings()],
+        "hf_token_logprobs": score(MistralForCausalLM.from_pretrained(d).eval(), ids, bos),
+        "hf_no_window_token_logprobs": score(model, ids, bos),
+        "llama_gguf_token_logprobs": llama_cpp_logprobs(gguf_path, ids, bos),
+        "llama_gguf_f32_kv_token_logprobs": llama_cpp_logprobs(gguf_path, ids, bos, type_k=0, type_v=0),
+        "tokenizer": [{"text": s, "ids": tok(s, add_special_tokens=False)["input_ids"],
+                       "llama_ids": llm.tokenize(s.encode("utf-8"), add_bos=False, special=False)}
+                      for s in tokenizer_strings()],
     }
 
 
@@ -341,7 +399,7 @@ def main():
     fixture = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                             "llama_cpp_python": llama_cpp.__version__, "llama_cpp_extra_bufts": False}}
     tiny_qwen2(fixture)
-    tiny_mistral(fixture)
+    tiny_mistral(fixture, scratch)
     tiny_kquants(fixture, scratch)
     (OUT / "arch.json").write_text(json.dumps(fixture, indent=1, ensure_ascii=False))
     print("fixtures written to", OUT)

@@ -1250,7 +1250,7 @@ fn bold_fixture_on_the_default_model_is_deterministic() {
 
 /// Issue 18: `mitigate` trains each Llama-family layout (Qwen2's biases and tied output,
 /// Mistral's sliding window) and writes it back in its own layout, which fairlm loads and
-/// audits; the Qwen2 GGUF also gets its GGUF back.
+/// audits; the GGUF inputs also get their GGUF back.
 #[test]
 fn mitigate_trains_qwen2_and_mistral_and_keeps_their_layout() {
     let d = scratch("families");
@@ -1264,6 +1264,8 @@ fn mitigate_trains_qwen2_and_mistral_and_keeps_their_layout() {
         ("tiny-qwen2", "qwen2"),
         ("tiny-mistral", "mistral"),
         ("tiny-qwen2.gguf", "qwen2"),
+        // Mistral's GGUF layout is llama's; its SentencePiece vocabulary comes back too.
+        ("tiny-mistral.gguf", "llama"),
     ] {
         let out = d.join(model);
         let run = fairlm(&[

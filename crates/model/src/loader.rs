@@ -60,7 +60,7 @@ pub const SUPPORT: [Support; 4] = [
         architecture: "llama",
         hf_dir: true,
         gguf: Some("llama"),
-        notes: "SmolLM2, TinyLlama, Llama 2; attention_bias and mlp_bias; default rotary embedding only (Llama 3.1's rope scaling is refused)",
+        notes: "SmolLM2, TinyLlama, Llama 2; attention_bias and mlp_bias; default rotary embedding only (Llama 3.1's rope scaling is refused); GGUF tokenizers: byte-level BPE (pre smollm, gpt2, default, qwen2) or SentencePiece (tokenizer.ggml.model llama)",
     },
     Support {
         architecture: "qwen2",
@@ -71,7 +71,7 @@ pub const SUPPORT: [Support; 4] = [
     Support {
         architecture: "mistral",
         hf_dir: true,
-        gguf: Some("llama (Mistral's GGUF files are of architecture llama)"),
+        gguf: Some("llama (as llama.cpp's converter writes Mistral, with its SentencePiece vocabulary)"),
         notes: "sliding-window attention (Hugging Face directories; llama.cpp computes GGUF without it), head_dim",
     },
     Support {

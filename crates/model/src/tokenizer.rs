@@ -1,4 +1,5 @@
-//! BPE tokenizer built from a GGUF file's metadata, a `tokenizer.json` (byte-level as GPT-2,
+//! BPE tokenizer built from a GGUF file's metadata (byte-level BPE, or a SentencePiece
+//! vocabulary with scores), a `tokenizer.json` (byte-level as GPT-2,
 //! SmolLM2 and Qwen2 have it, or SentencePiece-style with byte fallback as Llama 2 and Mistral
 //! have it), or GPT-2's `vocab.json` + `merges.txt`. It must give exactly the ids Hugging Face
 //! gives; it does not add special tokens, and it refuses text it cannot represent: bytes
@@ -34,6 +35,18 @@ impl Tokenizer {
     /// of `smollm` and `gpt2` wrong (it adds a prefix space), so those are set here; any
     /// other than these and `qwen2` is refused rather than tokenized some other way.
     pub fn from_gguf(content: &gguf_file::Content, path: &Path) -> Result<Self> {
+        let special = |key: &str| content.metadata.get(key).and_then(|v| v.to_u32().ok());
+        let kind = content
+            .metadata
+            .get("tokenizer.ggml.model")
+            .and_then(|v| v.to_string().ok())
+            .cloned();
+        if kind.as_deref() == Some("llama") {
+            let inner = sentencepiece_from_gguf(content, path)?;
+            let eos = special("tokenizer.ggml.eos_token_id");
+            let bos = special("tokenizer.ggml.bos_token_id");
+            return Self::finish(inner, eos, bos, path);
+        }
         let mut inner =
             tokenizers::Tokenizer::from_gguf(content).map_err(|e| Error::Tokenizer {
                 path: path.to_path_buf(),
@@ -69,7 +82,6 @@ impl Tokenizer {
             }
         }
         inner.with_decoder(Some(ByteLevelDecoder::default()));
-        let special = |key: &str| content.metadata.get(key).and_then(|v| v.to_u32().ok());
         let eos = special("tokenizer.ggml.eos_token_id");
         let bos = special("tokenizer.ggml.bos_token_id");
         Self::finish(inner, eos, bos, path)
@@ -236,6 +248,143 @@ fn byte_level_char(b: u8) -> char {
     }
     let offset = (0u8..b).filter(|x| !printable(*x)).count() as u32;
     char::from_u32(256 + offset).unwrap_or('\u{FFFD}')
+}
+
+/// A SentencePiece vocabulary from GGUF metadata (`tokenizer.ggml.model` = `llama`: Llama 2,
+/// Mistral) as a BPE with byte fallback whose merges rank each pair by the score of the piece
+/// it makes (transformers' GGUF converter builds it the same way). Spaces become `▁` and one
+/// is prepended when `tokenizer.ggml.add_space_prefix` (default true), as sentencepiece and
+/// llama.cpp do even before a leading space (transformers' Metaspace does not: the reference
+/// for a GGUF is llama.cpp).
+fn sentencepiece_from_gguf(
+    content: &gguf_file::Content,
+    path: &Path,
+) -> Result<tokenizers::Tokenizer> {
+    let bad = |reason: String| Error::Tokenizer {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let array = |key: &str| {
+        content
+            .metadata
+            .get(key)
+            .and_then(|v| v.to_vec().ok())
+            .ok_or_else(|| bad(format!("missing metadata `{key}`")))
+    };
+    let tokens: Vec<String> = array("tokenizer.ggml.tokens")?
+        .iter()
+        .map(|v| {
+            v.to_string()
+                .cloned()
+                .map_err(|_| bad("a token that is not a string".into()))
+        })
+        .collect::<Result<_>>()?;
+    let scores: Vec<f32> = array("tokenizer.ggml.scores")?
+        .iter()
+        .map(|v| {
+            v.to_f32()
+                .map_err(|_| bad("a token score that is not a number".into()))
+        })
+        .collect::<Result<_>>()?;
+    let types: Vec<i32> = match content.metadata.get("tokenizer.ggml.token_type") {
+        Some(v) => v
+            .to_vec()
+            .map_err(|_| bad("`tokenizer.ggml.token_type` is not an array".into()))?
+            .iter()
+            .map(|t| {
+                t.to_i32()
+                    .map_err(|_| bad("a token type that is not an integer".into()))
+            })
+            .collect::<Result<_>>()?,
+        None => vec![1; tokens.len()],
+    };
+    if scores.len() != tokens.len() || types.len() != tokens.len() {
+        return Err(bad(format!(
+            "{} tokens but {} scores and {} types",
+            tokens.len(),
+            scores.len(),
+            types.len()
+        )));
+    }
+    let ids: std::collections::HashMap<&str, usize> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    // Every split of every piece into two pieces, ranked by the whole piece's score.
+    let mut merges: Vec<(usize, usize, usize)> = Vec::new();
+    for (whole, piece) in tokens.iter().enumerate() {
+        let mut local: Vec<(usize, usize, usize)> = piece
+            .char_indices()
+            .skip(1)
+            .filter_map(|(at, _)| {
+                let (l, r) = piece.split_at(at);
+                Some((*ids.get(l)?, *ids.get(r)?, whole))
+            })
+            .collect();
+        local.sort();
+        merges.extend(local);
+    }
+    merges.sort_by(|a, b| scores[b.2].total_cmp(&scores[a.2]));
+    const CONTROL: i32 = 3;
+    const UNKNOWN: i32 = 2;
+    let unk = content
+        .metadata
+        .get("tokenizer.ggml.unknown_token_id")
+        .and_then(|v| v.to_u32().ok())
+        .map(|id| id as usize)
+        .or_else(|| types.iter().position(|t| *t == UNKNOWN))
+        .and_then(|id| tokens.get(id).cloned());
+    let add_prefix = content
+        .metadata
+        .get("tokenizer.ggml.add_space_prefix")
+        .and_then(|v| v.to_bool().ok())
+        .unwrap_or(true);
+    let mut normalizers = Vec::new();
+    if add_prefix {
+        normalizers.push(serde_json::json!({"type": "Prepend", "prepend": "▁"}));
+    }
+    normalizers
+        .push(serde_json::json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"}));
+    let added: Vec<serde_json::Value> = types
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| **t == CONTROL || **t == UNKNOWN)
+        .map(|(id, _)| {
+            serde_json::json!({"id": id, "content": tokens[id], "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let vocab: serde_json::Map<String, serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), serde_json::Value::from(i)))
+        .collect();
+    let merges: Vec<[&str; 2]> = merges
+        .iter()
+        .map(|(l, r, _)| [tokens[*l].as_str(), tokens[*r].as_str()])
+        .collect();
+    let json = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": {"type": "Sequence", "normalizers": normalizers},
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": usize::from(add_prefix), "stop": 0}
+        ]},
+        "model": {"type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+            "vocab": vocab, "merges": merges}
+    });
+    json.to_string()
+        .parse::<tokenizers::Tokenizer>()
+        .map_err(|e| bad(format!("cannot build the SentencePiece vocabulary: {e}")))
 }
 
 fn read_special_from_config(dir: &Path, key: &str) -> Option<u32> {

@@ -72,33 +72,55 @@ fn tiny_qwen2_matches_transformers() {
     assert!(worst <= 1e-4, "qwen2: max per-token difference {worst}");
 }
 
-/// The GGUF of architecture qwen2 (Hugging Face row order, biases, tied output, its own
-/// pre-tokenizer from the metadata) on both numeric paths: the f32 path against transformers
-/// and llama.cpp with an f32 KV cache, the quantized path (f16 keys and values, as llama.cpp
-/// keeps them by default) against llama.cpp as shipped.
-#[test]
-fn tiny_qwen2_gguf_matches_transformers_and_llama_cpp() {
-    let entry = arch("qwen2");
-    let f32_path = open("tiny-qwen2.gguf", NumericPath::F32);
-    tokenizer_matches(&f32_path, &entry, "tiny-qwen2.gguf metadata tokenizer");
+/// A tiny GGUF on both numeric paths: the f32 path against transformers (`hf_key`) and
+/// llama.cpp with an f32 KV cache, the quantized path (f16 keys and values, as llama.cpp keeps
+/// them by default) against llama.cpp as shipped; the tokenizer built from the metadata gives
+/// the ids of `ids_key` on the tokenizer strings.
+fn check_gguf(file: &str, key: &str, hf_key: &str, ids_key: &str) {
+    let entry = arch(key);
+    let f32_path = open(file, NumericPath::F32);
+    for c in entry["tokenizer"].as_array().unwrap() {
+        let text = c["text"].as_str().unwrap();
+        assert_eq!(
+            f32_path.tokenizer.encode(text).unwrap(),
+            ids_of(&c[ids_key]),
+            "{file} metadata tokenizer: {text:?}"
+        );
+    }
     let ours = score(f32_path.build().unwrap().as_ref(), &entry);
-    let worst = worst_difference(&ours, &entry, "hf_token_logprobs");
-    assert!(
-        worst <= 1e-4,
-        "qwen2 GGUF f32 path vs transformers: {worst}"
-    );
+    let worst = worst_difference(&ours, &entry, hf_key);
+    assert!(worst <= 1e-4, "{file} f32 path vs transformers: {worst}");
     let worst = worst_difference(&ours, &entry, "llama_gguf_f32_kv_token_logprobs");
     assert!(
         worst <= 1e-3,
-        "qwen2 GGUF f32 path vs llama.cpp (f32 KV): {worst}"
+        "{file} f32 path vs llama.cpp (f32 KV): {worst}"
     );
-    let quantized = open("tiny-qwen2.gguf", NumericPath::Quantized);
+    let quantized = open(file, NumericPath::Quantized);
     let ours = score(quantized.build().unwrap().as_ref(), &entry);
     let to_llama = worst_difference(&ours, &entry, "llama_gguf_token_logprobs");
-    let to_hf = worst_difference(&ours, &entry, "hf_token_logprobs");
+    let to_hf = worst_difference(&ours, &entry, hf_key);
     assert!(
         to_llama <= 1e-3 && to_llama < to_hf,
-        "qwen2 GGUF quantized path vs llama.cpp: {to_llama} (vs transformers {to_hf})"
+        "{file} quantized path vs llama.cpp: {to_llama} (vs transformers {to_hf})"
+    );
+}
+
+/// Architecture qwen2: Hugging Face row order, biases, tied output, Qwen2's pre-tokenizer.
+#[test]
+fn tiny_qwen2_gguf_matches_transformers_and_llama_cpp() {
+    check_gguf("tiny-qwen2.gguf", "qwen2", "hf_token_logprobs", "ids");
+}
+
+/// Mistral as llama.cpp's converter writes it: architecture llama (permuted Q/K, no sliding
+/// window, so transformers with the window off is the reference), head_dim from the metadata,
+/// and a SentencePiece vocabulary with scores, tokenized as llama.cpp tokenizes it.
+#[test]
+fn tiny_mistral_gguf_matches_transformers_and_llama_cpp() {
+    check_gguf(
+        "tiny-mistral.gguf",
+        "mistral",
+        "hf_no_window_token_logprobs",
+        "llama_ids",
     );
 }
 
