@@ -58,18 +58,24 @@ fn tokenizer_matches(ck: &Checkpoint, entry: &Value, what: &str) {
     }
 }
 
-#[test]
-fn tiny_qwen2_matches_transformers() {
-    let entry = arch("qwen2");
-    let ck = open("tiny-qwen2", NumericPath::F32);
-    assert_eq!(ck.build().unwrap().info().architecture, "qwen2");
-    tokenizer_matches(&ck, &entry, "tiny-qwen2 tokenizer.json");
+/// A tiny Hugging Face directory: its architecture, its tokenizer.json's ids, and per-token
+/// log-probs within 1e-4 of transformers.
+fn check_hf_dir(dir: &str, key: &str) {
+    let entry = arch(key);
+    let ck = open(dir, NumericPath::F32);
+    assert_eq!(ck.build().unwrap().info().architecture, key);
+    tokenizer_matches(&ck, &entry, &format!("{dir} tokenizer.json"));
     let worst = worst_difference(
         &score(ck.build().unwrap().as_ref(), &entry),
         &entry,
         "hf_token_logprobs",
     );
-    assert!(worst <= 1e-4, "qwen2: max per-token difference {worst}");
+    assert!(worst <= 1e-4, "{key}: max per-token difference {worst}");
+}
+
+#[test]
+fn tiny_qwen2_matches_transformers() {
+    check_hf_dir("tiny-qwen2", "qwen2");
 }
 
 /// A tiny GGUF on both numeric paths: the f32 path against transformers (`hf_key`) and
@@ -126,15 +132,7 @@ fn tiny_mistral_gguf_matches_transformers_and_llama_cpp() {
 
 #[test]
 fn tiny_mistral_matches_transformers() {
-    let entry = arch("mistral");
-    let ck = open("tiny-mistral", NumericPath::F32);
-    tokenizer_matches(&ck, &entry, "tiny-mistral tokenizer.json");
-    let worst = worst_difference(
-        &score(ck.build().unwrap().as_ref(), &entry),
-        &entry,
-        "hf_token_logprobs",
-    );
-    assert!(worst <= 1e-4, "mistral: max per-token difference {worst}");
+    check_hf_dir("tiny-mistral", "mistral");
 }
 
 /// Decoding one token at a time past the sliding window sees what a full forward sees.
