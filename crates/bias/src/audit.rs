@@ -35,10 +35,26 @@ pub struct AuditConfig {
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelRecord {
+    /// The model's file or directory, or the server's URL.
     pub path: String,
+    /// The model's sha256; of a served model, its tokenizer's.
     pub sha256: String,
     pub architecture: String,
     pub numeric_path: String,
+    /// A model behind a server: which one, and what the server says of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<ServedRecord>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServedRecord {
+    pub url: String,
+    pub name: String,
+    /// The model's entry in the server's `GET /v1/models`.
+    pub description: serde_json::Value,
+    /// The tokenizer the prompts were encoded with, and its sha256.
+    pub tokenizer: String,
+    pub tokenizer_sha256: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -157,7 +173,13 @@ pub fn perplexity(
 ) -> Result<Perplexity> {
     let ids = tok.encode(text)?;
     let window = model.info().context_length.min(1024);
-    let lps = sliding_logprobs(model, &ids, window, window / 2, |_| {})?;
+    let lps = sliding_logprobs(
+        &fairlm_model::scorer::Local(model),
+        &ids,
+        window,
+        window / 2,
+        |_| {},
+    )?;
     let blocks: Vec<Vec<f64>> = lps
         .chunks(64)
         .map(|c| c.iter().map(|x| -x).collect())

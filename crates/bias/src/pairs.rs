@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fairlm_model::score::{score_items, ScoreItem, TextScore};
-use fairlm_model::{CausalLm, Tokenizer};
+use fairlm_model::score::{ScoreItem, TextScore};
+use fairlm_model::scorer::TokenScorer;
+use fairlm_model::Tokenizer;
 
 use crate::error::{Error, Result};
 
@@ -295,7 +296,7 @@ pub fn read_pairs_jsonl(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Ski
 
 /// Both conventions' scores of each text, in order.
 pub fn score_texts(
-    model: &dyn CausalLm,
+    model: &dyn TokenScorer,
     tok: &Tokenizer,
     texts: &[&str],
     batch: usize,
@@ -305,7 +306,8 @@ pub fn score_texts(
         .iter()
         .map(|t| Ok(ScoreItem::after_context(&ctx, &tok.encode(t)?)))
         .collect::<Result<Vec<_>>>()?;
-    Ok(score_items(model, &items, batch, |_| {})?
+    Ok(model
+        .score(&items, batch, &mut |_| {})?
         .into_iter()
         .map(TextScore::from_logprobs)
         .collect())
@@ -325,7 +327,7 @@ pub struct PairRecord {
 }
 
 pub fn score_pairs(
-    model: &dyn CausalLm,
+    model: &dyn TokenScorer,
     tok: &Tokenizer,
     pairs: &[Pair],
     batch: usize,
@@ -478,7 +480,7 @@ pub struct StereoRecord {
 }
 
 pub fn score_stereoset(
-    model: &dyn CausalLm,
+    model: &dyn TokenScorer,
     tok: &Tokenizer,
     entries: &[StereoEntry],
     batch: usize,
@@ -690,7 +692,7 @@ pub fn run_benchmark(
     file: &Path,
     input: &BenchInput,
     skipped: Vec<Skipped>,
-    model: &dyn CausalLm,
+    model: &dyn TokenScorer,
     tok: &Tokenizer,
     record: crate::audit::ModelRecord,
     batch: usize,

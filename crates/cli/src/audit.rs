@@ -113,7 +113,7 @@ pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
             file,
             &input,
             skipped,
-            model.as_ref(),
+            &fairlm_model::scorer::Local(model.as_ref()),
             &ck.tokenizer,
             record.clone(),
             32,

@@ -118,6 +118,8 @@ pub struct BenchArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub served: crate::engine::ServedArgs,
     /// Fail on the first malformed row instead of skipping and counting it.
     #[arg(long)]
     pub strict: bool,
@@ -424,10 +426,11 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     // Read and check the file before loading the model: bad input fails fast.
     let (input, mut skipped) = pairs::read_benchmark(name, &a.file, a.strict)?;
     report_skipped(&a.file, &skipped);
-    let (model, ck, record) = load(&a)?;
+    let scoring = crate::engine::ScoringModel::open(&a.model, &a.served)?;
+    let model = scoring.scorer();
     let (input, overlong) = input.drop_overlong(
-        &ck.tokenizer,
-        model.info().context_length,
+        scoring.tokenizer(),
+        model.context_length(),
         &a.file,
         a.strict,
     )?;
@@ -439,8 +442,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         &input,
         skipped,
         model.as_ref(),
-        &ck.tokenizer,
-        record,
+        scoring.tokenizer(),
+        scoring.record().clone(),
         a.batch_size,
     )?;
     out!("{}", pairs::markdown(&results))?;

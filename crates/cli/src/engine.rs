@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fairlm_model::generate::{generate as sample, SamplingConfig};
-use fairlm_model::score::{score_items, sliding_logprobs, ScoreItem, TextScore};
+use fairlm_model::score::{sliding_logprobs, ScoreItem, TextScore};
+use fairlm_model::scorer::{Local, TokenScorer};
+use fairlm_model::served::{ServedModel, ServedOptions};
 use fairlm_model::{fetch, Checkpoint, NumericPath};
 
 /// The held-out English text written for this project (quality check; never trained on).
@@ -24,6 +26,128 @@ pub struct ModelArgs {
     pub dtype: NumericPath,
 }
 
+/// `--model http://…` or `https://…`: a served model.
+pub fn is_url(model: &str) -> bool {
+    model.starts_with("http://") || model.starts_with("https://")
+}
+
+/// How to reach a served model (`--model http(s)://HOST:PORT/v1`).
+#[derive(Args, Clone)]
+pub struct ServedArgs {
+    /// With a served model: its name, where the server hosts several.
+    #[arg(long)]
+    pub served_name: Option<String>,
+    /// With a served model: its tokenizer (a GGUF file, a tokenizer.json, or a model
+    /// directory), which encodes the prompts sent as token ids.
+    #[arg(value_parser = crate::args::path, long)]
+    pub tokenizer: Option<PathBuf>,
+    /// With a served model: requests in flight at once.
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// With a served model: seconds to wait for one answer.
+    #[arg(value_parser = crate::args::positive, allow_hyphen_values = true, long, default_value_t = 300.0)]
+    pub timeout: f64,
+    /// With a served model: retries of one request after a connection error, 429 or 5xx.
+    #[arg(long, default_value_t = 5)]
+    pub max_retries: u32,
+}
+
+/// A model to score with: loaded here, or behind a server.
+pub enum ScoringModel {
+    Local {
+        checkpoint: Box<Checkpoint>,
+        model: Box<dyn fairlm_model::CausalLm>,
+        record: fairlm_bias::audit::ModelRecord,
+    },
+    Served {
+        model: Box<ServedModel>,
+        record: fairlm_bias::audit::ModelRecord,
+    },
+}
+
+impl ScoringModel {
+    pub fn open(m: &ModelArgs, s: &ServedArgs) -> Result<Self> {
+        if !is_url(&m.model) {
+            let path = fetch::resolve(&m.model)?;
+            let checkpoint = m.open()?;
+            let model = checkpoint.build()?;
+            let record = model_record(&path, model.as_ref())?;
+            return Ok(ScoringModel::Local {
+                checkpoint: Box::new(checkpoint),
+                model,
+                record,
+            });
+        }
+        let Some(tokenizer_path) = &s.tokenizer else {
+            bail!(
+                "{}: a served model needs --tokenizer (a GGUF file, a tokenizer.json, or a model directory)",
+                m.model
+            );
+        };
+        let tokenizer = fairlm_model::Tokenizer::from_path(tokenizer_path)?;
+        let api_key = ["FAIRLM_API_KEY", "OPENAI_API_KEY"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+        let model = ServedModel::connect(
+            &m.model,
+            tokenizer,
+            ServedOptions {
+                name: s.served_name.clone(),
+                concurrency: s.concurrency,
+                timeout: std::time::Duration::from_secs_f64(s.timeout),
+                max_retries: s.max_retries,
+                api_key,
+            },
+        )?;
+        let tokenizer_sha256 = model_sha256(tokenizer_path)?;
+        let description = model.description().clone();
+        let text = |key: &str| {
+            description
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or("served")
+                .to_string()
+        };
+        let record = fairlm_bias::audit::ModelRecord {
+            path: model.url().to_string(),
+            sha256: tokenizer_sha256.clone(),
+            architecture: text("architecture"),
+            numeric_path: text("numeric_path"),
+            served: Some(fairlm_bias::audit::ServedRecord {
+                url: model.url().to_string(),
+                name: model.name().to_string(),
+                description,
+                tokenizer: tokenizer_path.display().to_string(),
+                tokenizer_sha256,
+            }),
+        };
+        Ok(ScoringModel::Served {
+            model: Box::new(model),
+            record,
+        })
+    }
+
+    pub fn scorer(&self) -> Box<dyn TokenScorer + '_> {
+        match self {
+            ScoringModel::Local { model, .. } => Box::new(Local(model.as_ref())),
+            ScoringModel::Served { model, .. } => Box::new(model.as_ref()),
+        }
+    }
+
+    pub fn tokenizer(&self) -> &fairlm_model::Tokenizer {
+        match self {
+            ScoringModel::Local { checkpoint, .. } => &checkpoint.tokenizer,
+            ScoringModel::Served { model, .. } => model.tokenizer(),
+        }
+    }
+
+    pub fn record(&self) -> &fairlm_bias::audit::ModelRecord {
+        match self {
+            ScoringModel::Local { record, .. } | ScoringModel::Served { record, .. } => record,
+        }
+    }
+}
+
 /// What results files record about the model: its path, file hash and numeric path.
 pub fn model_record(
     path: &Path,
@@ -34,6 +158,7 @@ pub fn model_record(
         sha256: model_sha256(path)?,
         architecture: model.info().architecture.clone(),
         numeric_path: model.info().numeric_path.clone(),
+        served: None,
     })
 }
 
@@ -64,6 +189,12 @@ pub fn model_sha256(path: &Path) -> Result<String> {
 
 impl ModelArgs {
     pub fn open(&self) -> Result<Checkpoint> {
+        if is_url(&self.model) {
+            bail!(
+                "{}: this command needs the model's weights; served models are taken by score, perplexity and bench crows|stereoset|pairs",
+                self.model
+            );
+        }
         let path = fetch::resolve(&self.model)?;
         Ok(Checkpoint::open(&path, self.dtype)?)
     }
@@ -71,15 +202,15 @@ impl ModelArgs {
 
 /// The token that precedes a text when it is scored: `auto` (the model's `<|endoftext|>`),
 /// `none`, or an id.
-fn context_ids(ck: &Checkpoint, spec: &str) -> Result<Vec<u32>> {
+fn context_ids(tokenizer: &fairlm_model::Tokenizer, spec: &str) -> Result<Vec<u32>> {
     match spec {
-        "auto" => Ok(ck.tokenizer.document_start().into_iter().collect()),
+        "auto" => Ok(tokenizer.document_start().into_iter().collect()),
         "none" => Ok(Vec::new()),
         id => {
             let id: u32 = id
                 .parse()
                 .with_context(|| format!("--context-token: `{id}` is not auto, none or an id"))?;
-            let vocab = ck.tokenizer.vocab_size();
+            let vocab = tokenizer.vocab_size();
             if id as usize >= vocab {
                 bail!("--context-token: {id} is not a token id of this model (its vocabulary has {vocab})");
             }
@@ -113,6 +244,8 @@ pub struct ScoreArgs {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub served: ServedArgs,
     /// Context token before each text: auto (<|endoftext|>), none, or an id.
     #[arg(long, default_value = "auto")]
     pub context_token: String,
@@ -137,14 +270,13 @@ struct ScoreLine<'a> {
 
 pub fn score(a: ScoreArgs) -> Result<()> {
     let texts = texts_from(&a.texts, &a.file)?;
-    let ck = a.model.open()?;
-    let model = ck.build()?;
-    let ctx = context_ids(&ck, &a.context_token)?;
+    let scoring = ScoringModel::open(&a.model, &a.served)?;
+    let ctx = context_ids(scoring.tokenizer(), &a.context_token)?;
     let mut items = Vec::with_capacity(texts.len());
     let mut ids_all = Vec::with_capacity(texts.len());
     for (i, t) in texts.iter().enumerate() {
-        let ids = ck
-            .tokenizer
+        let ids = scoring
+            .tokenizer()
             .encode(t)
             .with_context(|| format!("text {}", i + 1))?;
         if ids.is_empty() || (ctx.is_empty() && ids.len() < 2) {
@@ -160,7 +292,7 @@ pub fn score(a: ScoreArgs) -> Result<()> {
         });
         ids_all.push(ids);
     }
-    let scores = score_items(model.as_ref(), &items, a.batch_size, |_| {})?;
+    let scores = scoring.scorer().score(&items, a.batch_size, &mut |_| {})?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for ((text, ids), lps) in texts.iter().zip(&ids_all).zip(scores) {
@@ -252,6 +384,8 @@ pub struct PerplexityArgs {
     pub text: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub served: ServedArgs,
     /// Window length in tokens (default: the model's context, at most 1024).
     #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long)]
     pub window: Option<usize>,
@@ -265,10 +399,13 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
         Some(p) => (p.display().to_string(), fairlm_bias::error::read_text(p)?),
         None => ("heldout (embedded)".to_string(), HELDOUT.to_string()),
     };
-    let ck = a.model.open()?;
-    let model = ck.build()?;
-    let ids = ck.tokenizer.encode(&text).with_context(|| name.clone())?;
-    let window = a.window.unwrap_or(model.info().context_length.min(1024));
+    let scoring = ScoringModel::open(&a.model, &a.served)?;
+    let model = scoring.scorer();
+    let ids = scoring
+        .tokenizer()
+        .encode(&text)
+        .with_context(|| name.clone())?;
+    let window = a.window.unwrap_or(model.context_length().min(1024));
     let stride = a.stride.unwrap_or((window / 2).max(1));
     let lps = sliding_logprobs(model.as_ref(), &ids, window, stride, |_| {})
         .with_context(|| name.clone())?;
@@ -276,7 +413,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
     let line = serde_json::json!({
         "text": name, "n_tokens": ids.len(), "n_predicted": n, "nll_sum": nll,
         "mean_nll": nll / n as f64, "perplexity": (nll / n as f64).exp(),
-        "window": window, "stride": stride, "numeric_path": model.info().numeric_path,
+        "window": window, "stride": stride, "numeric_path": scoring.record().numeric_path,
     });
     outln!("{line}")?;
     Ok(())

@@ -31,6 +31,7 @@ mod engine;
 mod experiment;
 mod mitigate;
 mod report;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -77,6 +78,8 @@ enum Command {
     Convert(engine::ConvertArgs),
     /// Engine throughput on fixed work (JSON on stdout), for BENCHMARKS.md.
     Speed(engine::SpeedArgs),
+    /// Serve a model over the OpenAI-compatible completions API (loopback by default).
+    Serve(serve::ServeArgs),
 }
 
 /// glibc serves large blocks with mmap and unmaps them on free, so every training step faulted
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Models(a) => engine::models(a).map(|()| true),
         Command::Speed(a) => engine::speed(a).map(|()| true),
         Command::Convert(a) => engine::convert(a).map(|()| true),
+        Command::Serve(a) => serve::run(a).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -58,6 +58,11 @@ pub enum Error {
     #[error("fetching the default model failed: {0}")]
     Fetch(String),
 
+    /// A served model (`--model http://…`) that did not answer what was asked: named by its
+    /// URL, never turned into a number.
+    #[error("{url}: {reason}")]
+    Served { url: String, reason: String },
+
     #[error("invalid argument: {0}")]
     Invalid(String),
 

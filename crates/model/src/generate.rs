@@ -115,7 +115,8 @@ impl Sampler {
     }
 }
 
-fn argmax(xs: &[f32]) -> u32 {
+/// The first index of the largest value: the greedy token, as `Sampler` picks it.
+pub(crate) fn argmax(xs: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &x) in xs.iter().enumerate() {
         if x > xs[best] {
@@ -217,6 +218,21 @@ pub fn generate_many(
     cfg: &SamplingConfig,
     seed: u64,
 ) -> Result<Vec<Vec<Generation>>> {
+    generate_streams(model, tok, prompts, n, cfg, &|prompt, sample| {
+        sample_seed(seed, prompt, sample)
+    })
+}
+
+/// `generate_many` with the random stream of sample i of the prompt numbered p seeded
+/// `stream(p, i)`: how a server answers a request that names its own seed.
+pub fn generate_streams(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    prompts: &[(&[u32], u64)],
+    n: usize,
+    cfg: &SamplingConfig,
+    stream: &dyn Fn(u64, u64) -> u64,
+) -> Result<Vec<Vec<Generation>>> {
     cfg.validate()?;
     let Some(&(first, _)) = prompts.first() else {
         return Ok(Vec::new());
@@ -246,12 +262,7 @@ pub fn generate_many(
     // Row r of the batch is sample r % n of prompt r / n.
     let rows = prompts.len() * n;
     let mut samplers: Vec<Sampler> = (0..rows)
-        .map(|r| {
-            Sampler::new(
-                sample_seed(seed, prompts[r / n].1, (r % n) as u64),
-                cfg.clone(),
-            )
-        })
+        .map(|r| Sampler::new(stream(prompts[r / n].1, (r % n) as u64), cfg.clone()))
         .collect();
     let mut outputs: Vec<Generation> = (0..rows)
         .map(|r| Generation {

@@ -19,6 +19,8 @@ pub mod ops;
 pub mod q4_1;
 pub mod save;
 pub mod score;
+pub mod scorer;
+pub mod served;
 pub mod speed;
 pub mod tokenizer;
 pub mod weights;

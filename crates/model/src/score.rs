@@ -59,15 +59,47 @@ pub fn score_items(
     model: &dyn CausalLm,
     items: &[ScoreItem],
     batch_size: usize,
-    mut on_batch: impl FnMut(usize),
+    on_batch: impl FnMut(usize),
 ) -> Result<Vec<Vec<f64>>> {
-    let ctx = model.info().context_length;
+    Ok(score_items_and_next(model, items, batch_size, on_batch)?.0)
+}
+
+/// The most likely next token after an item and its log-probability.
+pub type Next = (u32, f64);
+
+/// `score_items`, and for each item the greedy next token after its last one, read off the
+/// same forward pass (None for a sequence longer than one pass, scored in chunks): a server's
+/// answer to an echo request that asks one greedy token.
+pub fn score_items_and_next(
+    model: &dyn CausalLm,
+    items: &[ScoreItem],
+    batch_size: usize,
+    mut on_batch: impl FnMut(usize),
+) -> Result<BatchScores> {
+    check_items(items, model.info().context_length)?;
+    let mut out: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
+    let mut next: Vec<Option<Next>> = vec![None; items.len()];
+    for chunk in crate::scorer::batches(items, batch_size) {
+        let rows: Vec<&ScoreItem> = chunk.iter().map(|&i| &items[i]).collect();
+        let (scores, greedy) = score_batch(model, &rows)?;
+        for ((&i, s), g) in chunk.iter().zip(scores).zip(greedy) {
+            out[i] = s;
+            next[i] = g;
+        }
+        on_batch(chunk.len());
+    }
+    check_finite(model, &out)?;
+    Ok((out, next))
+}
+
+/// Refuses items longer than the model's context or with nothing to score.
+pub fn check_items(items: &[ScoreItem], context: usize) -> Result<()> {
     for (i, it) in items.iter().enumerate() {
-        if it.tokens.len() > ctx {
+        if it.tokens.len() > context {
             return Err(Error::TooLong {
                 index: i + 1,
                 tokens: it.tokens.len(),
-                context: ctx,
+                context,
             });
         }
         if it.first_scored == 0 || it.first_scored > it.tokens.len() {
@@ -78,19 +110,7 @@ pub fn score_items(
             )));
         }
     }
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(items[i].tokens.len()));
-    let mut out: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
-    for chunk in order.chunks(batch_size.max(1)) {
-        let rows: Vec<&ScoreItem> = chunk.iter().map(|&i| &items[i]).collect();
-        let scores = score_batch(model, &rows)?;
-        for (&i, s) in chunk.iter().zip(scores) {
-            out[i] = s;
-        }
-        on_batch(chunk.len());
-    }
-    check_finite(model, &out)?;
-    Ok(out)
+    Ok(())
 }
 
 /// Refuses rows with a NaN or infinite log-probability (a model with a broken weight or
@@ -114,9 +134,12 @@ pub fn check_finite(model: &dyn CausalLm, rows: &[Vec<f64>]) -> Result<()> {
 /// a [heads, n, n] score matrix per layer).
 const QUERY_CHUNK: usize = 512;
 
-fn score_batch(model: &dyn CausalLm, rows: &[&ScoreItem]) -> Result<Vec<Vec<f64>>> {
+/// Per-token log-probabilities of each item, and each item's greedy next token.
+pub type BatchScores = (Vec<Vec<f64>>, Vec<Option<Next>>);
+
+fn score_batch(model: &dyn CausalLm, rows: &[&ScoreItem]) -> Result<BatchScores> {
     if rows.len() == 1 && rows[0].tokens.len() > QUERY_CHUNK {
-        return Ok(vec![score_long(model, rows[0])?]);
+        return Ok((vec![score_long(model, rows[0])?], vec![None]));
     }
     let width = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
     let mut flat = Vec::with_capacity(rows.len() * width);
@@ -133,14 +156,18 @@ fn score_batch(model: &dyn CausalLm, rows: &[&ScoreItem]) -> Result<Vec<Vec<f64>
         .par_iter()
         .enumerate()
         .map(|(b, r)| {
-            (r.first_scored..r.tokens.len())
+            let scores = (r.first_scored..r.tokens.len())
                 .map(|t| {
                     let row = &logits[(b * width + t - 1) * vocab..(b * width + t) * vocab];
                     target_logprob(row, r.tokens[t] as usize)
                 })
-                .collect()
+                .collect();
+            let t = r.tokens.len();
+            let last = &logits[(b * width + t - 1) * vocab..(b * width + t) * vocab];
+            let best = crate::generate::argmax(last);
+            (scores, Some((best, target_logprob(last, best as usize))))
         })
-        .collect())
+        .unzip())
 }
 
 /// One long sequence, fed in chunks of `QUERY_CHUNK` queries through the key/value cache.
@@ -186,21 +213,21 @@ pub fn target_logprob(row: &[f32], target: usize) -> f64 {
 /// window of `window` positions advanced by `stride` (Hugging Face's perplexity recipe):
 /// each token is predicted once, with up to `window - stride` tokens of extra context.
 pub fn sliding_logprobs(
-    model: &dyn CausalLm,
+    model: &dyn crate::scorer::TokenScorer,
     ids: &[u32],
     window: usize,
     stride: usize,
-    on_window: impl FnMut(usize),
+    mut on_window: impl FnMut(usize),
 ) -> Result<Vec<f64>> {
     if ids.len() < 2 {
         return Err(Error::Invalid(
             "perplexity needs at least two tokens".into(),
         ));
     }
-    if window < 2 || window > model.info().context_length {
+    if window < 2 || window > model.context_length() {
         return Err(Error::Invalid(format!(
             "window {window} must be in 2..={} (the model's context)",
-            model.info().context_length
+            model.context_length()
         )));
     }
     if stride == 0 || stride > window {
@@ -223,7 +250,8 @@ pub fn sliding_logprobs(
             begin = predicted_to - 1;
         }
     }
-    Ok(score_items(model, &items, 1, on_window)?
+    Ok(model
+        .score(&items, 1, &mut on_window)?
         .into_iter()
         .flatten()
         .collect())

@@ -126,6 +126,26 @@ impl Tokenizer {
         })
     }
 
+    /// From a GGUF file's metadata, a directory (`from_dir`), or a `tokenizer.json` file: the
+    /// tokenizer of a model that is not loaded here (a served one).
+    pub fn from_path(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            return Self::from_dir(path);
+        }
+        if path.file_name().is_some_and(|n| n == "tokenizer.json") {
+            return Self::from_dir(path.parent().unwrap_or(Path::new(".")));
+        }
+        let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| Error::Tokenizer {
+            path: path.to_path_buf(),
+            reason: format!(
+                "neither a GGUF file, a tokenizer.json nor a model directory ({})",
+                crate::error::candle_message(&e)
+            ),
+        })?;
+        Self::from_gguf(&content, path)
+    }
+
     /// The document-start token used as scoring context is `<|endoftext|>` where the
     /// vocabulary has it (GPT-2, SmolLM2, Qwen2), else the model's BOS (`<s>` of Llama 2 and
     /// Mistral, `<|begin_of_text|>` of Llama 3).

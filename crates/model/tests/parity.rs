@@ -185,7 +185,14 @@ fn heldout_perplexity_agrees_with_transformers() {
     assert_eq!(ids.len() as u64, h["n_tokens"].as_u64().unwrap());
     assert!(ids.len() >= 2000);
     // One window over the whole text, as the reference did.
-    let lps = sliding_logprobs(l.model.as_ref(), &ids, ids.len(), ids.len(), |_| {}).unwrap();
+    let lps = sliding_logprobs(
+        &fairlm_model::scorer::Local(l.model.as_ref()),
+        &ids,
+        ids.len(),
+        ids.len(),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(lps.len(), ids.len() - 1);
     let ppl = (-lps.iter().sum::<f64>() / lps.len() as f64).exp();
     let reference = h["hf_perplexity"].as_f64().unwrap();

@@ -674,7 +674,13 @@ pub(crate) fn log_softmax(x: &Tensor) -> Result<Tensor> {
 /// Perplexity of `model` on `ids` as the audit computes it (sliding window, half stride).
 pub fn perplexity(model: &dyn CausalLm, ids: &[u32]) -> Result<f64> {
     let window = model.info().context_length.min(1024);
-    let lp = fairlm_model::score::sliding_logprobs(model, ids, window, window / 2, |_| {})?;
+    let lp = fairlm_model::score::sliding_logprobs(
+        &fairlm_model::scorer::Local(model),
+        ids,
+        window,
+        window / 2,
+        |_| {},
+    )?;
     Ok((-lp.iter().sum::<f64>() / lp.len().max(1) as f64).exp())
 }
 

@@ -1,0 +1,421 @@
+//! A model behind an OpenAI-compatible server (vLLM, SGLang, `fairlm serve`), scored over
+//! `POST /v1/completions` as lm-evaluation-harness's `local-completions` scores: the prompt as
+//! token ids (so the server cannot tokenize it differently), `echo` with `logprobs: 1`,
+//! `max_tokens: 1`, `temperature: 0`, and the prompt positions of
+//! `choices[i].logprobs.token_logprobs` read back. Every response is checked to hold one
+//! log-probability per prompt token for the tokens sent; a server that answers anything else
+//! (llama.cpp's returns generated tokens only) is an error, never a score.
+//!
+//! Requests run `concurrency` at a time, each retried with exponential backoff and jitter on
+//! connection errors, 429 and 5xx (a `Retry-After` is honoured), up to a cap. The API key
+//! goes only to the given host: redirects are not followed.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::score::{check_items, ScoreItem};
+use crate::scorer::{batches, TokenScorer};
+use crate::tokenizer::Tokenizer;
+
+/// How to talk to the server.
+#[derive(Debug, Clone)]
+pub struct ServedOptions {
+    /// The served model's name; None takes the server's only model.
+    pub name: Option<String>,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retries of one request before its error is final.
+    pub max_retries: u32,
+    /// Sent as a bearer token to this server only.
+    pub api_key: Option<String>,
+}
+
+/// The message for every response that is not prompt log-probabilities of the tokens sent.
+pub const NO_ECHO: &str =
+    "the server does not return prompt log-probabilities (echo); fairlm cannot score with it";
+
+pub struct ServedModel {
+    /// The base URL, ending in `/v1`.
+    url: String,
+    name: String,
+    /// What `GET /v1/models` said of this model.
+    description: Value,
+    context_length: usize,
+    client: reqwest::blocking::Client,
+    options: ServedOptions,
+    /// The tokenizer the ids come from: the returned tokens are checked against it.
+    tokenizer: Tokenizer,
+}
+
+impl ServedModel {
+    /// Connects to `url` (`http(s)://host:port/v1`), lists its models and picks the served one.
+    pub fn connect(url: &str, tokenizer: Tokenizer, options: ServedOptions) -> Result<Self> {
+        let url = url.trim_end_matches('/').to_string();
+        let err = |reason: String| Error::Served {
+            url: url.clone(),
+            reason,
+        };
+        let client = reqwest::blocking::Client::builder()
+            .timeout(options.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| err(format!("cannot build an HTTP client: {e}")))?;
+        let mut this = ServedModel {
+            url: url.clone(),
+            name: String::new(),
+            description: Value::Null,
+            context_length: usize::MAX,
+            client,
+            options,
+            tokenizer,
+        };
+        let listing = this.send(reqwest::Method::GET, "models", None)?;
+        let models = listing
+            .get("data")
+            .and_then(Value::as_array)
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                err("GET /v1/models did not list any model: not an OpenAI-compatible server".into())
+            })?;
+        let ids: Vec<&str> = models
+            .iter()
+            .filter_map(|m| m.get("id").and_then(Value::as_str))
+            .collect();
+        let chosen = match &this.options.name {
+            Some(n) => models
+                .iter()
+                .find(|m| m.get("id").and_then(Value::as_str) == Some(n))
+                .ok_or_else(|| {
+                    err(format!(
+                        "the server has no model named `{n}` (it serves: {})",
+                        ids.join(", ")
+                    ))
+                })?,
+            None if models.len() == 1 => &models[0],
+            None => {
+                return Err(err(format!(
+                    "the server hosts several models; choose one with --served-name ({})",
+                    ids.join(", ")
+                )))
+            }
+        };
+        this.name = chosen
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err("GET /v1/models listed a model without an id".into()))?
+            .to_string();
+        // vLLM and `fairlm serve` report the context; others leave it to the server to refuse.
+        if let Some(n) = chosen.get("max_model_len").and_then(Value::as_u64) {
+            this.context_length = n as usize;
+        }
+        this.description = chosen.clone();
+        Ok(this)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server's own description of the model (`GET /v1/models`), recorded in results.
+    pub fn description(&self) -> &Value {
+        &self.description
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    fn error(&self, reason: impl Into<String>) -> Error {
+        Error::Served {
+            url: self.url.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// One request with retries; the JSON body of a 2xx answer.
+    fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let endpoint = format!("{}/{path}", self.url);
+        let mut attempt = 0u32;
+        loop {
+            let mut request = self.client.request(method.clone(), &endpoint);
+            if let Some(key) = &self.options.api_key {
+                request = request.bearer_auth(key);
+            }
+            if let Some(b) = body {
+                request = request.json(b);
+            }
+            let (retry, wait) = match request.send() {
+                Ok(response) => {
+                    let status = response.status();
+                    if status.is_success() {
+                        return response.json::<Value>().map_err(|e| {
+                            self.error(format!(
+                                "{method} /v1/{path} answered with a body that is not JSON: {e}"
+                            ))
+                        });
+                    }
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let text = response.text().unwrap_or_default();
+                    let message = server_message(&text);
+                    match status.as_u16() {
+                        401 | 403 => {
+                            return Err(self.error(format!(
+                                "the server refused the API key ({status}); set FAIRLM_API_KEY"
+                            )))
+                        }
+                        404 if path == "models" => {
+                            return Err(self.error(format!(
+                                "no /v1/models here ({status}): not an OpenAI-compatible server"
+                            )))
+                        }
+                        429 | 500..=599 => (
+                            format!("{method} /v1/{path}: {status} {message}"),
+                            retry_after,
+                        ),
+                        _ => {
+                            return Err(
+                                self.error(format!("{method} /v1/{path}: {status} {message}"))
+                            )
+                        }
+                    }
+                }
+                Err(e) if e.is_timeout() => (
+                    format!(
+                        "no answer within {} s (--timeout)",
+                        self.options.timeout.as_secs_f64()
+                    ),
+                    None,
+                ),
+                Err(e) if e.is_connect() || e.is_request() => (describe(&e), None),
+                Err(e) => return Err(self.error(describe(&e))),
+            };
+            if attempt >= self.options.max_retries {
+                return Err(self.error(format!(
+                    "{retry} (after {} retries)",
+                    self.options.max_retries
+                )));
+            }
+            // Exponential backoff from 0.25 s, capped at 8 s, with full jitter; a server's
+            // Retry-After wins.
+            let backoff = 0.25 * 2f64.powi(attempt as i32).min(32.0);
+            let pause = wait.unwrap_or_else(|| {
+                Duration::from_secs_f64(rand::rng().random_range(backoff / 2.0..=backoff))
+            });
+            std::thread::sleep(pause);
+            attempt += 1;
+        }
+    }
+
+    /// Prompt log-probabilities of one batch: `rows[k]` is the whole sequence; the answer has
+    /// log-probabilities for positions 1.. of each.
+    fn score_batch(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f64>>> {
+        let body = json!({
+            "model": self.name,
+            "prompt": rows,
+            "echo": true,
+            "logprobs": 1,
+            "max_tokens": 1,
+            "temperature": 0,
+            "return_tokens_as_token_ids": true,
+        });
+        let answer = self.send(reqwest::Method::POST, "completions", Some(&body))?;
+        let choices = answer
+            .get("choices")
+            .and_then(Value::as_array)
+            .ok_or_else(|| self.error(format!("{NO_ECHO} (no choices in the answer)")))?;
+        let mut out: Vec<Option<Vec<f64>>> = vec![None; rows.len()];
+        for (k, choice) in choices.iter().enumerate() {
+            let index = choice
+                .get("index")
+                .and_then(Value::as_u64)
+                .map_or(k, |i| i as usize);
+            let Some(row) = rows.get(index) else {
+                return Err(self.error(format!(
+                    "{NO_ECHO} (choice {index} for {} prompts)",
+                    rows.len()
+                )));
+            };
+            out[index] = Some(self.prompt_logprobs(choice, row)?);
+        }
+        out.into_iter()
+            .enumerate()
+            .map(|(k, r)| {
+                r.ok_or_else(|| self.error(format!("{NO_ECHO} (no choice for prompt {k})")))
+            })
+            .collect()
+    }
+
+    /// Positions 1.. of `row` from one choice, after checking count, tokens and values.
+    fn prompt_logprobs(&self, choice: &Value, row: &[u32]) -> Result<Vec<f64>> {
+        let logprobs = choice.get("logprobs").filter(|v| !v.is_null());
+        let values = logprobs
+            .and_then(|l| l.get("token_logprobs"))
+            .and_then(Value::as_array)
+            .ok_or_else(|| self.error(format!("{NO_ECHO} (no logprobs.token_logprobs)")))?;
+        let tokens = logprobs
+            .and_then(|l| l.get("tokens"))
+            .and_then(Value::as_array)
+            .ok_or_else(|| self.error(format!("{NO_ECHO} (no logprobs.tokens)")))?;
+        if values.len() < row.len() || tokens.len() < row.len() {
+            return Err(self.error(format!(
+                "{NO_ECHO} ({} log-probabilities for a prompt of {} tokens)",
+                values.len(),
+                row.len()
+            )));
+        }
+        for (position, (&id, token)) in row.iter().zip(tokens).enumerate() {
+            if !self.is_token(token, id) {
+                return Err(self.error(format!(
+                    "{NO_ECHO} (token {} came back as {token}, fairlm sent id {id})",
+                    position + 1
+                )));
+            }
+        }
+        values[1..row.len()]
+            .iter()
+            .enumerate()
+            .map(|(position, v)| {
+                v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
+                    self.error(format!(
+                        "{NO_ECHO} (prompt token {} has log-probability {v})",
+                        position + 2
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// A returned token matches the id sent: `token_id:N` (vLLM's `return_tokens_as_token_ids`,
+    /// `fairlm serve`) or the id's text as the tokenizer decodes it alone.
+    fn is_token(&self, token: &Value, id: u32) -> bool {
+        match token.as_str() {
+            Some(t) => match t.strip_prefix("token_id:") {
+                Some(n) => n.parse::<u32>() == Ok(id),
+                None => self.tokenizer.decode(&[id]).is_ok_and(|d| d == t),
+            },
+            None => false,
+        }
+    }
+}
+
+impl TokenScorer for ServedModel {
+    fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    fn score(
+        &self,
+        items: &[ScoreItem],
+        batch_size: usize,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f64>>> {
+        check_items(items, self.context_length)?;
+        let plan = batches(items, batch_size);
+        let results: Mutex<Vec<Option<Vec<Vec<f64>>>>> = Mutex::new(vec![None; plan.len()]);
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<usize>();
+        std::thread::scope(|scope| {
+            for _ in 0..self.options.concurrency.clamp(1, plan.len().max(1)) {
+                let done_tx = done_tx.clone();
+                let (plan, results, next, failed, first_error) =
+                    (&plan, &results, &next, &failed, &first_error);
+                scope.spawn(move || loop {
+                    let b = next.fetch_add(1, Ordering::SeqCst);
+                    if b >= plan.len() || failed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let rows: Vec<&[u32]> = plan[b]
+                        .iter()
+                        .map(|&i| items[i].tokens.as_slice())
+                        .collect();
+                    match self.score_batch(&rows) {
+                        Ok(scores) => {
+                            if let Ok(mut r) = results.lock() {
+                                r[b] = Some(scores);
+                            }
+                            let _ = done_tx.send(plan[b].len());
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            for n in done_rx {
+                on_batch(n);
+            }
+        });
+        if let Some(e) = first_error.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        let results = results
+            .into_inner()
+            .map_err(|_| self.error("a request thread panicked"))?;
+        let mut out = vec![Vec::new(); items.len()];
+        for (chunk, scores) in plan.iter().zip(results) {
+            let scores = scores.ok_or_else(|| self.error("a batch was not answered"))?;
+            for (&i, row) in chunk.iter().zip(scores) {
+                out[i] = row[items[i].first_scored - 1..].to_vec();
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `error.message` of an OpenAI-style error body, or the body's first line.
+fn server_message(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("message"))
+                .or_else(|| v.get("detail"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| {
+            body.lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect()
+        })
+}
+
+/// reqwest's error with its causes (the TLS or connection reason is in a cause).
+fn describe(e: &reqwest::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
