@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use fairlm_model::backend::Backend;
 use fairlm_model::score::sliding_logprobs;
 use fairlm_model::{CausalLm, Tokenizer};
 
@@ -164,7 +165,7 @@ impl AuditResults {
 
 /// Perplexity with a CI from resampling 64-token blocks of per-token log-probabilities.
 pub fn perplexity(
-    model: &dyn CausalLm,
+    model: &dyn Backend,
     tok: &Tokenizer,
     name: &str,
     text: &str,
@@ -172,14 +173,8 @@ pub fn perplexity(
     seed: u64,
 ) -> Result<Perplexity> {
     let ids = tok.encode(text)?;
-    let window = model.info().context_length.min(1024);
-    let lps = sliding_logprobs(
-        &fairlm_model::scorer::Local(model),
-        &ids,
-        window,
-        window / 2,
-        |_| {},
-    )?;
+    let window = model.context_length().min(1024);
+    let lps = sliding_logprobs(model, &ids, window, window / 2, |_| {})?;
     let blocks: Vec<Vec<f64>> = lps
         .chunks(64)
         .map(|c| c.iter().map(|x| -x).collect())
@@ -201,7 +196,7 @@ pub fn perplexity(
 }
 
 pub fn run(
-    model: &dyn CausalLm,
+    model: &dyn Backend,
     tok: &Tokenizer,
     model_record: ModelRecord,
     lexicon: &Lexicon,
@@ -298,26 +293,10 @@ pub fn run(
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
-/// that a reader never sees a half-written file.
+/// `fairlm_model::files::write_atomic` with the path named in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let res = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::Invalid(format!("{}: {e}", path.display())));
-    }
-    Ok(())
+    fairlm_model::files::write_atomic(path, bytes)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
 }
 
 fn ci(e: &Estimate, digits: usize) -> String {

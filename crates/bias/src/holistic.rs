@@ -421,7 +421,7 @@ pub fn score_holistic(
     span: Span,
 ) -> Result<(Vec<HolisticRecord>, usize)> {
     let texts: Vec<&str> = sentences.iter().map(|s| s.text.as_str()).collect();
-    let scores = score_texts(&fairlm_model::scorer::Local(model), tok, &texts, batch)?;
+    let scores = score_texts(&fairlm_model::backend::Local(model), tok, &texts, batch)?;
     let mut out = Vec::with_capacity(sentences.len());
     let mut left_out = 0;
     for (s, sc) in sentences.iter().zip(scores) {

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use fairlm_model::backend::Backend;
 use fairlm_model::score::{ScoreItem, TextScore};
-use fairlm_model::scorer::TokenScorer;
 use fairlm_model::Tokenizer;
 
 use crate::error::{Error, Result};
@@ -296,7 +296,7 @@ pub fn read_pairs_jsonl(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Ski
 
 /// Both conventions' scores of each text, in order.
 pub fn score_texts(
-    model: &dyn TokenScorer,
+    model: &dyn Backend,
     tok: &Tokenizer,
     texts: &[&str],
     batch: usize,
@@ -327,7 +327,7 @@ pub struct PairRecord {
 }
 
 pub fn score_pairs(
-    model: &dyn TokenScorer,
+    model: &dyn Backend,
     tok: &Tokenizer,
     pairs: &[Pair],
     batch: usize,
@@ -480,7 +480,7 @@ pub struct StereoRecord {
 }
 
 pub fn score_stereoset(
-    model: &dyn TokenScorer,
+    model: &dyn Backend,
     tok: &Tokenizer,
     entries: &[StereoEntry],
     batch: usize,
@@ -692,7 +692,7 @@ pub fn run_benchmark(
     file: &Path,
     input: &BenchInput,
     skipped: Vec<Skipped>,
-    model: &dyn TokenScorer,
+    model: &dyn Backend,
     tok: &Tokenizer,
     record: crate::audit::ModelRecord,
     batch: usize,

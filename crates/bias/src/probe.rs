@@ -3,11 +3,11 @@
 //! Δ = log P(c | t(g)) − log P(swap(g→h, c) | t(h)). Samples and scores on one numeric path.
 //! Records every sample; metrics are recomputed from the records (`metrics`).
 
-use fairlm_model::generate::{generate_batched, BatchPlan, SamplingConfig};
+use fairlm_model::backend::Backend;
+use fairlm_model::generate::{BatchPlan, SamplingConfig};
 use std::collections::BTreeMap;
 
-use fairlm_model::score::score_after_prompts;
-use fairlm_model::{CausalLm, Tokenizer};
+use fairlm_model::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::Result;
@@ -98,7 +98,7 @@ pub fn first_sentence_sampling(temperature: f64, max_tokens: usize) -> SamplingC
 
 /// Runs the probe over `templates` for every axis of `lexicon`.
 pub fn run(
-    model: &dyn CausalLm,
+    model: &dyn Backend,
     tok: &Tokenizer,
     lexicon: &Lexicon,
     templates: &[Template],
@@ -140,8 +140,7 @@ pub fn run(
     }
     let pb = progress(prompts.len() as u64, "sampling");
     let keyed: Vec<(Vec<u32>, u64)> = prompts.iter().map(|p| (p.ids.clone(), p.index)).collect();
-    let generated = generate_batched(
-        model,
+    let generated = model.generate_batched(
         tok,
         &keyed,
         &sampling,
@@ -150,7 +149,7 @@ pub fn run(
             seed: cfg.seed,
             batch_rows: cfg.batch_size,
         },
-        |done| pb.inc(done as u64),
+        &mut |done| pb.inc(done as u64),
     )?;
     let mut records = Vec::new();
     // Where each record came from: its axis, template and group index.
@@ -235,7 +234,7 @@ pub fn run(
             .iter()
             .flat_map(|g| g.1.iter().map(|(i, _)| *i))
             .collect();
-        let scores = score_after_prompts(model, &prompts, &items, cfg.batch_size)?;
+        let scores = model.score_after_prompts(&prompts, &items, cfg.batch_size)?;
         for (i, lps) in indices.into_iter().zip(scores) {
             sums[i] = lps.iter().sum();
         }

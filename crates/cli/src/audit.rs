@@ -8,7 +8,6 @@ use fairlm_bias::audit::{self, AuditConfig};
 use fairlm_bias::pairs;
 use fairlm_bias::probe::ProbeConfig;
 use fairlm_bias::templates;
-use fairlm_model::fetch;
 
 use crate::engine::ModelArgs;
 
@@ -16,6 +15,8 @@ use crate::engine::ModelArgs;
 pub struct AuditArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub served: crate::engine::ServedArgs,
     /// Directory for results.json and summary.md.
     #[arg(value_parser = crate::args::path, long)]
     pub out: Option<PathBuf>,
@@ -90,13 +91,13 @@ pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
             benches.push((kind, f, input, skipped));
         }
     }
-    let path = fetch::resolve(&a.model.model)?;
-    let ck = a.model.open()?;
-    let model = ck.build()?;
-    let record = crate::engine::model_record(&path, model.as_ref())?;
+    let scoring = crate::engine::ScoringModel::open(&a.model, &a.served, a.out.as_deref())?;
+    let model = scoring.scorer();
+    let tokenizer = scoring.tokenizer();
+    let record = scoring.record().clone();
     let mut results = audit::run(
         model.as_ref(),
-        &ck.tokenizer,
+        tokenizer,
         record.clone(),
         &lexicon,
         &templates,
@@ -105,7 +106,7 @@ pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
     for (kind, file, input, mut skipped) in benches {
         crate::bench::report_skipped(file, &skipped);
         let (input, overlong) =
-            input.drop_overlong(&ck.tokenizer, model.info().context_length, file, false)?;
+            input.drop_overlong(tokenizer, model.context_length(), file, false)?;
         crate::bench::report_skipped(file, &overlong);
         skipped.extend(overlong);
         results.benchmarks.push(pairs::run_benchmark(
@@ -113,8 +114,8 @@ pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
             file,
             &input,
             skipped,
-            &fairlm_model::scorer::Local(model.as_ref()),
-            &ck.tokenizer,
+            model.as_ref(),
+            tokenizer,
             record.clone(),
             32,
         )?);

@@ -426,7 +426,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     // Read and check the file before loading the model: bad input fails fast.
     let (input, mut skipped) = pairs::read_benchmark(name, &a.file, a.strict)?;
     report_skipped(&a.file, &skipped);
-    let scoring = crate::engine::ScoringModel::open(&a.model, &a.served)?;
+    let scoring = crate::engine::ScoringModel::open(&a.model, &a.served, a.out.as_deref())?;
     let model = scoring.scorer();
     let (input, overlong) = input.drop_overlong(
         scoring.tokenizer(),

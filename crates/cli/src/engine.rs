@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use fairlm_model::backend::{Backend, Local};
 use fairlm_model::generate::{generate as sample, SamplingConfig};
 use fairlm_model::score::{sliding_logprobs, ScoreItem, TextScore};
-use fairlm_model::scorer::{Local, TokenScorer};
 use fairlm_model::served::{ServedModel, ServedOptions};
 use fairlm_model::{fetch, Checkpoint, NumericPath};
 
@@ -31,8 +31,9 @@ pub fn is_url(model: &str) -> bool {
     model.starts_with("http://") || model.starts_with("https://")
 }
 
-/// How to reach a served model (`--model http(s)://HOST:PORT/v1`).
-#[derive(Args, Clone)]
+/// How to reach a served model (`--model http(s)://HOST:PORT/v1`). `Default` is for models
+/// given by path, where none of it applies.
+#[derive(Args, Clone, Default)]
 pub struct ServedArgs {
     /// With a served model: its name, where the server hosts several.
     #[arg(long)]
@@ -50,6 +51,11 @@ pub struct ServedArgs {
     /// With a served model: retries of one request after a connection error, 429 or 5xx.
     #[arg(long, default_value_t = 5)]
     pub max_retries: u32,
+    /// With a served model: a directory that keeps every answer by request, so that a rerun
+    /// (or a run started again after it was stopped) sends only what was not answered
+    /// [default: OUT/requests for commands with --out].
+    #[arg(value_parser = crate::args::path, long)]
+    pub cache: Option<PathBuf>,
 }
 
 /// A model to score with: loaded here, or behind a server.
@@ -66,7 +72,9 @@ pub enum ScoringModel {
 }
 
 impl ScoringModel {
-    pub fn open(m: &ModelArgs, s: &ServedArgs) -> Result<Self> {
+    /// The model `m` names; a served one keeps its answers in `--cache`, else in
+    /// `out`/requests when the command writes to `out`.
+    pub fn open(m: &ModelArgs, s: &ServedArgs, out: Option<&Path>) -> Result<Self> {
         if !is_url(&m.model) {
             let path = fetch::resolve(&m.model)?;
             let checkpoint = m.open()?;
@@ -97,6 +105,7 @@ impl ScoringModel {
                 timeout: std::time::Duration::from_secs_f64(s.timeout),
                 max_retries: s.max_retries,
                 api_key,
+                cache: s.cache.clone().or_else(|| out.map(|o| o.join("requests"))),
             },
         )?;
         let tokenizer_sha256 = model_sha256(tokenizer_path)?;
@@ -127,7 +136,7 @@ impl ScoringModel {
         })
     }
 
-    pub fn scorer(&self) -> Box<dyn TokenScorer + '_> {
+    pub fn scorer(&self) -> Box<dyn Backend + '_> {
         match self {
             ScoringModel::Local { model, .. } => Box::new(Local(model.as_ref())),
             ScoringModel::Served { model, .. } => Box::new(model.as_ref()),
@@ -191,7 +200,7 @@ impl ModelArgs {
     pub fn open(&self) -> Result<Checkpoint> {
         if is_url(&self.model) {
             bail!(
-                "{}: this command needs the model's weights; served models are taken by score, perplexity and bench crows|stereoset|pairs",
+                "{}: this command needs the model's weights; served models are taken by audit, score, perplexity and bench crows|stereoset|pairs",
                 self.model
             );
         }
@@ -270,7 +279,7 @@ struct ScoreLine<'a> {
 
 pub fn score(a: ScoreArgs) -> Result<()> {
     let texts = texts_from(&a.texts, &a.file)?;
-    let scoring = ScoringModel::open(&a.model, &a.served)?;
+    let scoring = ScoringModel::open(&a.model, &a.served, None)?;
     let ctx = context_ids(scoring.tokenizer(), &a.context_token)?;
     let mut items = Vec::with_capacity(texts.len());
     let mut ids_all = Vec::with_capacity(texts.len());
@@ -399,7 +408,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
         Some(p) => (p.display().to_string(), fairlm_bias::error::read_text(p)?),
         None => ("heldout (embedded)".to_string(), HELDOUT.to_string()),
     };
-    let scoring = ScoringModel::open(&a.model, &a.served)?;
+    let scoring = ScoringModel::open(&a.model, &a.served, None)?;
     let model = scoring.scorer();
     let ids = scoring
         .tokenizer()

@@ -76,6 +76,7 @@ fn audit_args(
 ) -> AuditArgs {
     AuditArgs {
         model: model.clone(),
+        served: Default::default(),
         out: Some(out),
         seed,
         samples: None,

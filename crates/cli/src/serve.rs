@@ -253,6 +253,9 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
     let number = |key: &str| body.get(key).filter(|v| !v.is_null());
     let echo = number("echo").and_then(Value::as_bool).unwrap_or(false);
     let logprobs = number("logprobs").and_then(Value::as_u64);
+    let keep_stop = number("include_stop_str_in_output")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let as_ids = number("return_tokens_as_token_ids")
         .and_then(Value::as_bool)
         .unwrap_or(false);
@@ -260,6 +263,22 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
     let seed = number("seed")
         .and_then(Value::as_u64)
         .unwrap_or_else(rand::random);
+    // fairlm's extension: the seed of every (prompt, sample), so that a client that sends the
+    // batches fairlm decodes together gets fairlm's samples, computed as fairlm computes them.
+    let sample_seeds: Option<Vec<Vec<u64>>> = match number("fairlm_sample_seeds") {
+        None => None,
+        Some(v) => Some(
+            v.as_array()
+                .and_then(|rows| {
+                    rows.iter()
+                        .map(|r| r.as_array()?.iter().map(Value::as_u64).collect())
+                        .collect()
+                })
+                .ok_or_else(|| {
+                    bad("`fairlm_sample_seeds` must be a list of lists of seeds".into())
+                })?,
+        ),
+    };
     let stop = match number("stop") {
         None => Vec::new(),
         Some(Value::String(t)) => vec![t.clone()],
@@ -272,7 +291,10 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
     };
     let cfg = SamplingConfig {
         temperature: number("temperature").and_then(Value::as_f64).unwrap_or(1.0),
-        top_k: None,
+        top_k: number("top_k")
+            .and_then(Value::as_i64)
+            .filter(|&k| k > 0)
+            .map(|k| k as usize),
         top_p: number("top_p").and_then(Value::as_f64),
         max_new_tokens: number("max_tokens").and_then(Value::as_u64).unwrap_or(16) as usize,
         stop,
@@ -280,18 +302,29 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
     if n == 0 {
         return Err(bad("`n` must be at least 1".into()));
     }
+    if let Some(seeds) = &sample_seeds {
+        if seeds.len() != prompts.len() || seeds.iter().any(|r| r.len() != n) {
+            return Err(bad(format!(
+                "`fairlm_sample_seeds` must hold {n} seeds for each of the {} prompts",
+                prompts.len()
+            )));
+        }
+    }
     cfg.validate().map_err(|e| bad(e.to_string()))?;
     let context = s.model.info().context_length;
-    if let Some(p) = prompts
-        .iter()
-        .find(|p| p.len() + cfg.max_new_tokens > context)
-    {
+    if let Some(p) = prompts.iter().find(|p| p.len() > context) {
         return Err(bad(format!(
-            "This model's maximum context length is {context} tokens; the prompt has {} and {} are asked for",
-            p.len(),
-            cfg.max_new_tokens
+            "This model's maximum context length is {context} tokens; the prompt has {}",
+            p.len()
         )));
     }
+    // Generation stops at the context: a prompt that fills it is scored (echo) and gets no
+    // token, finish_reason `length`.
+    let room = prompts.iter().map(|p| context - p.len()).min().unwrap_or(0);
+    let cfg = SamplingConfig {
+        max_new_tokens: cfg.max_new_tokens.min(room),
+        ..cfg
+    };
     let internal = |e: fairlm_model::Error| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     // The prompts' log-probabilities, as one batch (see the module doc), with the greedy next
     // token of each read off the same pass.
@@ -335,15 +368,20 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
             by_length.entry(prompt.len()).or_default().push(p);
         }
     }
+    // Sample i of prompt p draws from its `fairlm_sample_seeds` entry, else from the stream
+    // seeded s + i for a request seeded s (a client that asks one sample per request with
+    // fairlm's per-sample seed gets fairlm's stream).
+    let stream = |p: u64, i: u64| match &sample_seeds {
+        Some(seeds) => seeds[p as usize][i as usize],
+        None => seed.wrapping_add(i),
+    };
     for group in by_length.values() {
         let batch: Vec<(&[u32], u64)> = group
             .iter()
             .map(|&p| (prompts[p].as_slice(), p as u64))
             .collect();
-        let sampled = generate_streams(s.model.as_ref(), &s.tokenizer, &batch, n, &cfg, &|_, i| {
-            seed.wrapping_add(i)
-        })
-        .map_err(internal)?;
+        let sampled = generate_streams(s.model.as_ref(), &s.tokenizer, &batch, n, &cfg, &stream)
+            .map_err(internal)?;
         // The sampled tokens' log-probabilities under the model, all rows in one batch.
         let prompts = &prompts;
         let items: Vec<ScoreItem> = group
@@ -387,10 +425,17 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
         for (i, (g, generated_logprobs)) in generated.unwrap_or_default().into_iter().enumerate() {
             completion_tokens += g.token_ids.len();
             let prompt_text = s.tokenizer.decode(prompt).map_err(internal)?;
+            // Stop strings are left out of the text unless asked for, as vLLM does.
+            let mut generated = g.text.clone();
+            if g.finish == "stop" && !keep_stop {
+                if let Some(stop) = cfg.stop.iter().find(|st| generated.ends_with(st.as_str())) {
+                    generated.truncate(generated.len() - stop.len());
+                }
+            }
             let text = if echo {
-                format!("{prompt_text}{}", g.text)
+                format!("{prompt_text}{generated}")
             } else {
-                g.text.clone()
+                generated
             };
             let logprobs_value = if logprobs.is_some() {
                 let mut ids: Vec<u32> = Vec::new();

@@ -7,8 +7,10 @@
 // fairlm panic (issue 16). Invariants that cannot fail carry an allow with the reason.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod backend;
 pub mod error;
 pub mod fetch;
+pub mod files;
 pub mod fused;
 pub mod generate;
 pub mod gpt2;
@@ -19,7 +21,6 @@ pub mod ops;
 pub mod q4_1;
 pub mod save;
 pub mod score;
-pub mod scorer;
 pub mod served;
 pub mod speed;
 pub mod tokenizer;

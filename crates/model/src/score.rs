@@ -61,27 +61,37 @@ pub fn score_items(
     batch_size: usize,
     on_batch: impl FnMut(usize),
 ) -> Result<Vec<Vec<f64>>> {
-    Ok(score_items_and_next(model, items, batch_size, on_batch)?.0)
+    Ok(score_all(model, items, batch_size, on_batch, false)?.0)
 }
 
 /// The most likely next token after an item and its log-probability.
 pub type Next = (u32, f64);
 
 /// `score_items`, and for each item the greedy next token after its last one, read off the
-/// same forward pass (None for a sequence longer than one pass, scored in chunks): a server's
-/// answer to an echo request that asks one greedy token.
+/// same forward pass (a sequence longer than one pass feeds its last token once more): a
+/// server's answer to an echo request that asks one greedy token.
 pub fn score_items_and_next(
     model: &dyn CausalLm,
     items: &[ScoreItem],
     batch_size: usize,
+    on_batch: impl FnMut(usize),
+) -> Result<BatchScores> {
+    score_all(model, items, batch_size, on_batch, true)
+}
+
+fn score_all(
+    model: &dyn CausalLm,
+    items: &[ScoreItem],
+    batch_size: usize,
     mut on_batch: impl FnMut(usize),
+    want_next: bool,
 ) -> Result<BatchScores> {
     check_items(items, model.info().context_length)?;
     let mut out: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
     let mut next: Vec<Option<Next>> = vec![None; items.len()];
-    for chunk in crate::scorer::batches(items, batch_size) {
+    for chunk in crate::backend::batches(items, batch_size) {
         let rows: Vec<&ScoreItem> = chunk.iter().map(|&i| &items[i]).collect();
-        let (scores, greedy) = score_batch(model, &rows)?;
+        let (scores, greedy) = score_batch(model, &rows, want_next)?;
         for ((&i, s), g) in chunk.iter().zip(scores).zip(greedy) {
             out[i] = s;
             next[i] = g;
@@ -137,9 +147,10 @@ const QUERY_CHUNK: usize = 512;
 /// Per-token log-probabilities of each item, and each item's greedy next token.
 pub type BatchScores = (Vec<Vec<f64>>, Vec<Option<Next>>);
 
-fn score_batch(model: &dyn CausalLm, rows: &[&ScoreItem]) -> Result<BatchScores> {
+fn score_batch(model: &dyn CausalLm, rows: &[&ScoreItem], want_next: bool) -> Result<BatchScores> {
     if rows.len() == 1 && rows[0].tokens.len() > QUERY_CHUNK {
-        return Ok((vec![score_long(model, rows[0])?], vec![None]));
+        let (scores, next) = score_long(model, rows[0], want_next)?;
+        return Ok((vec![scores], vec![next]));
     }
     let width = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
     let mut flat = Vec::with_capacity(rows.len() * width);
@@ -164,14 +175,23 @@ fn score_batch(model: &dyn CausalLm, rows: &[&ScoreItem]) -> Result<BatchScores>
                 .collect();
             let t = r.tokens.len();
             let last = &logits[(b * width + t - 1) * vocab..(b * width + t) * vocab];
-            let best = crate::generate::argmax(last);
-            (scores, Some((best, target_logprob(last, best as usize))))
+            (scores, want_next.then(|| greedy_next(last)))
         })
         .unzip())
 }
 
 /// One long sequence, fed in chunks of `QUERY_CHUNK` queries through the key/value cache.
-fn score_long(model: &dyn CausalLm, item: &ScoreItem) -> Result<Vec<f64>> {
+/// The greedy token of a row of logits and its log-probability.
+fn greedy_next(row: &[f32]) -> Next {
+    let best = crate::generate::argmax(row);
+    (best, target_logprob(row, best as usize))
+}
+
+fn score_long(
+    model: &dyn CausalLm,
+    item: &ScoreItem,
+    want_next: bool,
+) -> Result<(Vec<f64>, Option<Next>)> {
     let mut cache = model.new_cache();
     let mut out = Vec::with_capacity(item.tokens.len() - item.first_scored);
     let n = item.tokens.len();
@@ -199,7 +219,17 @@ fn score_long(model: &dyn CausalLm, item: &ScoreItem) -> Result<Vec<f64>> {
             .collect();
         out.extend(scored);
     }
-    Ok(out)
+    if !want_next {
+        return Ok((out, None));
+    }
+    // The last token, fed alone through the cache, gives the next token's logits.
+    let ids = Tensor::new(&item.tokens[n - 1..], &Device::Cpu)?.unsqueeze(0)?;
+    let last = model
+        .forward(&ids, &mut cache)?
+        .logits
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    Ok((out, Some(greedy_next(&last))))
 }
 
 /// log softmax(row)[target], with the sum of exponentials accumulated in f64.
@@ -213,7 +243,7 @@ pub fn target_logprob(row: &[f32], target: usize) -> f64 {
 /// window of `window` positions advanced by `stride` (Hugging Face's perplexity recipe):
 /// each token is predicted once, with up to `window - stride` tokens of extra context.
 pub fn sliding_logprobs(
-    model: &dyn crate::scorer::TokenScorer,
+    model: &dyn crate::backend::Backend,
     ids: &[u32],
     window: usize,
     stride: usize,

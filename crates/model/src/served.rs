@@ -17,9 +17,10 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::{json, Value};
 
+use crate::backend::{batches, Backend};
 use crate::error::{Error, Result};
+use crate::generate::{sample_seed, BatchPlan, Generation, SamplingConfig};
 use crate::score::{check_items, ScoreItem};
-use crate::scorer::{batches, TokenScorer};
 use crate::tokenizer::Tokenizer;
 
 /// How to talk to the server.
@@ -35,6 +36,9 @@ pub struct ServedOptions {
     pub max_retries: u32,
     /// Sent as a bearer token to this server only.
     pub api_key: Option<String>,
+    /// A directory of answers kept by request (server, model, body): a rerun, or a run
+    /// resumed after it was stopped, sends only the requests not answered yet.
+    pub cache: Option<std::path::PathBuf>,
 }
 
 /// The message for every response that is not prompt log-probabilities of the tokens sent.
@@ -48,6 +52,8 @@ pub struct ServedModel {
     /// What `GET /v1/models` said of this model.
     description: Value,
     context_length: usize,
+    /// The server is `fairlm serve`, which takes fairlm's per-sample seeds.
+    is_fairlm: bool,
     client: reqwest::blocking::Client,
     options: ServedOptions,
     /// The tokenizer the ids come from: the returned tokens are checked against it.
@@ -72,6 +78,7 @@ impl ServedModel {
             name: String::new(),
             description: Value::Null,
             context_length: usize::MAX,
+            is_fairlm: false,
             client,
             options,
             tokenizer,
@@ -112,8 +119,16 @@ impl ServedModel {
             .ok_or_else(|| err("GET /v1/models listed a model without an id".into()))?
             .to_string();
         // vLLM and `fairlm serve` report the context; others leave it to the server to refuse.
+        // A scoring request also asks one generated token, which vLLM counts against the
+        // context; `fairlm serve` generates none past it, so its whole context scores.
+        this.is_fairlm = chosen.get("owned_by").and_then(Value::as_str) == Some("fairlm");
         if let Some(n) = chosen.get("max_model_len").and_then(Value::as_u64) {
-            this.context_length = n as usize;
+            let fairlm = this.is_fairlm;
+            this.context_length = if fairlm {
+                n as usize
+            } else {
+                (n as usize).saturating_sub(1)
+            };
         }
         this.description = chosen.clone();
         Ok(this)
@@ -141,6 +156,43 @@ impl ServedModel {
             url: self.url.clone(),
             reason: reason.into(),
         }
+    }
+
+    /// A completions request, answered from the cache when it holds the answer; a new answer
+    /// is written to the cache (atomically) once it has been checked by `check`.
+    fn complete<T>(&self, body: &Value, check: impl Fn(&Value) -> Result<T>) -> Result<T> {
+        let entry = self.options.cache.as_ref().map(|dir| {
+            let key = format!("{}\n{}\n{}", self.url, self.name, body);
+            dir.join(format!(
+                "{}.json",
+                crate::fetch::sha256_bytes(key.as_bytes())
+            ))
+        });
+        if let Some(answer) = entry
+            .as_ref()
+            .and_then(|e| std::fs::read(e).ok())
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        {
+            // A cached answer that no longer passes the checks is asked again.
+            if let Ok(value) = check(&answer) {
+                return Ok(value);
+            }
+        }
+        let answer = self.send(reqwest::Method::POST, "completions", Some(body))?;
+        let value = check(&answer)?;
+        if let Some(e) = entry {
+            let written = e
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| crate::files::write_atomic(&e, answer.to_string().as_bytes()));
+            written.map_err(|err| {
+                self.error(format!(
+                    "cannot write the response cache {}: {err}",
+                    e.display()
+                ))
+            })?;
+        }
+        Ok(value)
     }
 
     /// One request with retries; the JSON body of a 2xx answer.
@@ -234,7 +286,11 @@ impl ServedModel {
             "temperature": 0,
             "return_tokens_as_token_ids": true,
         });
-        let answer = self.send(reqwest::Method::POST, "completions", Some(&body))?;
+        self.complete(&body, |answer| self.read_scores(answer, rows))
+    }
+
+    /// The prompt log-probabilities of one scoring answer, checked.
+    fn read_scores(&self, answer: &Value, rows: &[&[u32]]) -> Result<Vec<Vec<f64>>> {
         let choices = answer
             .get("choices")
             .and_then(Value::as_array)
@@ -302,56 +358,51 @@ impl ServedModel {
     }
 
     /// A returned token matches the id sent: `token_id:N` (vLLM's `return_tokens_as_token_ids`,
-    /// `fairlm serve`) or the id's text as the tokenizer decodes it alone.
+    /// `fairlm serve`), the id's text as the tokenizer decodes it alone (vLLM's default), or
+    /// its vocabulary entry (`convert_ids_to_tokens`, older vLLM).
     fn is_token(&self, token: &Value, id: u32) -> bool {
         match token.as_str() {
             Some(t) => match t.strip_prefix("token_id:") {
                 Some(n) => n.parse::<u32>() == Ok(id),
-                None => self.tokenizer.decode(&[id]).is_ok_and(|d| d == t),
+                None => {
+                    self.tokenizer.decode(&[id]).is_ok_and(|d| d == t)
+                        || self.tokenizer.tokens(&[id]).first().is_some_and(|p| p == t)
+                }
             },
             None => false,
         }
     }
 }
 
-impl TokenScorer for ServedModel {
-    fn context_length(&self) -> usize {
-        self.context_length
-    }
-
-    fn score(
+impl ServedModel {
+    /// `work(0..jobs)` with `concurrency` jobs in flight; `done` is told each finished job's
+    /// index, on this thread. The first error stops the rest and is returned.
+    fn run_concurrently<T: Send>(
         &self,
-        items: &[ScoreItem],
-        batch_size: usize,
-        on_batch: &mut dyn FnMut(usize),
-    ) -> Result<Vec<Vec<f64>>> {
-        check_items(items, self.context_length)?;
-        let plan = batches(items, batch_size);
-        let results: Mutex<Vec<Option<Vec<Vec<f64>>>>> = Mutex::new(vec![None; plan.len()]);
+        jobs: usize,
+        work: &(dyn Fn(usize) -> Result<T> + Sync),
+        done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<T>> {
+        let results: Mutex<Vec<Option<T>>> = Mutex::new((0..jobs).map(|_| None).collect());
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         let (done_tx, done_rx) = std::sync::mpsc::channel::<usize>();
         std::thread::scope(|scope| {
-            for _ in 0..self.options.concurrency.clamp(1, plan.len().max(1)) {
+            for _ in 0..self.options.concurrency.clamp(1, jobs.max(1)) {
                 let done_tx = done_tx.clone();
-                let (plan, results, next, failed, first_error) =
-                    (&plan, &results, &next, &failed, &first_error);
+                let (results, next, failed, first_error) = (&results, &next, &failed, &first_error);
                 scope.spawn(move || loop {
-                    let b = next.fetch_add(1, Ordering::SeqCst);
-                    if b >= plan.len() || failed.load(Ordering::SeqCst) {
+                    let job = next.fetch_add(1, Ordering::SeqCst);
+                    if job >= jobs || failed.load(Ordering::SeqCst) {
                         break;
                     }
-                    let rows: Vec<&[u32]> = plan[b]
-                        .iter()
-                        .map(|&i| items[i].tokens.as_slice())
-                        .collect();
-                    match self.score_batch(&rows) {
-                        Ok(scores) => {
+                    match work(job) {
+                        Ok(value) => {
                             if let Ok(mut r) = results.lock() {
-                                r[b] = Some(scores);
+                                r[job] = Some(value);
                             }
-                            let _ = done_tx.send(plan[b].len());
+                            let _ = done_tx.send(job);
                         }
                         Err(e) => {
                             failed.store(true, Ordering::SeqCst);
@@ -364,24 +415,258 @@ impl TokenScorer for ServedModel {
                 });
             }
             drop(done_tx);
-            for n in done_rx {
-                on_batch(n);
+            for job in done_rx {
+                done(job);
             }
         });
         if let Some(e) = first_error.into_inner().ok().flatten() {
             return Err(e);
         }
-        let results = results
+        results
             .into_inner()
-            .map_err(|_| self.error("a request thread panicked"))?;
+            .map_err(|_| self.error("a request thread panicked"))?
+            .into_iter()
+            .map(|r| r.ok_or_else(|| self.error("a request was not answered")))
+            .collect()
+    }
+
+    /// The seeded samples of prompts of one token length in one request, with every
+    /// sample's seed in `fairlm_sample_seeds` (`fairlm serve` decodes them together as
+    /// fairlm does in process, to the bit).
+    fn sample_together(
+        &self,
+        tok: &Tokenizer,
+        prompts: &[&(Vec<u32>, u64)],
+        cfg: &SamplingConfig,
+        plan: BatchPlan,
+    ) -> Result<Vec<Vec<Generation>>> {
+        let n = plan.samples;
+        let seeds: Vec<Vec<u64>> = prompts
+            .iter()
+            .map(|(_, index)| {
+                (0..n as u64)
+                    .map(|i| sample_seed(plan.seed, *index, i))
+                    .collect()
+            })
+            .collect();
+        let mut body = json!({
+            "model": self.name,
+            "prompt": prompts.iter().map(|(ids, _)| ids).collect::<Vec<_>>(),
+            "n": n,
+            "seed": plan.seed,
+            "fairlm_sample_seeds": seeds,
+            "temperature": cfg.temperature,
+            "max_tokens": cfg.max_new_tokens,
+            "stop": cfg.stop,
+            "include_stop_str_in_output": true,
+        });
+        if let Some(p) = cfg.top_p {
+            body["top_p"] = json!(p);
+        }
+        if let Some(k) = cfg.top_k {
+            body["top_k"] = json!(k);
+        }
+        self.complete(&body, |answer| {
+            let choices = answer
+                .get("choices")
+                .and_then(Value::as_array)
+                .filter(|c| c.len() == prompts.len() * n)
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "POST /v1/completions did not answer {} choices",
+                        prompts.len() * n
+                    ))
+                })?;
+            let mut out: Vec<Vec<Generation>> = vec![Vec::new(); prompts.len()];
+            for (k, choice) in choices.iter().enumerate() {
+                let index = choice
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .map_or(k, |i| i as usize);
+                let (p, i) = (index / n, index % n);
+                if p >= prompts.len() {
+                    return Err(self.error(format!("POST /v1/completions answered choice {index}")));
+                }
+                out[p].push(self.read_choice(choice, tok, cfg, i)?);
+            }
+            for row in &mut out {
+                row.sort_by_key(|g| g.sample);
+            }
+            Ok(out)
+        })
+    }
+
+    /// One seeded sample of `prompt`: one request with `n: 1` and the sample's own seed, so a
+    /// server that honours seeds repeats it, and `fairlm serve` draws fairlm's stream.
+    fn sample(
+        &self,
+        tok: &Tokenizer,
+        prompt: &[u32],
+        cfg: &SamplingConfig,
+        seed: u64,
+        index: usize,
+    ) -> Result<Generation> {
+        // top_p only when set: fairlm draws from the sorted distribution when it is, from the
+        // vocabulary's order when not (the same tokens in law, other draws of one seed).
+        let mut body = json!({
+            "model": self.name,
+            "prompt": [prompt],
+            "n": 1,
+            "seed": seed,
+            "temperature": cfg.temperature,
+            "max_tokens": cfg.max_new_tokens,
+            "stop": cfg.stop,
+            "include_stop_str_in_output": true,
+        });
+        if let Some(p) = cfg.top_p {
+            body["top_p"] = json!(p);
+        }
+        if let Some(k) = cfg.top_k {
+            body["top_k"] = json!(k);
+        }
+        self.complete(&body, |answer| self.read_sample(answer, tok, cfg, index))
+    }
+
+    /// The generation of one sampling answer.
+    fn read_sample(
+        &self,
+        answer: &Value,
+        tok: &Tokenizer,
+        cfg: &SamplingConfig,
+        index: usize,
+    ) -> Result<Generation> {
+        let choice = answer
+            .pointer("/choices/0")
+            .ok_or_else(|| self.error("POST /v1/completions answered without choices"))?;
+        self.read_choice(choice, tok, cfg, index)
+    }
+
+    /// The generation of one choice.
+    fn read_choice(
+        &self,
+        choice: &Value,
+        tok: &Tokenizer,
+        cfg: &SamplingConfig,
+        index: usize,
+    ) -> Result<Generation> {
+        let text = choice
+            .get("text")
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.error("POST /v1/completions answered a choice without text"))?
+            .to_string();
+        // The text's own ids: asking the server for the sampled ids (logprobs) would cost it
+        // a scoring pass per sample, and what fairlm measures is the text.
+        let token_ids = tok.encode(&text)?;
+        let finish = match choice.get("finish_reason").and_then(Value::as_str) {
+            Some("length") => "length",
+            _ if cfg.stop.iter().any(|s| text.contains(s.as_str())) => "stop",
+            _ => "eos",
+        };
+        Ok(Generation {
+            sample: index,
+            text,
+            token_ids,
+            finish,
+        })
+    }
+}
+
+impl Backend for ServedModel {
+    fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    fn score(
+        &self,
+        items: &[ScoreItem],
+        batch_size: usize,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f64>>> {
+        check_items(items, self.context_length)?;
+        let plan = batches(items, batch_size);
+        let scores = self.run_concurrently(
+            plan.len(),
+            &|b| {
+                let rows: Vec<&[u32]> = plan[b]
+                    .iter()
+                    .map(|&i| items[i].tokens.as_slice())
+                    .collect();
+                self.score_batch(&rows)
+            },
+            &mut |b| on_batch(plan[b].len()),
+        )?;
         let mut out = vec![Vec::new(); items.len()];
-        for (chunk, scores) in plan.iter().zip(results) {
-            let scores = scores.ok_or_else(|| self.error("a batch was not answered"))?;
+        for (chunk, scores) in plan.iter().zip(scores) {
             for (&i, row) in chunk.iter().zip(scores) {
                 out[i] = row[items[i].first_scored - 1..].to_vec();
             }
         }
         Ok(out)
+    }
+
+    fn generate_batched(
+        &self,
+        tok: &Tokenizer,
+        prompts: &[(Vec<u32>, u64)],
+        cfg: &SamplingConfig,
+        plan: BatchPlan,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<Generation>>> {
+        cfg.validate()?;
+        let n = plan.samples;
+        if self.is_fairlm {
+            // The batches `generate::generate_batched` forms: prompts of one length, in order.
+            let mut order: Vec<usize> = (0..prompts.len()).collect();
+            order.sort_by_key(|&i| (prompts[i].0.len(), i));
+            let per_batch = (plan.batch_rows / n.max(1)).max(1);
+            let mut chunks: Vec<Vec<usize>> = Vec::new();
+            for &i in &order {
+                match chunks.last_mut() {
+                    Some(c)
+                        if c.len() < per_batch && prompts[c[0]].0.len() == prompts[i].0.len() =>
+                    {
+                        c.push(i)
+                    }
+                    _ => chunks.push(vec![i]),
+                }
+            }
+            let answers = self.run_concurrently(
+                chunks.len(),
+                &|c| {
+                    let batch: Vec<&(Vec<u32>, u64)> =
+                        chunks[c].iter().map(|&i| &prompts[i]).collect();
+                    self.sample_together(tok, &batch, cfg, plan)
+                },
+                &mut |c| progress(chunks[c].len()),
+            )?;
+            let mut out: Vec<Vec<Generation>> = vec![Vec::new(); prompts.len()];
+            for (chunk, gens) in chunks.iter().zip(answers) {
+                for (&i, g) in chunk.iter().zip(gens) {
+                    out[i] = g;
+                }
+            }
+            return Ok(out);
+        }
+        let mut left: Vec<usize> = vec![n; prompts.len()];
+        let samples = self.run_concurrently(
+            prompts.len() * n,
+            &|job| {
+                let (p, i) = (job / n, job % n);
+                let (ids, index) = &prompts[p];
+                self.sample(tok, ids, cfg, sample_seed(plan.seed, *index, i as u64), i)
+            },
+            &mut |job| {
+                left[job / n] -= 1;
+                if left[job / n] == 0 {
+                    progress(1);
+                }
+            },
+        )?;
+        let mut it = samples.into_iter();
+        Ok(prompts
+            .iter()
+            .map(|_| it.by_ref().take(n).collect())
+            .collect())
     }
 }
 

@@ -186,7 +186,7 @@ fn heldout_perplexity_agrees_with_transformers() {
     assert!(ids.len() >= 2000);
     // One window over the whole text, as the reference did.
     let lps = sliding_logprobs(
-        &fairlm_model::scorer::Local(l.model.as_ref()),
+        &fairlm_model::backend::Local(l.model.as_ref()),
         &ids,
         ids.len(),
         ids.len(),

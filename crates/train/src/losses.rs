@@ -675,7 +675,7 @@ pub(crate) fn log_softmax(x: &Tensor) -> Result<Tensor> {
 pub fn perplexity(model: &dyn CausalLm, ids: &[u32]) -> Result<f64> {
     let window = model.info().context_length.min(1024);
     let lp = fairlm_model::score::sliding_logprobs(
-        &fairlm_model::scorer::Local(model),
+        &fairlm_model::backend::Local(model),
         ids,
         window,
         window / 2,

@@ -116,6 +116,45 @@ fn served_tiny_model_scores_as_in_process_and_stops_on_sigterm() {
         );
         assert_eq!(local.stdout, served.stdout, "{args:?}");
     }
+    // The quick audit: the same samples (one request per sample, with fairlm's per-sample
+    // seed), the same headline, perplexity and detectors; the probe's log-probabilities
+    // within 1e-5 nats (in process a continuation reuses its prompt's key/value cache, the
+    // server scores prompt and continuation whole).
+    let dir = scratch("served-audit");
+    for (m, out) in [
+        (model.to_str().unwrap(), "local"),
+        (server.url.as_str(), "served"),
+    ] {
+        let o = fairlm(&["audit", "--quick", "--model", m, "--tokenizer"])
+            .arg(&model)
+            .arg("--out")
+            .arg(dir.join(out))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (a, b) = (results(&dir.join("local")), results(&dir.join("served")));
+    assert_eq!(a["probe"]["bias_score"], b["probe"]["bias_score"]);
+    assert_eq!(a["perplexity"], b["perplexity"]);
+    assert_eq!(a["detectors"], b["detectors"]);
+    let (ra, rb) = (
+        a["records"].as_array().unwrap(),
+        b["records"].as_array().unwrap(),
+    );
+    assert_eq!(ra.len(), rb.len());
+    assert!(!ra.is_empty());
+    let close = |u: &serde_json::Value, v: &serde_json::Value| {
+        (u.as_f64().unwrap() - v.as_f64().unwrap()).abs() < 1e-5
+    };
+    for (x, y) in ra.iter().zip(rb) {
+        assert_eq!(x["continuation"], y["continuation"]);
+        assert!(close(&x["logprob"], &y["logprob"]), "{x} vs {y}");
+        let twins = x["counterfactuals"].as_array().unwrap();
+        for (c, d) in twins.iter().zip(y["counterfactuals"].as_array().unwrap()) {
+            assert_eq!(c["text"], d["text"]);
+            assert!(close(&c["delta"], &d["delta"]), "{c} vs {d}");
+        }
+    }
     assert!(
         server.stop().success(),
         "SIGTERM must end the server with exit 0"
@@ -157,7 +196,7 @@ fn served_model_errors_are_one_line() {
         .unwrap();
     assert_one_line_error(out, &["--tokenizer"]);
     // Commands that need the weights say so.
-    let out = fairlm(&["audit", "--quick", "--model", &server.url])
+    let out = fairlm(&["generate", "hi", "--model", &server.url])
         .output()
         .unwrap();
     assert_one_line_error(out, &[&server.url, "needs the model's weights"]);
@@ -166,6 +205,9 @@ fn served_model_errors_are_one_line() {
     let dead = format!("http://{}/v1", free.local_addr().unwrap());
     drop(free);
     assert_one_line_error(score(&dead, &[]), &[&dead, "after 1 retries"]);
+    // TLS to a server that speaks plain HTTP: the URL and the handshake's failure.
+    let tls = server.url.replace("http://", "https://");
+    assert_one_line_error(score(&tls, &[]), &[&tls]);
     drop(server);
 }
 
@@ -315,6 +357,22 @@ fn servers_that_do_not_echo_the_prompt_are_refused() {
     assert_one_line_error(score(&hung), &[&hung, "no answer within 2 s"]);
 }
 
+/// Sends the request (`METHOD PATH`, body) to `upstream` (`host:port`) and returns its whole
+/// answer; None when nothing listens there.
+fn forward(upstream: &str, head: &str, body: &str) -> Option<String> {
+    let (method, path) = head.split_once(' ')?;
+    let mut up = TcpStream::connect(upstream).ok()?;
+    write!(
+        up,
+        "{method} {path} HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    up.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
 /// A proxy in front of `fairlm serve` that answers the first completions requests with 503
 /// and 429 (Retry-After: 1) and forwards the rest: the client retries and gets the in-process
 /// numbers.
@@ -337,17 +395,7 @@ fn overloaded_servers_are_retried() {
                 _ => {}
             }
         }
-        let (method, path) = head.split_once(' ').unwrap();
-        let mut up = TcpStream::connect(&upstream).unwrap();
-        write!(
-            up,
-            "{method} {path} HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut response = String::new();
-        up.read_to_string(&mut response).unwrap();
-        Some(response)
+        forward(&upstream, head, body)
     }));
     let args = ["score", "--per-token", "The nurse said that she was tired."];
     let local = fairlm(&args).arg("--model").arg(&model).output().unwrap();
@@ -368,4 +416,221 @@ fn overloaded_servers_are_retried() {
         "two faults, then the answer"
     );
     drop(server);
+}
+
+/// The server killed in the middle of an audit and started again: the rerun of the same
+/// command sends only the requests that were not answered (the answers are kept in
+/// OUT/requests), ends with the uninterrupted run's results, and a third run sends none.
+#[test]
+fn a_served_audit_resumes_after_the_server_dies() {
+    let model = fixture("tiny-llama");
+    let first = Server::start(&model, &[]);
+    let host = |s: &Server| {
+        s.url
+            .trim_start_matches("http://")
+            .trim_end_matches("/v1")
+            .to_string()
+    };
+    let upstream = Arc::new(std::sync::Mutex::new(host(&first)));
+    let first = Arc::new(std::sync::Mutex::new(Some(first)));
+    let posts = Arc::new(AtomicUsize::new(0));
+    // After this many completions requests the proxy kills the server (0: never).
+    let kill_after = Arc::new(AtomicUsize::new(0));
+    let (to, count, kill, victim) = (
+        upstream.clone(),
+        posts.clone(),
+        kill_after.clone(),
+        first.clone(),
+    );
+    let proxy = fake_server(Box::new(move |head, body| {
+        if head.starts_with("POST") {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == kill.load(Ordering::SeqCst) {
+                if let Some(server) = victim.lock().unwrap().take() {
+                    drop(server);
+                }
+            }
+        }
+        let up = to.lock().unwrap().clone();
+        // Nothing listening: the connection is closed without an answer.
+        forward(&up, head, body).or(Some(String::new()))
+    }));
+    let dir = scratch("served-resume");
+    let audit = |out: &str| {
+        fairlm(&[
+            "audit",
+            "--quick",
+            "--max-retries",
+            "0",
+            "--model",
+            &proxy,
+            "--tokenizer",
+        ])
+        .arg(&model)
+        .arg("--out")
+        .arg(dir.join(out))
+        .output()
+        .unwrap()
+    };
+    let whole = audit("whole");
+    assert!(
+        whole.status.success(),
+        "{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+    let total = posts.swap(0, Ordering::SeqCst);
+    assert!(total > 20, "{total} requests");
+    kill_after.store(total / 2, Ordering::SeqCst);
+    let broken = audit("resumed");
+    assert_eq!(
+        broken.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&broken.stderr)
+    );
+    let kept = std::fs::read_dir(dir.join("resumed/requests"))
+        .unwrap()
+        .count();
+    // Requests queued in the server when it died (up to the 8 in flight) are lost with it.
+    assert!(
+        kept + 8 >= total / 2 && kept < total / 2,
+        "{kept} of {total} kept"
+    );
+    let second = Server::start(&model, &[]);
+    *upstream.lock().unwrap() = host(&second);
+    posts.store(0, Ordering::SeqCst);
+    kill_after.store(0, Ordering::SeqCst);
+    let resumed = audit("resumed");
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(
+        posts.load(Ordering::SeqCst),
+        total - kept,
+        "only the missing requests"
+    );
+    let without_timings = |out: &str| {
+        let mut r = results(&dir.join(out));
+        r.as_object_mut().unwrap().remove("timings_s");
+        r
+    };
+    assert_eq!(without_timings("whole"), without_timings("resumed"));
+    posts.store(0, Ordering::SeqCst);
+    let again = audit("resumed");
+    assert!(again.status.success());
+    assert_eq!(posts.load(Ordering::SeqCst), 0, "a rerun costs no request");
+    drop(second);
+}
+
+/// The answer shape of vLLM's `/v1/completions` with `echo` and `logprobs` (vLLM's
+/// `vllm/entrypoints/openai/protocol.py`, `CompletionResponse` / `CompletionLogProbs`:
+/// `text_offset`, `token_logprobs` with `null` for the first prompt token, `tokens`,
+/// `top_logprobs` as a list of {token: logprob} or null; built in `serving_completion.py`'s
+/// `_create_completion_logprobs`, tokens as `token_id:N` with `return_tokens_as_token_ids`,
+/// else each id decoded alone): fairlm reads the prompt positions from it.
+#[test]
+fn vllm_shaped_answers_are_read() {
+    let model = fixture("tiny-llama");
+    for as_ids in [true, false] {
+        let url = fake_server(Box::new(move |head, body| {
+            if head.starts_with("GET") {
+                return Some(http(
+                    "200 OK",
+                    "",
+                    r#"{"object":"list","data":[{"id":"m","object":"model","created":1,"owned_by":"vllm","root":"m","parent":null,"max_model_len":128,"permission":[]}]}"#,
+                ));
+            }
+            let request: serde_json::Value = serde_json::from_str(body).unwrap();
+            let choices: Vec<serde_json::Value> = request["prompt"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(k, ids)| {
+                    let ids: Vec<u64> = ids
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_u64().unwrap())
+                        .collect();
+                    // The prompt's tokens, then the one generated token (id 7).
+                    let all: Vec<u64> = ids.iter().copied().chain([7]).collect();
+                    let tokens: Vec<String> = all
+                        .iter()
+                        .map(|id| {
+                            if as_ids {
+                                format!("token_id:{id}")
+                            } else {
+                                decoded(*id)
+                            }
+                        })
+                        .collect();
+                    let mut values = vec![serde_json::Value::Null];
+                    values.extend((1..all.len()).map(|i| serde_json::json!(-(i as f64) / 8.0)));
+                    let mut top = vec![serde_json::Value::Null];
+                    top.extend(
+                        (1..all.len())
+                            .map(|i| serde_json::json!({ tokens[i].clone(): -(i as f64) / 8.0 })),
+                    );
+                    serde_json::json!({
+                        "index": k,
+                        "text": "echoed text",
+                        "logprobs": {
+                            "text_offset": (0..all.len()).collect::<Vec<_>>(),
+                            "token_logprobs": values,
+                            "tokens": tokens,
+                            "top_logprobs": top,
+                        },
+                        "finish_reason": "length",
+                        "stop_reason": null,
+                        "prompt_logprobs": null,
+                    })
+                })
+                .collect();
+            Some(http(
+                "200 OK",
+                "",
+                &serde_json::json!({
+                    "id": "cmpl-1", "object": "text_completion", "created": 1, "model": "m",
+                    "choices": choices,
+                    "usage": {"prompt_tokens": 1, "total_tokens": 2, "completion_tokens": 1},
+                })
+                .to_string(),
+            ))
+        }));
+        let out = fairlm(&[
+            "score",
+            "--per-token",
+            "a b c",
+            "--model",
+            &url,
+            "--tokenizer",
+        ])
+        .arg(&model)
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let got: Vec<f64> = line["token_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        // Positions 1.. of the prompt (after the context token), not the generated token.
+        let want: Vec<f64> = (1..=got.len()).map(|i| -(i as f64) / 8.0).collect();
+        assert_eq!(got, want, "tokens as ids: {as_ids}");
+    }
+}
+
+/// An id of the tiny model's vocabulary decoded alone, as vLLM writes `tokens` by default.
+fn decoded(id: u64) -> String {
+    let tok = fairlm_model::Tokenizer::from_dir(&fixture("tiny-llama")).unwrap();
+    tok.decode(&[id as u32]).unwrap()
 }

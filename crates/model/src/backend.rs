@@ -1,0 +1,145 @@
+//! What the measuring commands need from a model, wherever it runs: per-token
+//! log-probabilities of token sequences, of continuations after prompts, and seeded samples.
+//! `Local` runs a `CausalLm` in this process; `served::ServedModel` asks an OpenAI-compatible
+//! server for the same numbers.
+
+use crate::error::Result;
+use crate::generate::{BatchPlan, Generation, SamplingConfig};
+use crate::lm::CausalLm;
+use crate::score::{score_items, ScoreItem};
+use crate::tokenizer::Tokenizer;
+
+pub trait Backend: Sync {
+    /// The longest sequence, in tokens, the model takes.
+    fn context_length(&self) -> usize;
+
+    /// Per-token log-probabilities of each item's scored tokens (`tokens[first_scored..]`),
+    /// in the order given; `on_batch` is told how many items each finished batch held.
+    /// Items are scored in batches of `batch_size`, longest first, on every backend alike,
+    /// so that a server running fairlm computes the batches this process would.
+    fn score(
+        &self,
+        items: &[ScoreItem],
+        batch_size: usize,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f64>>>;
+
+    /// Log-probabilities of continuations after prompts of one token length (each item is
+    /// (prompt index, continuation)); see `score::score_after_prompts`. A backend without a
+    /// prompt cache scores each prompt + continuation whole.
+    fn score_after_prompts(
+        &self,
+        prompts: &[&[u32]],
+        items: &[(usize, &[u32])],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f64>>> {
+        let whole: Vec<ScoreItem> = items
+            .iter()
+            .map(|(p, c)| {
+                let mut tokens = prompts[*p].to_vec();
+                tokens.extend_from_slice(c);
+                ScoreItem {
+                    first_scored: prompts[*p].len(),
+                    tokens,
+                }
+            })
+            .collect();
+        self.score(&whole, batch_size, &mut |_| {})
+    }
+
+    /// `plan.samples` seeded continuations of each (prompt ids, prompt index); sample i of
+    /// prompt p draws from the stream `generate::sample_seed(plan.seed, p, i)` on every
+    /// backend. See `generate::generate_batched`.
+    fn generate_batched(
+        &self,
+        tok: &Tokenizer,
+        prompts: &[(Vec<u32>, u64)],
+        cfg: &SamplingConfig,
+        plan: BatchPlan,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<Generation>>>;
+}
+
+/// A model loaded in this process.
+pub struct Local<'a>(pub &'a dyn CausalLm);
+
+impl Backend for Local<'_> {
+    fn context_length(&self) -> usize {
+        self.0.info().context_length
+    }
+
+    fn score(
+        &self,
+        items: &[ScoreItem],
+        batch_size: usize,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f64>>> {
+        score_items(self.0, items, batch_size, on_batch)
+    }
+
+    fn score_after_prompts(
+        &self,
+        prompts: &[&[u32]],
+        items: &[(usize, &[u32])],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f64>>> {
+        crate::score::score_after_prompts(self.0, prompts, items, batch_size)
+    }
+
+    fn generate_batched(
+        &self,
+        tok: &Tokenizer,
+        prompts: &[(Vec<u32>, u64)],
+        cfg: &SamplingConfig,
+        plan: BatchPlan,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<Generation>>> {
+        crate::generate::generate_batched(self.0, tok, prompts, cfg, plan, progress)
+    }
+}
+
+/// The order and the batches in which `score_items` scores `items`: indexes sorted by length,
+/// longest first (ties in input order), cut into chunks of `batch_size`.
+pub fn batches(items: &[ScoreItem], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(items[i].tokens.len()));
+    order
+        .chunks(batch_size.max(1))
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+impl<T: Backend + ?Sized> Backend for &T {
+    fn context_length(&self) -> usize {
+        (**self).context_length()
+    }
+
+    fn score(
+        &self,
+        items: &[ScoreItem],
+        batch_size: usize,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f64>>> {
+        (**self).score(items, batch_size, on_batch)
+    }
+
+    fn score_after_prompts(
+        &self,
+        prompts: &[&[u32]],
+        items: &[(usize, &[u32])],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f64>>> {
+        (**self).score_after_prompts(prompts, items, batch_size)
+    }
+
+    fn generate_batched(
+        &self,
+        tok: &Tokenizer,
+        prompts: &[(Vec<u32>, u64)],
+        cfg: &SamplingConfig,
+        plan: BatchPlan,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<Generation>>> {
+        (**self).generate_batched(tok, prompts, cfg, plan, progress)
+    }
+}
