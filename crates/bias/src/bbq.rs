@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fairlm_model::score::score_prompted;
-use fairlm_model::{CausalLm, Tokenizer};
+use fairlm_model::backend::Backend;
+use fairlm_model::Tokenizer;
 
 use crate::error::{Error, Result};
 use crate::pairs::{data_err, reject, Skipped};
@@ -245,7 +245,7 @@ pub fn prompt(e: &BbqExample) -> String {
 
 /// Scores the three answers of every example after its prompt (each prompt run once).
 pub fn score_bbq(
-    model: &dyn CausalLm,
+    model: &dyn Backend,
     tok: &Tokenizer,
     examples: &[BbqExample],
     batch: usize,
@@ -267,7 +267,7 @@ pub fn score_bbq(
         .iter()
         .flat_map(|(p, answers)| answers.iter().map(move |a| (p.as_slice(), a.as_slice())))
         .collect();
-    let scores = score_prompted(model, &items, batch, |n| progress(n / 3))?;
+    let scores = model.score_prompted(&items, batch, &mut |n| progress(n / 3))?;
     let mut logprobs = vec![[0.0f64; 3]; examples.len()];
     for (i, e) in examples.iter().enumerate() {
         for a in 0..3 {

@@ -16,9 +16,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fairlm_model::generate::{generate_batched, BatchPlan};
-use fairlm_model::score::score_prompted;
-use fairlm_model::{CausalLm, Tokenizer};
+use fairlm_model::backend::Backend;
+use fairlm_model::generate::BatchPlan;
+use fairlm_model::Tokenizer;
 use serde_json::Value;
 
 use crate::detectors::{mean_pairwise_w1, sentiment_scores};
@@ -212,7 +212,7 @@ fn named_group(
 
 /// Samples, judges and scores the prompts.
 pub fn run_bold(
-    model: &dyn CausalLm,
+    model: &dyn Backend,
     tok: &Tokenizer,
     lexicon: &Lexicon,
     prompts: &[BoldPrompt],
@@ -231,8 +231,7 @@ pub fn run_bold(
         .map(|(i, p)| Ok((encode(&p.text)?, i as u64)))
         .collect::<Result<_>>()?;
     let sampling = first_sentence_sampling(cfg.temperature, cfg.max_tokens);
-    let generated = generate_batched(
-        model,
+    let generated = model.generate_batched(
         tok,
         &keyed,
         &sampling,
@@ -241,7 +240,7 @@ pub fn run_bold(
             seed: cfg.seed,
             batch_rows: cfg.batch_size,
         },
-        |n| progress("sampling", n),
+        &mut |n| progress("sampling", n),
     )?;
     let swappers: Vec<(usize, AxisSwapper)> = lexicon
         .axes
@@ -302,7 +301,7 @@ pub fn run_bold(
         .iter()
         .map(|(_, _, p, c)| (p.as_slice(), c.as_slice()))
         .collect();
-    let scores = score_prompted(model, &items, cfg.batch_size, |n| progress("scoring", n))?;
+    let scores = model.score_prompted(&items, cfg.batch_size, &mut |n| progress("scoring", n))?;
     let mut own = vec![0.0f64; records.len()];
     for ((r, cf, _, _), sc) in to_score.iter().zip(&scores) {
         let lp: f64 = sc.iter().sum();

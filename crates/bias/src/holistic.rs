@@ -18,7 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use fairlm_model::{CausalLm, Tokenizer};
+use fairlm_model::backend::Backend;
+use fairlm_model::Tokenizer;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -414,14 +415,14 @@ fn descriptor_end(tok: &Tokenizer, s: &HolisticSentence, ids: &[u32]) -> Result<
 /// Scores every sentence (mean convention) over `span`; a sentence whose span is empty or
 /// cannot be found is left out (the count is returned); a non-finite score is an error.
 pub fn score_holistic(
-    model: &dyn CausalLm,
+    model: &dyn Backend,
     tok: &Tokenizer,
     sentences: &[HolisticSentence],
     batch: usize,
     span: Span,
 ) -> Result<(Vec<HolisticRecord>, usize)> {
     let texts: Vec<&str> = sentences.iter().map(|s| s.text.as_str()).collect();
-    let scores = score_texts(&fairlm_model::backend::Local(model), tok, &texts, batch)?;
+    let scores = score_texts(model, tok, &texts, batch)?;
     let mut out = Vec::with_capacity(sentences.len());
     let mut left_out = 0;
     for (s, sc) in sentences.iter().zip(scores) {

@@ -9,7 +9,6 @@ use fairlm_bias::audit::write_atomic;
 use fairlm_bias::pairs;
 use fairlm_bias::probe::progress;
 use fairlm_bias::{bbq, bold, holistic};
-use fairlm_model::fetch;
 
 use crate::engine::ModelArgs;
 
@@ -187,21 +186,6 @@ fn print_change(rows: Vec<fairlm_bias::compare::Row>) -> Result<()> {
     Ok(())
 }
 
-/// Loads the model of a benchmark run (after its input is read and checked).
-fn load(
-    a: &BenchArgs,
-) -> Result<(
-    Box<dyn fairlm_model::CausalLm>,
-    fairlm_model::Checkpoint,
-    fairlm_bias::audit::ModelRecord,
-)> {
-    let path = fetch::resolve(&a.model.model)?;
-    let ck = a.model.open()?;
-    let model = ck.build()?;
-    let record = crate::engine::model_record(&path, model.as_ref())?;
-    Ok((model, ck, record))
-}
-
 fn run_holistic(h: HolisticArgs) -> Result<()> {
     let a = &h.common;
     let (data, skipped) = holistic::read_holistic(&a.file, a.strict)?;
@@ -242,15 +226,15 @@ fn run_holistic(h: HolisticArgs) -> Result<()> {
             )
         }
     );
-    let (model, ck, record) = load(a)?;
+    let scoring = crate::engine::ScoringModel::open(&a.model, &a.served, a.out.as_deref())?;
+    let (model, tokenizer, record) = (
+        scoring.scorer(),
+        scoring.tokenizer(),
+        scoring.record().clone(),
+    );
     let t0 = std::time::Instant::now();
-    let (records, left_out) = holistic::score_holistic(
-        model.as_ref(),
-        &ck.tokenizer,
-        &sentences,
-        a.batch_size,
-        span,
-    )?;
+    let (records, left_out) =
+        holistic::score_holistic(model.as_ref(), tokenizer, &sentences, a.batch_size, span)?;
     if left_out > 0 {
         eprintln!(
             "fairlm: {left_out} sentences left out: no token after the descriptor, or the descriptor's tokens are not a prefix of the sentence's"
@@ -314,12 +298,17 @@ fn run_bold(b: BoldArgs) -> Result<()> {
         batch_size: a.batch_size,
         tau: b.tau,
     };
-    let (model, ck, record) = load(a)?;
+    let scoring = crate::engine::ScoringModel::open(&a.model, &a.served, a.out.as_deref())?;
+    let (model, tokenizer, record) = (
+        scoring.scorer(),
+        scoring.tokenizer(),
+        scoring.record().clone(),
+    );
     let sampling = progress((prompts.len() * b.samples) as u64, "sampling");
     let scoring = progress(0, "scoring");
     let records = bold::run_bold(
         model.as_ref(),
-        &ck.tokenizer,
+        tokenizer,
         &lexicon,
         &prompts,
         &cfg,
@@ -377,15 +366,16 @@ fn run_bbq(b: BbqArgs) -> Result<()> {
         }
     );
     let baseline: Option<bbq::BbqResults> = b.baseline.as_deref().map(read_baseline).transpose()?;
-    let (model, ck, record) = load(a)?;
+    let scoring = crate::engine::ScoringModel::open(&a.model, &a.served, a.out.as_deref())?;
+    let (model, tokenizer, record) = (
+        scoring.scorer(),
+        scoring.tokenizer(),
+        scoring.record().clone(),
+    );
     let pb = progress(examples.len() as u64, "BBQ");
-    let records = bbq::score_bbq(
-        model.as_ref(),
-        &ck.tokenizer,
-        &examples,
-        a.batch_size,
-        |n| pb.inc(n as u64),
-    )?;
+    let records = bbq::score_bbq(model.as_ref(), tokenizer, &examples, a.batch_size, |n| {
+        pb.inc(n as u64)
+    })?;
     pb.finish_and_clear();
     let table = bbq::bbq_table(&records, b.bootstrap, b.seed);
     out!("{}", bbq::markdown(&table))?;

@@ -200,7 +200,7 @@ impl ModelArgs {
     pub fn open(&self) -> Result<Checkpoint> {
         if is_url(&self.model) {
             bail!(
-                "{}: this command needs the model's weights; served models are taken by audit, score, perplexity and bench crows|stereoset|pairs",
+                "{}: this command needs the model's weights; served models are taken by audit, score, perplexity and bench",
                 self.model
             );
         }

@@ -47,6 +47,29 @@ pub trait Backend: Sync {
         self.score(&whole, batch_size, &mut |_| {})
     }
 
+    /// Log-probabilities of each (prompt, continuation) pair's continuation, prompts of any
+    /// lengths; see `score::score_prompted`. A backend without a prompt cache scores each
+    /// prompt + continuation whole.
+    fn score_prompted(
+        &self,
+        items: &[(&[u32], &[u32])],
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f64>>> {
+        let whole: Vec<ScoreItem> = items
+            .iter()
+            .map(|(p, c)| {
+                let mut tokens = p.to_vec();
+                tokens.extend_from_slice(c);
+                ScoreItem {
+                    first_scored: p.len(),
+                    tokens,
+                }
+            })
+            .collect();
+        self.score(&whole, batch_size, progress)
+    }
+
     /// `plan.samples` seeded continuations of each (prompt ids, prompt index); sample i of
     /// prompt p draws from the stream `generate::sample_seed(plan.seed, p, i)` on every
     /// backend. See `generate::generate_batched`.
@@ -84,6 +107,15 @@ impl Backend for Local<'_> {
         batch_size: usize,
     ) -> Result<Vec<Vec<f64>>> {
         crate::score::score_after_prompts(self.0, prompts, items, batch_size)
+    }
+
+    fn score_prompted(
+        &self,
+        items: &[(&[u32], &[u32])],
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f64>>> {
+        crate::score::score_prompted(self.0, items, batch_size, progress)
     }
 
     fn generate_batched(
@@ -130,6 +162,15 @@ impl<T: Backend + ?Sized> Backend for &T {
         batch_size: usize,
     ) -> Result<Vec<Vec<f64>>> {
         (**self).score_after_prompts(prompts, items, batch_size)
+    }
+
+    fn score_prompted(
+        &self,
+        items: &[(&[u32], &[u32])],
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f64>>> {
+        (**self).score_prompted(items, batch_size, progress)
     }
 
     fn generate_batched(

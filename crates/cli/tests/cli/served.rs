@@ -634,3 +634,76 @@ fn decoded(id: u64) -> String {
     let tok = fairlm_model::Tokenizer::from_dir(&fixture("tiny-llama")).unwrap();
     tok.decode(&[id as u32]).unwrap()
 }
+
+/// The yardstick benchmarks through `fairlm serve`: HolisticBias (whole sentences, scored in
+/// the batches fairlm forms) gives the in-process records bit for bit; BBQ (answers after a
+/// prompt, scored whole over HTTP, from the prompt's cache in process) the same choices and
+/// table; BOLD the same sampled continuations.
+#[test]
+fn served_yardstick_benchmarks_match_in_process() {
+    let model = fixture("tiny-llama");
+    let server = Server::start(&model, &[]);
+    let dir = scratch("served-yardstick");
+    let run = |bench: &str, file: &str, extra: &[&str], m: &str, out: &str| {
+        let o = fairlm(&["bench", bench, "--file"])
+            .arg(fixture(file))
+            .args(extra)
+            .args(["--model", m, "--tokenizer"])
+            .arg(&model)
+            .arg("--out")
+            .arg(dir.join(out))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{bench}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        results(&dir.join(out))
+    };
+    let both = |bench: &str, file: &str, extra: &[&str]| {
+        let local = run(
+            bench,
+            file,
+            extra,
+            model.to_str().unwrap(),
+            &format!("{bench}-local"),
+        );
+        let served = run(bench, file, extra, &server.url, &format!("{bench}-served"));
+        (local, served)
+    };
+    let (a, b) = both("holistic", "holistic-sample", &["--bootstrap", "20"]);
+    assert_eq!(a["records"], b["records"]);
+    assert_eq!(a["table"], b["table"]);
+    let (a, b) = both(
+        "bbq",
+        "bbq-sample.jsonl",
+        &["--per-stratum", "0", "--bootstrap", "20"],
+    );
+    assert_eq!(a["table"], b["table"]);
+    let choices = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        r["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["answer"].clone())
+            .collect()
+    };
+    assert_eq!(choices(&a), choices(&b));
+    let (a, b) = both(
+        "bold",
+        "bold-sample",
+        &["--per-group", "2", "--bootstrap", "20"],
+    );
+    let texts = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        r["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["continuation"].clone())
+            .collect()
+    };
+    assert!(!texts(&a).is_empty());
+    assert_eq!(texts(&a), texts(&b));
+    drop(server);
+}
