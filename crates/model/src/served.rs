@@ -449,23 +449,9 @@ impl ServedModel {
                     .collect()
             })
             .collect();
-        let mut body = json!({
-            "model": self.name,
-            "prompt": prompts.iter().map(|(ids, _)| ids).collect::<Vec<_>>(),
-            "n": n,
-            "seed": plan.seed,
-            "fairlm_sample_seeds": seeds,
-            "temperature": cfg.temperature,
-            "max_tokens": cfg.max_new_tokens,
-            "stop": cfg.stop,
-            "include_stop_str_in_output": true,
-        });
-        if let Some(p) = cfg.top_p {
-            body["top_p"] = json!(p);
-        }
-        if let Some(k) = cfg.top_k {
-            body["top_k"] = json!(k);
-        }
+        let prompts_json = json!(prompts.iter().map(|(ids, _)| ids).collect::<Vec<_>>());
+        let mut body = self.sampling_body(prompts_json, n, plan.seed, cfg);
+        body["fairlm_sample_seeds"] = json!(seeds);
         self.complete(&body, |answer| {
             let choices = answer
                 .get("choices")
@@ -506,12 +492,18 @@ impl ServedModel {
         seed: u64,
         index: usize,
     ) -> Result<Generation> {
-        // top_p only when set: fairlm draws from the sorted distribution when it is, from the
-        // vocabulary's order when not (the same tokens in law, other draws of one seed).
+        let body = self.sampling_body(json!([prompt]), 1, seed, cfg);
+        self.complete(&body, |answer| self.read_sample(answer, tok, cfg, index))
+    }
+
+    /// A sampling request's body. top_p and top_k only when set: fairlm draws from the sorted
+    /// distribution when they are, from the vocabulary's order when not (the same tokens in
+    /// law, other draws of one seed).
+    fn sampling_body(&self, prompt: Value, n: usize, seed: u64, cfg: &SamplingConfig) -> Value {
         let mut body = json!({
             "model": self.name,
-            "prompt": [prompt],
-            "n": 1,
+            "prompt": prompt,
+            "n": n,
             "seed": seed,
             "temperature": cfg.temperature,
             "max_tokens": cfg.max_new_tokens,
@@ -524,7 +516,7 @@ impl ServedModel {
         if let Some(k) = cfg.top_k {
             body["top_k"] = json!(k);
         }
-        self.complete(&body, |answer| self.read_sample(answer, tok, cfg, index))
+        body
     }
 
     /// The generation of one sampling answer.
