@@ -33,18 +33,8 @@ pub trait Backend: Sync {
         items: &[(usize, &[u32])],
         batch_size: usize,
     ) -> Result<Vec<Vec<f64>>> {
-        let whole: Vec<ScoreItem> = items
-            .iter()
-            .map(|(p, c)| {
-                let mut tokens = prompts[*p].to_vec();
-                tokens.extend_from_slice(c);
-                ScoreItem {
-                    first_scored: prompts[*p].len(),
-                    tokens,
-                }
-            })
-            .collect();
-        self.score(&whole, batch_size, &mut |_| {})
+        let pairs: Vec<(&[u32], &[u32])> = items.iter().map(|(p, c)| (prompts[*p], *c)).collect();
+        self.score_prompted(&pairs, batch_size, &mut |_| {})
     }
 
     /// Log-probabilities of each (prompt, continuation) pair's continuation, prompts of any
