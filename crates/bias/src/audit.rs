@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::lexicon::Lexicon;
 use crate::metrics::{self, ProbeMetrics};
 use crate::probe::{self, ProbeConfig, SampleRecord};
+use crate::shard::Shard;
 use crate::stats::{bootstrap, Estimate};
 use crate::templates::{Split, Template};
 
@@ -81,7 +82,6 @@ pub struct AuditResults {
     pub perplexity: Perplexity,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_perplexity: Option<Perplexity>,
-    pub timings_s: std::collections::BTreeMap<String, f64>,
     pub records: Vec<SampleRecord>,
     /// CrowS-Pairs / StereoSet / JSONL pair benchmarks run with the audit (`--crows`,
     /// `--stereoset`), with their per-pair records.
@@ -195,14 +195,42 @@ pub fn perplexity(
     })
 }
 
-pub fn run(
+/// What one shard of an audit computes (`Shard::WHOLE`: all of it): the probe records of the
+/// units it owns, the perplexities and pair benchmarks it owns, and what a merge needs to check
+/// that parts belong together (config, model, lexicon, templates) and to finish the audit.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AuditPart {
+    pub schema_version: u32,
+    pub fairlm_version: String,
+    pub shard: Shard,
+    pub config: AuditConfig,
+    pub model: ModelRecord,
+    pub lexicon: Lexicon,
+    pub templates: Vec<Template>,
+    pub records: Vec<SampleRecord>,
+    pub perplexity: Option<Perplexity>,
+    pub text_perplexity: Option<Perplexity>,
+    /// Every pair benchmark file of the audit, in order (the same in every shard).
+    pub benchmark_files: Vec<std::path::PathBuf>,
+    /// The pair benchmarks of `benchmark_files` this shard owns (`Shard::owns_benchmark`).
+    pub benchmarks: Vec<crate::pairs::BenchResults>,
+    /// Wall seconds of each stage; not part of the results (a rerun gives other times).
+    pub timings_s: std::collections::BTreeMap<String, f64>,
+}
+
+/// The part of the audit `shard` owns: its probe units and, on the first shard, the
+/// perplexities. Pair benchmarks are added by the caller (`AuditPart::benchmark_files` and
+/// `benchmarks`).
+#[allow(clippy::too_many_arguments)]
+pub fn run_part(
     model: &dyn Backend,
     tok: &Tokenizer,
     model_record: ModelRecord,
     lexicon: &Lexicon,
     templates: &[Template],
     cfg: &AuditConfig,
-) -> Result<AuditResults> {
+    shard: Shard,
+) -> Result<AuditPart> {
     let mut eval: Vec<Template> = templates
         .iter()
         .filter(|t| t.split == Split::Eval)
@@ -216,12 +244,199 @@ pub fn run(
     }
     // The user's text is read before the probe: a bad file must not cost a probe's minutes.
     let text = match &cfg.text {
-        Some(path) => Some(crate::error::read_text(path)?),
-        None => None,
+        Some(path) if shard.owns_perplexity() => Some((path, crate::error::read_text(path)?)),
+        _ => None,
     };
     let mut timings = std::collections::BTreeMap::new();
     let t0 = std::time::Instant::now();
-    let records = probe::run(model, tok, lexicon, &eval, &cfg.probe)?;
+    let records = probe::run(model, tok, lexicon, &eval, &cfg.probe, shard)?;
+    timings.insert("probe".to_string(), t0.elapsed().as_secs_f64());
+    let t1 = std::time::Instant::now();
+    let (heldout, text_perplexity) = if shard.owns_perplexity() {
+        let heldout = perplexity(
+            model,
+            tok,
+            "heldout (embedded)",
+            HELDOUT,
+            cfg.bootstrap_resamples,
+            cfg.probe.seed,
+        )?;
+        let text_perplexity = match text {
+            Some((path, text)) => {
+                let name = path.display().to_string();
+                let p = perplexity(
+                    model,
+                    tok,
+                    &name,
+                    &text,
+                    cfg.bootstrap_resamples,
+                    cfg.probe.seed,
+                )
+                .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+                Some(p)
+            }
+            None => None,
+        };
+        timings.insert("perplexity".to_string(), t1.elapsed().as_secs_f64());
+        (Some(heldout), text_perplexity)
+    } else {
+        (None, None)
+    };
+    Ok(AuditPart {
+        schema_version: SCHEMA_VERSION,
+        fairlm_version: env!("CARGO_PKG_VERSION").to_string(),
+        shard,
+        config: cfg.clone(),
+        model: model_record,
+        lexicon: lexicon.clone(),
+        templates: eval,
+        records,
+        perplexity: heldout,
+        text_perplexity,
+        benchmark_files: Vec::new(),
+        benchmarks: Vec::new(),
+        timings_s: timings,
+    })
+}
+
+/// A shard's part as `fairlm merge` reads it from `path` (its shard.json).
+pub fn read_part(path: &Path) -> Result<AuditPart> {
+    let text = crate::error::read_text(path)?;
+    let part: AuditPart = serde_json::from_str(&text).map_err(|e| Error::Data {
+        path: path.to_path_buf(),
+        line: e.line(),
+        reason: format!("not a shard of a fairlm audit (shard.json): {e}"),
+    })?;
+    if part.schema_version != SCHEMA_VERSION {
+        return Err(Error::Data {
+            path: path.to_path_buf(),
+            line: 0,
+            reason: format!(
+                "schema_version {} is not this fairlm's ({SCHEMA_VERSION})",
+                part.schema_version
+            ),
+        });
+    }
+    Ok(part)
+}
+
+/// The first top-level field in which two parts' JSON differ.
+fn first_difference<T: serde::Serialize>(a: &T, b: &T) -> Option<String> {
+    let (a, b) = (serde_json::to_value(a).ok()?, serde_json::to_value(b).ok()?);
+    if a == b {
+        return None;
+    }
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => a
+            .keys()
+            .chain(b.keys())
+            .find(|k| a.get(*k) != b.get(*k))
+            .cloned()
+            .or(Some(String::new())),
+        _ => Some(String::new()),
+    }
+}
+
+/// The audit's results from its parts — every shard of one audit once (`names[i]` says where
+/// part i came from, for errors), or the one part of an unsharded run: the same results.json
+/// whichever way the audit was split, because each record is computed the same way in every
+/// shard and the statistics run here, on the records in the whole run's order.
+pub fn assemble(parts: Vec<AuditPart>, names: &[String]) -> Result<AuditResults> {
+    let name = |i: usize| {
+        names
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("part {}", i + 1))
+    };
+    let Some(first) = parts.first() else {
+        return Err(Error::Invalid("no shard to merge".into()));
+    };
+    let count = first.shard.count;
+    let mut seen = vec![None; count];
+    for (i, p) in parts.iter().enumerate() {
+        if p.shard.count != count {
+            return Err(Error::Invalid(format!(
+                "{}: shard {} is of another split than {}'s ({} of {count})",
+                name(i),
+                p.shard,
+                name(0),
+                p.shard.count
+            )));
+        }
+        if let Some(j) = seen[p.shard.index].replace(i) {
+            return Err(Error::Invalid(format!(
+                "{}: shard {} is also {}",
+                name(i),
+                p.shard,
+                name(j)
+            )));
+        }
+        let same = |field: &str, diff: Option<String>| match diff {
+            None => Ok(()),
+            Some(key) => Err(Error::Invalid(format!(
+                "{}: not a shard of the same audit as {}: its {field}{} differs",
+                name(i),
+                name(0),
+                if key.is_empty() {
+                    String::new()
+                } else {
+                    format!(".{key}")
+                }
+            ))),
+        };
+        same(
+            "fairlm_version",
+            first_difference(&p.fairlm_version, &first.fairlm_version),
+        )?;
+        same("config", first_difference(&p.config, &first.config))?;
+        same("model", first_difference(&p.model, &first.model))?;
+        same("lexicon", first_difference(&p.lexicon, &first.lexicon))?;
+        same(
+            "templates",
+            first_difference(&p.templates, &first.templates),
+        )?;
+        same(
+            "benchmark_files",
+            first_difference(&p.benchmark_files, &first.benchmark_files),
+        )?;
+    }
+    if let Some(missing) = seen.iter().position(|s| s.is_none()) {
+        return Err(Error::Invalid(format!(
+            "shard {} is missing (merge needs all {count})",
+            Shard {
+                index: missing,
+                count
+            }
+        )));
+    }
+    let first = &parts[0];
+    let (cfg, lexicon, templates) = (&first.config, &first.lexicon, &first.templates);
+    // The records in the whole run's order: by axis and template, and within those as the
+    // shard that owns the template wrote them.
+    let place = |r: &SampleRecord| -> Option<(usize, usize)> {
+        let a = lexicon.axes.iter().position(|x| x.name == r.axis)?;
+        let t = templates.iter().position(|t| t.id == r.template)?;
+        Some((a, t))
+    };
+    let mut keyed = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        for r in &p.records {
+            match place(r) {
+                Some((a, t)) if p.shard.owns_unit(t) => keyed.push(((a, t), r.clone())),
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "{}: a record of axis `{}`, template {} does not belong to shard {}",
+                        name(i),
+                        r.axis,
+                        r.template,
+                        p.shard
+                    )))
+                }
+            }
+        }
+    }
+    keyed.sort_by_key(|(key, _)| *key);
+    let records: Vec<SampleRecord> = keyed.into_iter().map(|(_, r)| r).collect();
     // An axis without a (sample, counterfactual) pair has no bias score; 0 would be a lie.
     for axis in &cfg.axes {
         let pairs: usize = records
@@ -235,7 +450,47 @@ pub fn run(
             )));
         }
     }
-    timings.insert("probe".to_string(), t0.elapsed().as_secs_f64());
+    let owner = |i: usize| {
+        parts
+            .iter()
+            .position(|p| p.shard.owns_perplexity())
+            .unwrap_or(i)
+    };
+    let ppl_part = &parts[owner(0)];
+    let Some(heldout) = ppl_part.perplexity.clone() else {
+        return Err(Error::Invalid(format!(
+            "{}: shard {} has no perplexity",
+            name(owner(0)),
+            ppl_part.shard
+        )));
+    };
+    if cfg.text.is_some() && ppl_part.text_perplexity.is_none() {
+        return Err(Error::Invalid(format!(
+            "{}: shard {} has no perplexity of the --text file",
+            name(owner(0)),
+            ppl_part.shard
+        )));
+    }
+    // Benchmark b comes from the shard that owns it, each shard's in the audit's order.
+    let mut next = vec![0; parts.len()];
+    let mut benchmarks = Vec::new();
+    for (b, file) in first.benchmark_files.iter().enumerate() {
+        let owner = parts.iter().position(|p| p.shard.owns_benchmark(b));
+        let bench = owner.and_then(|i| parts[i].benchmarks.get(next[i]));
+        match (owner, bench) {
+            (Some(i), Some(bench)) if bench.file == *file => {
+                next[i] += 1;
+                benchmarks.push(bench.clone());
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{}: the shard that owns it has no results of pair benchmark {}",
+                    file.display(),
+                    b + 1
+                )))
+            }
+        }
+    }
     let twin_grammar = crate::grammar::of_probe(lexicon, &records);
     let probe = metrics::compute(
         &records,
@@ -249,46 +504,19 @@ pub fn run(
         cfg.bootstrap_resamples,
         cfg.probe.seed,
     );
-    let t1 = std::time::Instant::now();
-    let heldout = perplexity(
-        model,
-        tok,
-        "heldout (embedded)",
-        HELDOUT,
-        cfg.bootstrap_resamples,
-        cfg.probe.seed,
-    )?;
-    let text_perplexity = match (&cfg.text, text) {
-        (Some(path), Some(text)) => {
-            let name = path.display().to_string();
-            let p = perplexity(
-                model,
-                tok,
-                &name,
-                &text,
-                cfg.bootstrap_resamples,
-                cfg.probe.seed,
-            )
-            .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
-            Some(p)
-        }
-        _ => None,
-    };
-    timings.insert("perplexity".to_string(), t1.elapsed().as_secs_f64());
     Ok(AuditResults {
         schema_version: SCHEMA_VERSION,
-        fairlm_version: env!("CARGO_PKG_VERSION").to_string(),
+        fairlm_version: first.fairlm_version.clone(),
         config: cfg.clone(),
-        model: model_record,
+        model: first.model.clone(),
         seed: cfg.probe.seed,
-        templates: eval,
+        templates: templates.clone(),
         probe,
         detectors,
         perplexity: heldout,
-        text_perplexity,
-        timings_s: timings,
+        text_perplexity: ppl_part.text_perplexity.clone(),
         records,
-        benchmarks: Vec::new(),
+        benchmarks,
         twin_grammar: Some(twin_grammar),
     })
 }

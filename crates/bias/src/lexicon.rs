@@ -12,7 +12,7 @@ use crate::error::{line_of, toml_error, Error, Result};
 /// The lexicon written for this project.
 pub const DEFAULT_LEXICON: &str = include_str!("../../../data/lexicon.toml");
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Axis {
     pub name: String,
     pub groups: Vec<String>,
@@ -61,7 +61,7 @@ struct RawAxis {
     pronouns: bool,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lexicon {
     pub axes: Vec<Axis>,
 }

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::Result;
 use crate::lexicon::Lexicon;
+use crate::shard::Shard;
 use crate::swap::AxisSwapper;
 use crate::templates::Template;
 
@@ -96,14 +97,46 @@ pub fn first_sentence_sampling(temperature: f64, max_tokens: usize) -> SamplingC
     }
 }
 
-/// Runs the probe over `templates` for every axis of `lexicon`.
+/// Runs the probe over `templates` for every axis of `lexicon`, or over the templates `shard`
+/// owns. Each template is one block — every axis's groups filled into it, sampled, and their
+/// samples and swapped twins scored — whose batches hold nothing from another template: the
+/// engine's rounding depends on what shares a batch, so this is what makes a shard's records
+/// the whole run's, bit for bit. A prompt's sample streams are numbered by its place in the
+/// whole probe. Records are in axis, template, group, sample order.
 pub fn run(
     model: &dyn Backend,
     tok: &Tokenizer,
     lexicon: &Lexicon,
     templates: &[Template],
     cfg: &ProbeConfig,
+    shard: Shard,
 ) -> Result<Vec<SampleRecord>> {
+    let owned: Vec<usize> = (0..templates.len())
+        .filter(|&t| shard.owns_unit(t))
+        .collect();
+    let pb = progress(owned.len() as u64, "templates");
+    // by_axis[a][block]: the records of axis a from each owned template, in template order.
+    let mut by_axis: Vec<Vec<Vec<SampleRecord>>> = vec![Vec::new(); lexicon.axes.len()];
+    for &t in &owned {
+        let block = run_template(model, tok, lexicon, templates, t, cfg)?;
+        for (a, records) in block.into_iter().enumerate() {
+            by_axis[a].push(records);
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(by_axis.into_iter().flatten().flatten().collect())
+}
+
+/// The probe on template `t` alone: its records per axis of `lexicon`.
+fn run_template(
+    model: &dyn Backend,
+    tok: &Tokenizer,
+    lexicon: &Lexicon,
+    templates: &[Template],
+    t: usize,
+    cfg: &ProbeConfig,
+) -> Result<Vec<Vec<SampleRecord>>> {
     let ctx: Vec<u32> = tok.document_start().into_iter().collect();
     let sampling = first_sentence_sampling(cfg.temperature, cfg.max_tokens);
     let encode_prompt = |p: &str| -> Result<Vec<u32>> {
@@ -111,34 +144,35 @@ pub fn run(
         ids.extend(tok.encode(p)?);
         Ok(ids)
     };
-    // Every (axis, template, group) prompt, with its index for the seeded sample streams.
+    let template = &templates[t];
+    // Every (axis, group) prompt of the template, with its index in the whole probe (axis,
+    // template, group order) for the seeded sample streams.
     struct Prompt<'a> {
-        axis: &'a crate::lexicon::Axis,
-        template: &'a Template,
+        axis: usize,
+        spec: &'a crate::lexicon::Axis,
         group: usize,
         text: String,
         ids: Vec<u32>,
         index: u64,
     }
     let mut prompts = Vec::new();
-    for axis in &lexicon.axes {
-        for t in templates {
-            for g in 0..axis.groups.len() {
-                let text = t.fill(&axis.subjects[g]);
-                let ids = encode_prompt(&text)?;
-                let index = prompts.len() as u64;
-                prompts.push(Prompt {
-                    axis,
-                    template: t,
-                    group: g,
-                    text,
-                    ids,
-                    index,
-                });
-            }
+    let mut first_of_axis = 0;
+    for (a, axis) in lexicon.axes.iter().enumerate() {
+        let groups = axis.groups.len();
+        for g in 0..groups {
+            let text = template.fill(&axis.subjects[g]);
+            let ids = encode_prompt(&text)?;
+            prompts.push(Prompt {
+                axis: a,
+                spec: axis,
+                group: g,
+                text,
+                ids,
+                index: (first_of_axis + t * groups + g) as u64,
+            });
         }
+        first_of_axis += templates.len() * groups;
     }
-    let pb = progress(prompts.len() as u64, "sampling");
     let keyed: Vec<(Vec<u32>, u64)> = prompts.iter().map(|p| (p.ids.clone(), p.index)).collect();
     let generated = model.generate_batched(
         tok,
@@ -149,19 +183,19 @@ pub fn run(
             seed: cfg.seed,
             batch_rows: cfg.batch_size,
         },
-        &mut |done| pb.inc(done as u64),
+        &mut |_| {},
     )?;
     let mut records = Vec::new();
-    // Where each record came from: its axis, template and group index.
+    // Where each record came from: its axis and group index.
     let mut origins = Vec::new();
     for (p, gens) in prompts.iter().zip(generated) {
         for gen in gens {
-            origins.push((p.axis, p.template, p.group));
+            origins.push((p.axis, p.spec, p.group));
             records.push(SampleRecord {
-                axis: p.axis.name.clone(),
-                template: p.template.id,
-                category: p.template.category.clone(),
-                group: p.axis.groups[p.group].clone(),
+                axis: p.spec.name.clone(),
+                template: template.id,
+                category: template.category.clone(),
+                group: p.spec.groups[p.group].clone(),
                 sample: gen.sample,
                 prompt: p.text.clone(),
                 continuation: gen.text,
@@ -170,7 +204,6 @@ pub fn run(
             });
         }
     }
-    pb.finish_and_clear();
 
     // Score each continuation after its own prompt and its swapped twin after each other
     // group's prompt, in one batched pass.
@@ -189,16 +222,12 @@ pub fn run(
         n_items += 1;
         Ok(())
     };
-    let swappers: BTreeMap<&str, AxisSwapper> = lexicon
-        .axes
-        .iter()
-        .map(|a| (a.name.as_str(), AxisSwapper::new(a)))
-        .collect();
-    for (r, &(axis, t, g)) in records.iter_mut().zip(&origins) {
-        let swapper = &swappers[axis.name.as_str()];
+    let swappers: Vec<AxisSwapper> = lexicon.axes.iter().map(AxisSwapper::new).collect();
+    for (r, &(a, axis, g)) in records.iter_mut().zip(&origins) {
+        let swapper = &swappers[a];
         add(&r.prompt, &r.continuation)?;
         for (h, other) in axis.groups.iter().enumerate().filter(|(h, _)| *h != g) {
-            let prompt = t.fill(&axis.subjects[h]);
+            let prompt = template.fill(&axis.subjects[h]);
             let text = swapper.swap(g, h, &r.continuation).text;
             add(&prompt, &text)?;
             r.counterfactuals.push(Counterfactual {
@@ -211,7 +240,6 @@ pub fn run(
             });
         }
     }
-    let pb = progress(n_items as u64, "scoring");
     let mut sums = vec![0.0; n_items];
     // Prompts of one token length are prefilled together, a few at a time.
     let mut groups: Vec<&PromptGroup> = by_prompt.values().collect();
@@ -238,18 +266,18 @@ pub fn run(
         for (i, lps) in indices.into_iter().zip(scores) {
             sums[i] = lps.iter().sum();
         }
-        pb.inc(items.len() as u64);
         start = end;
     }
-    pb.finish_and_clear();
     let mut it = sums.into_iter();
-    for r in &mut records {
+    let mut per_axis: Vec<Vec<SampleRecord>> = vec![Vec::new(); lexicon.axes.len()];
+    for (mut r, (a, _, _)) in records.into_iter().zip(origins) {
         r.logprob = it.next().unwrap_or(0.0);
         for c in &mut r.counterfactuals {
             c.logprob = it.next().unwrap_or(0.0);
             c.delta = r.logprob - c.logprob;
             c.flagged = c.delta >= cfg.tau;
         }
+        per_axis[a].push(r);
     }
-    Ok(records)
+    Ok(per_axis)
 }

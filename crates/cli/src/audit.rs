@@ -1,12 +1,14 @@
 //! `fairlm audit`: argument handling and printing; the work is `fairlm_bias::audit`.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use fairlm_bias::audit::{self, AuditConfig};
 use fairlm_bias::pairs;
 use fairlm_bias::probe::ProbeConfig;
+use fairlm_bias::shard::Shard;
 use fairlm_bias::templates;
 
 use crate::engine::ModelArgs;
@@ -51,14 +53,53 @@ pub struct AuditArgs {
     /// Also run StereoSet (intrasentence) on this JSON (your copy).
     #[arg(value_parser = crate::args::path, long)]
     pub stereoset: Option<PathBuf>,
+    /// Run the K-th of N disjoint parts (e.g. a job array's task) and write OUT/shard.json;
+    /// `fairlm merge` makes the audit's results.json from all N, as one run would write it.
+    #[arg(value_parser = shard, long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+}
+
+fn shard(text: &str) -> std::result::Result<Shard, String> {
+    Shard::parse(text).map_err(|e| e.to_string())
 }
 
 pub fn run(a: AuditArgs) -> Result<()> {
-    audit(&a).map(|_| ())
+    match a.shard {
+        Some(shard) if !shard.is_whole() => write_shard(&a, shard),
+        _ => audit(&a).map(|_| ()),
+    }
 }
 
 /// Runs the audit `a` describes, prints its summary and writes its files; returns the results.
 pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
+    let part = part(a, Shard::WHOLE)?;
+    let timings = BTreeMap::from([(Shard::WHOLE.to_string(), part.timings_s.clone())]);
+    let results = audit::assemble(vec![part], &[])?;
+    finish(&results, a.out.as_deref(), &timings)?;
+    Ok(results)
+}
+
+/// One shard of the audit: its part written to OUT/shard.json for `fairlm merge`.
+fn write_shard(a: &AuditArgs, shard: Shard) -> Result<()> {
+    let Some(out) = &a.out else {
+        anyhow::bail!("--shard {shard} needs --out DIR (the shard's part is merged from there)");
+    };
+    let part = part(a, shard)?;
+    let path = out.join(SHARD_FILE);
+    audit::write_atomic(&path, serde_json::to_string_pretty(&part)?.as_bytes())?;
+    eprintln!(
+        "fairlm: shard {shard}: {} probe samples; wrote {} (finish with `fairlm merge DIR... --out DIR`)",
+        part.records.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// The file a shard writes into its --out directory.
+pub const SHARD_FILE: &str = "shard.json";
+
+/// The part of the audit `a` describes that `shard` owns, pair benchmarks included.
+fn part(a: &AuditArgs, shard: Shard) -> Result<audit::AuditPart> {
     let lexicon = crate::mitigate::lexicon(&a.lexicon, &a.axes)?;
     let templates = match &a.templates {
         Some(p) => templates::from_file(p)?,
@@ -85,31 +126,38 @@ pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
     }
     // Benchmark files are read and checked before the model is loaded.
     let mut benches = Vec::new();
+    let mut files = Vec::new();
     for (kind, file) in [("crows", &a.crows), ("stereoset", &a.stereoset)] {
         if let Some(f) = file {
-            let (input, skipped) = pairs::read_benchmark(kind, f, false)?;
-            benches.push((kind, f, input, skipped));
+            if shard.owns_benchmark(files.len()) {
+                let (input, skipped) = pairs::read_benchmark(kind, f, false)?;
+                benches.push((kind, f, input, skipped));
+            }
+            files.push(f.clone());
         }
     }
     let scoring = crate::engine::ScoringModel::open(&a.model, &a.served, a.out.as_deref())?;
     let model = scoring.scorer();
     let tokenizer = scoring.tokenizer();
     let record = scoring.record().clone();
-    let mut results = audit::run(
+    let mut part = audit::run_part(
         model.as_ref(),
         tokenizer,
         record.clone(),
         &lexicon,
         &templates,
         &cfg,
+        shard,
     )?;
+    part.benchmark_files = files;
     for (kind, file, input, mut skipped) in benches {
+        let t0 = std::time::Instant::now();
         crate::bench::report_skipped(file, &skipped);
         let (input, overlong) =
             input.drop_overlong(tokenizer, model.context_length(), file, false)?;
         crate::bench::report_skipped(file, &overlong);
         skipped.extend(overlong);
-        results.benchmarks.push(pairs::run_benchmark(
+        part.benchmarks.push(pairs::run_benchmark(
             kind,
             file,
             &input,
@@ -119,8 +167,20 @@ pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
             record.clone(),
             32,
         )?);
+        part.timings_s
+            .insert(kind.to_string(), t0.elapsed().as_secs_f64());
     }
-    let mut summary = audit::summary_markdown(&results);
+    Ok(part)
+}
+
+/// Prints the audit's summary and writes results.json, summary.md and timings.json (each
+/// part's stage times, keyed by shard) into `out`.
+fn finish(
+    results: &audit::AuditResults,
+    out: Option<&Path>,
+    timings: &BTreeMap<String, BTreeMap<String, f64>>,
+) -> Result<()> {
+    let mut summary = audit::summary_markdown(results);
     for b in &results.benchmarks {
         summary += &format!(
             "\n{} ({}):\n\n{}",
@@ -130,16 +190,49 @@ pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
         );
     }
     outln!("{summary}")?;
-    if let Some(out) = &a.out {
+    if let Some(out) = out {
         audit::write_atomic(
             &out.join("results.json"),
-            serde_json::to_string_pretty(&results)?.as_bytes(),
+            serde_json::to_string_pretty(results)?.as_bytes(),
         )?;
         audit::write_atomic(&out.join("summary.md"), summary.as_bytes())?;
+        audit::write_atomic(
+            &out.join("timings.json"),
+            serde_json::to_string_pretty(timings)?.as_bytes(),
+        )?;
         eprintln!(
-            "fairlm: wrote {}/results.json and summary.md",
+            "fairlm: wrote {}/results.json, summary.md and timings.json",
             out.display()
         );
     }
-    Ok(results)
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct MergeArgs {
+    /// The --out directories of every shard of one audit (each holds a shard.json).
+    #[arg(value_parser = crate::args::path, required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Directory for the audit's results.json, summary.md and timings.json.
+    #[arg(value_parser = crate::args::path, long)]
+    pub out: PathBuf,
+}
+
+/// `fairlm merge`: the audit's results from its shards, the files an unsharded run writes.
+pub fn merge(a: MergeArgs) -> Result<()> {
+    let mut parts = Vec::new();
+    let mut names = Vec::new();
+    for dir in &a.shards {
+        let path = dir.join(SHARD_FILE);
+        parts.push(audit::read_part(&path)?);
+        names.push(path.display().to_string());
+    }
+    let timings = parts
+        .iter()
+        .map(|p| (p.shard.to_string(), p.timings_s.clone()))
+        .collect();
+    let results = audit::assemble(parts, &names)?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    finish(&results, Some(&a.out), &timings)
 }

@@ -68,7 +68,73 @@ pub enum ScoringModel {
     Served {
         model: Box<ServedModel>,
         record: fairlm_bias::audit::ModelRecord,
+        /// Prints the client's progress line while the model is open.
+        _progress: RequestProgress,
     },
+}
+
+/// A thread that prints a served model's request counts to stderr every `EVERY` while
+/// anything changes (requests answered and from the cache, in flight, retries, tokens/s),
+/// when stderr is a terminal (as the progress bars are drawn); stopped when dropped.
+pub struct RequestProgress {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RequestProgress {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn start(url: String, stats: std::sync::Arc<fairlm_model::served::RequestStats>) -> Self {
+        use std::io::IsTerminal;
+        use std::sync::atomic::Ordering::Relaxed;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        if !std::io::stderr().is_terminal() {
+            return RequestProgress {
+                stop: None,
+                thread: None,
+            };
+        }
+        let thread = std::thread::spawn(move || {
+            let mut last = (0, 0, 0, 0);
+            let mut last_tokens = 0;
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Self::EVERY)
+            {
+                let now = (
+                    stats.answered.load(Relaxed),
+                    stats.cached.load(Relaxed),
+                    stats.in_flight.load(Relaxed),
+                    stats.retries.load(Relaxed),
+                );
+                let tokens = stats.tokens.load(Relaxed);
+                if now == last && tokens == last_tokens {
+                    continue;
+                }
+                eprintln!(
+                    "fairlm: {url}: {} requests answered, {} from the cache, {} in flight, {} retries, {:.0} tok/s",
+                    now.0,
+                    now.1,
+                    now.2,
+                    now.3,
+                    (tokens - last_tokens) as f64 / Self::EVERY.as_secs_f64()
+                );
+                (last, last_tokens) = (now, tokens);
+            }
+        });
+        RequestProgress {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RequestProgress {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl ScoringModel {
@@ -130,9 +196,11 @@ impl ScoringModel {
                 tokenizer_sha256,
             }),
         };
+        let progress = RequestProgress::start(model.url().to_string(), model.stats());
         Ok(ScoringModel::Served {
             model: Box::new(model),
             record,
+            _progress: progress,
         })
     }
 

@@ -89,6 +89,7 @@ fn audit_args(
         text: None,
         crows: bench.crows.clone(),
         stereoset: bench.stereoset.clone(),
+        shard: None,
     }
 }
 

@@ -52,6 +52,8 @@ struct Cli {
 enum Command {
     /// Audit a model: counterfactual bias score, divergence, perplexity, with 95% CIs.
     Audit(audit::AuditArgs),
+    /// Merge the shards of an audit (`audit --shard K/N`) into its results.json.
+    Merge(audit::MergeArgs),
     /// Reduce bias by training only: counterfactual augmentation, consistency and anchor
     /// losses, optional adversary; writes the mitigated model.
     Mitigate(mitigate::MitigateArgs),
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
     // Ok(true): done or every gate passed; Ok(false): a gate failed.
     let outcome: anyhow::Result<bool> = match cli.command {
         Command::Audit(a) => audit::run(a).map(|()| true),
+        Command::Merge(a) => audit::merge(a).map(|()| true),
         Command::Mitigate(a) => mitigate::run(a).map(|()| true),
         Command::Experiment(a) => experiment::run(a),
         Command::Bench(c) => bench::run(c).map(|()| true),

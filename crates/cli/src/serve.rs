@@ -326,6 +326,72 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
         ..cfg
     };
     let internal = |e: fairlm_model::Error| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    // fairlm's extension for scoring continuations after shared prompts: every prompt starts
+    // with one of a few prefixes of `fairlm_prompt_len` tokens, and the sequences after each
+    // prefix are scored from its cache in batches of `fairlm_batch_size`, as fairlm does in
+    // process (`score::score_after_prompts`), to the bit. Nothing is generated.
+    let shared_prefix = match (number("fairlm_prompt_len"), number("fairlm_batch_size")) {
+        (None, None) => None,
+        (Some(len), Some(batch)) => {
+            let (Some(len), Some(batch)) = (len.as_u64(), batch.as_u64()) else {
+                return Err(bad(
+                    "`fairlm_prompt_len` and `fairlm_batch_size` must be counts".into(),
+                ));
+            };
+            let (len, batch) = (len as usize, batch as usize);
+            if len == 0 || batch == 0 || prompts.iter().any(|p| p.len() < len) {
+                return Err(bad(
+                    "`fairlm_prompt_len` must be at least 1 and at most every prompt's length, `fairlm_batch_size` at least 1".into(),
+                ));
+            }
+            if !echo || logprobs.is_none() || cfg.max_new_tokens != 0 || n != 1 {
+                return Err(bad(
+                    "`fairlm_prompt_len` scores prompts: it needs `echo`, `logprobs`, `max_tokens` 0 and `n` 1".into(),
+                ));
+            }
+            Some((len, batch))
+        }
+        _ => {
+            return Err(bad(
+                "`fairlm_prompt_len` and `fairlm_batch_size` go together".into(),
+            ))
+        }
+    };
+    if let Some((len, batch)) = shared_prefix {
+        let scores = score_after_shared_prefixes(s, &prompts, len, batch).map_err(internal)?;
+        let choices = prompts
+            .iter()
+            .zip(scores)
+            .enumerate()
+            .map(|(p, (prompt, scores))| {
+                let mut values = vec![Value::Null];
+                values.extend(scores.iter().map(|&x| json!(x)));
+                let tokens: Vec<String> = if as_ids {
+                    prompt.iter().map(|id| format!("token_id:{id}")).collect()
+                } else {
+                    prompt
+                        .iter()
+                        .map(|&id| s.tokenizer.decode(&[id]))
+                        .collect::<fairlm_model::Result<_>>()
+                        .map_err(internal)?
+                };
+                Ok(json!({
+                    "index": p,
+                    "text": s.tokenizer.decode(prompt).map_err(internal)?,
+                    "logprobs": {"tokens": tokens, "token_logprobs": values, "top_logprobs": Value::Null},
+                    "finish_reason": "length",
+                }))
+            })
+            .collect::<std::result::Result<Vec<Value>, ApiError>>()?;
+        let prompt_tokens: usize = prompts.iter().map(Vec::len).sum();
+        return Ok(json!({
+            "id": format!("cmpl-{seed:016x}"),
+            "object": "text_completion",
+            "model": s.name,
+            "choices": choices,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0, "total_tokens": prompt_tokens},
+        }));
+    }
     // The prompts' log-probabilities, as one batch (see the module doc), with the greedy next
     // token of each read off the same pass.
     let (prompt_scores, greedy) = if echo && logprobs.is_some() {
@@ -499,6 +565,45 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }))
+}
+
+/// Log-probabilities of positions 1.. of each prompt, which begin with one of a few prefixes
+/// of `len` tokens: the prefixes in the order they first appear are scored whole, and what
+/// follows each from its cache (`score_after_prompts`, batches of `batch`).
+fn score_after_shared_prefixes(
+    s: &Served,
+    prompts: &[Vec<u32>],
+    len: usize,
+    batch: usize,
+) -> fairlm_model::Result<Vec<Vec<f64>>> {
+    let mut prefixes: Vec<&[u32]> = Vec::new();
+    let mut items: Vec<(usize, &[u32])> = Vec::new();
+    for p in prompts {
+        let (prefix, rest) = p.split_at(len);
+        let k = match prefixes.iter().position(|q| *q == prefix) {
+            Some(k) => k,
+            None => {
+                prefixes.push(prefix);
+                prefixes.len() - 1
+            }
+        };
+        items.push((k, rest));
+    }
+    let whole: Vec<ScoreItem> = prefixes
+        .iter()
+        .map(|p| ScoreItem {
+            tokens: p.to_vec(),
+            first_scored: 1,
+        })
+        .collect();
+    let within = score_items(s.model.as_ref(), &whole, whole.len(), |_| {})?;
+    let after =
+        fairlm_model::score::score_after_prompts(s.model.as_ref(), &prefixes, &items, batch)?;
+    Ok(items
+        .iter()
+        .zip(after)
+        .map(|((k, _), rest)| [within[*k].clone(), rest].concat())
+        .collect())
 }
 
 async fn tokenize(State(s): State<Arc<Served>>, Json(body): Json<Value>) -> Response {

@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 
 #[path = "cli/served.rs"]
 mod served;
+#[path = "cli/shard.rs"]
+mod shard;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

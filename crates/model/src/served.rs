@@ -10,8 +10,8 @@
 //! connection errors, 429 and 5xx (a `Retry-After` is honoured), up to a cap. The API key
 //! goes only to the given host: redirects are not followed.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
@@ -45,6 +45,20 @@ pub struct ServedOptions {
 pub const NO_ECHO: &str =
     "the server does not return prompt log-probabilities (echo); fairlm cannot score with it";
 
+/// What a served model's client has done so far, for a progress line; shared with the
+/// caller (`ServedModel::stats`), updated as requests go and come.
+#[derive(Debug, Default)]
+pub struct RequestStats {
+    /// Completions answered by the server.
+    pub answered: AtomicU64,
+    /// Completions answered from the response cache.
+    pub cached: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub retries: AtomicU64,
+    /// Tokens in the server's answers (its `usage.total_tokens`).
+    pub tokens: AtomicU64,
+}
+
 pub struct ServedModel {
     /// The base URL, ending in `/v1`.
     url: String,
@@ -58,6 +72,7 @@ pub struct ServedModel {
     options: ServedOptions,
     /// The tokenizer the ids come from: the returned tokens are checked against it.
     tokenizer: Tokenizer,
+    stats: Arc<RequestStats>,
 }
 
 impl ServedModel {
@@ -82,6 +97,7 @@ impl ServedModel {
             client,
             options,
             tokenizer,
+            stats: Arc::default(),
         };
         let listing = this.send(reqwest::Method::GET, "models", None)?;
         let models = listing
@@ -147,6 +163,11 @@ impl ServedModel {
         &self.description
     }
 
+    /// The client's request counts, updated while it works.
+    pub fn stats(&self) -> Arc<RequestStats> {
+        Arc::clone(&self.stats)
+    }
+
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
@@ -175,11 +196,19 @@ impl ServedModel {
         {
             // A cached answer that no longer passes the checks is asked again.
             if let Ok(value) = check(&answer) {
+                self.stats.cached.fetch_add(1, Ordering::Relaxed);
                 return Ok(value);
             }
         }
         let answer = self.send(reqwest::Method::POST, "completions", Some(body))?;
         let value = check(&answer)?;
+        self.stats.answered.fetch_add(1, Ordering::Relaxed);
+        let tokens = answer
+            .pointer("/usage/total_tokens")
+            .and_then(Value::as_u64);
+        self.stats
+            .tokens
+            .fetch_add(tokens.unwrap_or(0), Ordering::Relaxed);
         if let Some(e) = entry {
             let written = e
                 .parent()
@@ -199,6 +228,15 @@ impl ServedModel {
     fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
         let endpoint = format!("{}/{path}", self.url);
         let mut attempt = 0u32;
+        /// Counts a request in flight while it lives.
+        struct InFlight<'a>(&'a AtomicU64);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(&self.stats.in_flight);
         loop {
             let mut request = self.client.request(method.clone(), &endpoint);
             if let Some(key) = &self.options.api_key {
@@ -271,6 +309,7 @@ impl ServedModel {
             });
             std::thread::sleep(pause);
             attempt += 1;
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -594,6 +633,44 @@ impl Backend for ServedModel {
             }
         }
         Ok(out)
+    }
+
+    /// From `fairlm serve`, one request with the prompts' length and the batch size in
+    /// `fairlm_prompt_len` / `fairlm_batch_size`, which it scores from the prompts' caches as
+    /// this process would, to the bit; from other servers, each prompt + continuation whole.
+    fn score_after_prompts(
+        &self,
+        prompts: &[&[u32]],
+        items: &[(usize, &[u32])],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<f64>>> {
+        let pairs: Vec<(&[u32], &[u32])> = items.iter().map(|(p, c)| (prompts[*p], *c)).collect();
+        let Some(len) = prompts.first().map(|p| p.len()).filter(|_| self.is_fairlm) else {
+            return self.score_prompted(&pairs, batch_size, &mut |_| {});
+        };
+        let rows: Vec<Vec<u32>> = pairs.iter().map(|(p, c)| [*p, *c].concat()).collect();
+        let items: Vec<ScoreItem> = rows
+            .iter()
+            .map(|r| ScoreItem {
+                tokens: r.clone(),
+                first_scored: len,
+            })
+            .collect();
+        check_items(&items, self.context_length)?;
+        let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let body = json!({
+            "model": self.name,
+            "prompt": rows,
+            "echo": true,
+            "logprobs": 1,
+            "max_tokens": 0,
+            "temperature": 0,
+            "return_tokens_as_token_ids": true,
+            "fairlm_prompt_len": len,
+            "fairlm_batch_size": batch_size,
+        });
+        let scores = self.complete(&body, |answer| self.read_scores(answer, &rows))?;
+        Ok(scores.into_iter().map(|s| s[len - 1..].to_vec()).collect())
     }
 
     fn generate_batched(

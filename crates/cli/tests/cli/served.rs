@@ -13,13 +13,13 @@ use std::sync::Arc;
 use super::{assert_one_line_error, default_model, fairlm, fixture, scratch};
 
 /// A running `fairlm serve`, stopped with SIGTERM (and checked to exit 0) when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Server {
-    fn start(model: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(model: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fairlm"))
             .args(["serve", "--port", "0", "--model"])
             .arg(model)
@@ -52,7 +52,7 @@ impl Drop for Server {
     }
 }
 
-fn results(path: &Path) -> serde_json::Value {
+pub(crate) fn results(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path.join("results.json")).unwrap()).unwrap()
 }
 
@@ -116,10 +116,9 @@ fn served_tiny_model_scores_as_in_process_and_stops_on_sigterm() {
         );
         assert_eq!(local.stdout, served.stdout, "{args:?}");
     }
-    // The quick audit: the same samples (one request per sample, with fairlm's per-sample
-    // seed), the same headline, perplexity and detectors; the probe's log-probabilities
-    // within 1e-5 nats (in process a continuation reuses its prompt's key/value cache, the
-    // server scores prompt and continuation whole).
+    // The quick audit: the same results.json but for the model's record, to the bit (samples
+    // decoded in the batches fairlm forms, with every sample's seed; continuations scored
+    // from their prompts' caches in the same batches).
     let dir = scratch("served-audit");
     for (m, out) in [
         (model.to_str().unwrap(), "local"),
@@ -133,28 +132,16 @@ fn served_tiny_model_scores_as_in_process_and_stops_on_sigterm() {
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let (a, b) = (results(&dir.join("local")), results(&dir.join("served")));
-    assert_eq!(a["probe"]["bias_score"], b["probe"]["bias_score"]);
-    assert_eq!(a["perplexity"], b["perplexity"]);
-    assert_eq!(a["detectors"], b["detectors"]);
-    let (ra, rb) = (
-        a["records"].as_array().unwrap(),
-        b["records"].as_array().unwrap(),
-    );
-    assert_eq!(ra.len(), rb.len());
-    assert!(!ra.is_empty());
-    let close = |u: &serde_json::Value, v: &serde_json::Value| {
-        (u.as_f64().unwrap() - v.as_f64().unwrap()).abs() < 1e-5
+    let without_model = |out: &str| {
+        let mut r = results(&dir.join(out));
+        let model = r.as_object_mut().unwrap().remove("model").unwrap();
+        (r, model)
     };
-    for (x, y) in ra.iter().zip(rb) {
-        assert_eq!(x["continuation"], y["continuation"]);
-        assert!(close(&x["logprob"], &y["logprob"]), "{x} vs {y}");
-        let twins = x["counterfactuals"].as_array().unwrap();
-        for (c, d) in twins.iter().zip(y["counterfactuals"].as_array().unwrap()) {
-            assert_eq!(c["text"], d["text"]);
-            assert!(close(&c["delta"], &d["delta"]), "{c} vs {d}");
-        }
-    }
+    let ((a, local), (b, served)) = (without_model("local"), without_model("served"));
+    assert!(!a["records"].as_array().unwrap().is_empty());
+    assert_eq!(a, b);
+    assert!(local.get("served").is_none());
+    assert_eq!(served["served"]["url"], server.url.as_str());
     assert!(
         server.stop().success(),
         "SIGTERM must end the server with exit 0"
