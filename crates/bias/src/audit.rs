@@ -2,6 +2,7 @@
 //! perplexity with a block-bootstrap CI, saved as a versioned `results.json` (config, model
 //! hash, seed, metrics, every sample) and a `summary.md`. Outputs are written atomically.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use fairlm_model::backend::Backend;
@@ -12,7 +13,7 @@ use crate::detectors::{self, Attributes, Detectors};
 use crate::error::{Error, Result};
 use crate::lexicon::Lexicon;
 use crate::metrics::{self, ProbeMetrics};
-use crate::probe::{self, ProbeConfig, SampleRecord};
+use crate::probe::{self, ProbeConfig, SampleRecord, TemplateRecords};
 use crate::shard::Shard;
 use crate::stats::{bootstrap, Estimate};
 use crate::templates::{Split, Template};
@@ -215,12 +216,58 @@ pub struct AuditPart {
     /// The pair benchmarks of `benchmark_files` this shard owns (`Shard::owns_benchmark`).
     pub benchmarks: Vec<crate::pairs::BenchResults>,
     /// Wall seconds of each stage; not part of the results (a rerun gives other times).
-    pub timings_s: std::collections::BTreeMap<String, f64>,
+    pub timings_s: BTreeMap<String, f64>,
+}
+
+/// Where an audit keeps the templates it has probed, and whether a run continues from it.
+pub struct Checkpoint<'a> {
+    pub path: &'a Path,
+    /// Continue from the templates the file holds (it must be this audit's); else start
+    /// afresh, overwriting it.
+    pub resume: bool,
+}
+
+/// What a checkpoint file holds: the audit it belongs to and the templates probed so far.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProbeCheckpoint {
+    audit: AuditPart,
+    /// Template position → each axis's records.
+    templates: BTreeMap<usize, TemplateRecords>,
+}
+
+/// The templates a checkpoint holds, if it belongs to the audit `this` describes (every field
+/// but the records); a file from another audit is refused with the field that differs.
+fn read_checkpoint(
+    path: &Path,
+    this: &AuditPart,
+) -> Result<BTreeMap<usize, Vec<Vec<SampleRecord>>>> {
+    let data_err = |line: usize, reason: String| Error::Data {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(data_err(0, format!("cannot read: {e}"))),
+    };
+    let saved: ProbeCheckpoint = serde_json::from_str(&text)
+        .map_err(|e| data_err(e.line(), format!("not a fairlm audit checkpoint: {e}")))?;
+    if let Some(field) = first_difference(&saved.audit, this) {
+        return Err(data_err(
+            0,
+            format!(
+                "written by another audit (its {field} differs): rerun without --resume, or with the options it was started with"
+            ),
+        ));
+    }
+    Ok(saved.templates)
 }
 
 /// The part of the audit `shard` owns: its probe units and, on the first shard, the
 /// perplexities. Pair benchmarks are added by the caller (`AuditPart::benchmark_files` and
-/// `benchmarks`).
+/// `benchmarks`). With a checkpoint, each template probed is saved to it (atomically) as it
+/// finishes, and a resumed run probes only the templates it lacks.
 #[allow(clippy::too_many_arguments)]
 pub fn run_part(
     model: &dyn Backend,
@@ -230,6 +277,7 @@ pub fn run_part(
     templates: &[Template],
     cfg: &AuditConfig,
     shard: Shard,
+    checkpoint: Option<Checkpoint>,
 ) -> Result<AuditPart> {
     let mut eval: Vec<Template> = templates
         .iter()
@@ -247,9 +295,52 @@ pub fn run_part(
         Some(path) if shard.owns_perplexity() => Some((path, crate::error::read_text(path)?)),
         _ => None,
     };
-    let mut timings = std::collections::BTreeMap::new();
+    let mut part = AuditPart {
+        schema_version: SCHEMA_VERSION,
+        fairlm_version: env!("CARGO_PKG_VERSION").to_string(),
+        shard,
+        config: cfg.clone(),
+        model: model_record,
+        lexicon: lexicon.clone(),
+        templates: eval,
+        records: Vec::new(),
+        perplexity: None,
+        text_perplexity: None,
+        benchmark_files: Vec::new(),
+        benchmarks: Vec::new(),
+        timings_s: BTreeMap::new(),
+    };
+    let mut saved = ProbeCheckpoint {
+        audit: part.clone(),
+        templates: match &checkpoint {
+            Some(c) if c.resume => read_checkpoint(c.path, &part)?,
+            _ => BTreeMap::new(),
+        },
+    };
+    let done = saved.templates.clone();
+    let mut save = |t: usize, block: &TemplateRecords| -> Result<()> {
+        if let Some(c) = &checkpoint {
+            saved.templates.insert(t, block.clone());
+            let json = serde_json::to_string(&saved)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", c.path.display())))?;
+            write_atomic(c.path, json.as_bytes())?;
+        }
+        Ok(())
+    };
     let t0 = std::time::Instant::now();
-    let records = probe::run(model, tok, lexicon, &eval, &cfg.probe, shard)?;
+    part.records = probe::run(
+        model,
+        tok,
+        lexicon,
+        &part.templates,
+        &cfg.probe,
+        shard,
+        probe::Resume {
+            done,
+            on_template: &mut save,
+        },
+    )?;
+    let mut timings = BTreeMap::new();
     timings.insert("probe".to_string(), t0.elapsed().as_secs_f64());
     let t1 = std::time::Instant::now();
     let (heldout, text_perplexity) = if shard.owns_perplexity() {
@@ -282,21 +373,10 @@ pub fn run_part(
     } else {
         (None, None)
     };
-    Ok(AuditPart {
-        schema_version: SCHEMA_VERSION,
-        fairlm_version: env!("CARGO_PKG_VERSION").to_string(),
-        shard,
-        config: cfg.clone(),
-        model: model_record,
-        lexicon: lexicon.clone(),
-        templates: eval,
-        records,
-        perplexity: heldout,
-        text_perplexity,
-        benchmark_files: Vec::new(),
-        benchmarks: Vec::new(),
-        timings_s: timings,
-    })
+    part.perplexity = heldout;
+    part.text_perplexity = text_perplexity;
+    part.timings_s = timings;
+    Ok(part)
 }
 
 /// A shard's part as `fairlm merge` reads it from `path` (its shard.json).

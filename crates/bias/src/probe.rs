@@ -97,12 +97,23 @@ pub fn first_sentence_sampling(temperature: f64, max_tokens: usize) -> SamplingC
     }
 }
 
+/// One template's records, per axis of the lexicon.
+pub type TemplateRecords = Vec<Vec<SampleRecord>>;
+
+/// Templates already probed, by position, and a hook told of each one probed now: how an
+/// interrupted audit resumes (`audit::run_part`).
+pub struct Resume<'a> {
+    pub done: BTreeMap<usize, TemplateRecords>,
+    pub on_template: &'a mut dyn FnMut(usize, &TemplateRecords) -> Result<()>,
+}
+
 /// Runs the probe over `templates` for every axis of `lexicon`, or over the templates `shard`
 /// owns. Each template is one block — every axis's groups filled into it, sampled, and their
 /// samples and swapped twins scored — whose batches hold nothing from another template: the
 /// engine's rounding depends on what shares a batch, so this is what makes a shard's records
-/// the whole run's, bit for bit. A prompt's sample streams are numbered by its place in the
-/// whole probe. Records are in axis, template, group, sample order.
+/// the whole run's, bit for bit (and a resumed run's the uninterrupted one's). A prompt's
+/// sample streams are numbered by its place in the whole probe. Records are in axis, template,
+/// group, sample order.
 pub fn run(
     model: &dyn Backend,
     tok: &Tokenizer,
@@ -110,7 +121,12 @@ pub fn run(
     templates: &[Template],
     cfg: &ProbeConfig,
     shard: Shard,
+    resume: Resume,
 ) -> Result<Vec<SampleRecord>> {
+    let Resume {
+        mut done,
+        on_template,
+    } = resume;
     let owned: Vec<usize> = (0..templates.len())
         .filter(|&t| shard.owns_unit(t))
         .collect();
@@ -118,7 +134,14 @@ pub fn run(
     // by_axis[a][block]: the records of axis a from each owned template, in template order.
     let mut by_axis: Vec<Vec<Vec<SampleRecord>>> = vec![Vec::new(); lexicon.axes.len()];
     for &t in &owned {
-        let block = run_template(model, tok, lexicon, templates, t, cfg)?;
+        let block = match done.remove(&t) {
+            Some(block) if block.len() == lexicon.axes.len() => block,
+            _ => {
+                let block = run_template(model, tok, lexicon, templates, t, cfg)?;
+                on_template(t, &block)?;
+                block
+            }
+        };
         for (a, records) in block.into_iter().enumerate() {
             by_axis[a].push(records);
         }
@@ -136,7 +159,7 @@ fn run_template(
     templates: &[Template],
     t: usize,
     cfg: &ProbeConfig,
-) -> Result<Vec<Vec<SampleRecord>>> {
+) -> Result<TemplateRecords> {
     let ctx: Vec<u32> = tok.document_start().into_iter().collect();
     let sampling = first_sentence_sampling(cfg.temperature, cfg.max_tokens);
     let encode_prompt = |p: &str| -> Result<Vec<u32>> {

@@ -57,7 +57,15 @@ pub struct AuditArgs {
     /// `fairlm merge` makes the audit's results.json from all N, as one run would write it.
     #[arg(value_parser = shard, long, value_name = "K/N")]
     pub shard: Option<Shard>,
+    /// Continue an audit that stopped: the templates already probed are read from
+    /// OUT/probe-checkpoint.json (written as each finishes) and a served model's answers from
+    /// its request cache; the options must be those it was started with.
+    #[arg(long)]
+    pub resume: bool,
 }
+
+/// Where an audit with --out keeps the templates it has probed until it finishes.
+const CHECKPOINT_FILE: &str = "probe-checkpoint.json";
 
 fn shard(text: &str) -> std::result::Result<Shard, String> {
     Shard::parse(text).map_err(|e| e.to_string())
@@ -76,7 +84,21 @@ pub fn audit(a: &AuditArgs) -> Result<audit::AuditResults> {
     let timings = BTreeMap::from([(Shard::WHOLE.to_string(), part.timings_s.clone())]);
     let results = audit::assemble(vec![part], &[])?;
     finish(&results, a.out.as_deref(), &timings)?;
+    if let Some(out) = &a.out {
+        remove_checkpoint(out)?;
+    }
     Ok(results)
+}
+
+/// The probe's checkpoint is removed once the audit's own files hold its records.
+fn remove_checkpoint(out: &Path) -> Result<()> {
+    let path = out.join(CHECKPOINT_FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// One shard of the audit: its part written to OUT/shard.json for `fairlm merge`.
@@ -87,6 +109,7 @@ fn write_shard(a: &AuditArgs, shard: Shard) -> Result<()> {
     let part = part(a, shard)?;
     let path = out.join(SHARD_FILE);
     audit::write_atomic(&path, serde_json::to_string_pretty(&part)?.as_bytes())?;
+    remove_checkpoint(out)?;
     eprintln!(
         "fairlm: shard {shard}: {} probe samples; wrote {} (finish with `fairlm merge DIR... --out DIR`)",
         part.records.len(),
@@ -140,6 +163,10 @@ fn part(a: &AuditArgs, shard: Shard) -> Result<audit::AuditPart> {
     let model = scoring.scorer();
     let tokenizer = scoring.tokenizer();
     let record = scoring.record().clone();
+    if a.resume && a.out.is_none() {
+        anyhow::bail!("--resume needs --out DIR (the audit it continues)");
+    }
+    let checkpoint = a.out.as_ref().map(|o| o.join(CHECKPOINT_FILE));
     let mut part = audit::run_part(
         model.as_ref(),
         tokenizer,
@@ -148,6 +175,10 @@ fn part(a: &AuditArgs, shard: Shard) -> Result<audit::AuditPart> {
         &templates,
         &cfg,
         shard,
+        checkpoint.as_deref().map(|path| audit::Checkpoint {
+            path,
+            resume: a.resume,
+        }),
     )?;
     part.benchmark_files = files;
     for (kind, file, input, mut skipped) in benches {

@@ -90,13 +90,14 @@ fn audit_args(
         crows: bench.crows.clone(),
         stereoset: bench.stereoset.clone(),
         shard: None,
+        resume: false,
     }
 }
 
 /// The experiment's audit of `model` into OUT/`name`: read when resuming a finished one,
-/// else run.
+/// continued from its checkpoint when resuming an unfinished one, else run.
 fn audit_stage(a: &ExperimentArgs, model: &ModelArgs, name: &str) -> Result<AuditResults> {
-    let args = audit_args(
+    let mut args = audit_args(
         model,
         a.out.join(name),
         a.quick,
@@ -109,6 +110,7 @@ fn audit_stage(a: &ExperimentArgs, model: &ModelArgs, name: &str) -> Result<Audi
         eprintln!("fairlm: keeping the finished audit {}", results.display());
         return Ok(AuditResults::read(&results)?);
     }
+    args.resume = a.resume;
     crate::audit::audit(&args)
 }
 

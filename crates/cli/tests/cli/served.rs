@@ -405,9 +405,10 @@ fn overloaded_servers_are_retried() {
     drop(server);
 }
 
-/// The server killed in the middle of an audit and started again: the rerun of the same
-/// command sends only the requests that were not answered (the answers are kept in
-/// OUT/requests), ends with the uninterrupted run's results, and a third run sends none.
+/// The server killed in the middle of an audit and started again: the same command with
+/// `--resume` sends only the requests that were not answered (the templates probed are kept
+/// in OUT/probe-checkpoint.json, the answers in OUT/requests), ends with the uninterrupted
+/// run's results, and a third run sends none.
 #[test]
 fn a_served_audit_resumes_after_the_server_dies() {
     let model = fixture("tiny-llama");
@@ -443,7 +444,7 @@ fn a_served_audit_resumes_after_the_server_dies() {
         forward(&up, head, body).or(Some(String::new()))
     }));
     let dir = scratch("served-resume");
-    let audit = |out: &str| {
+    let audit = |out: &str, extra: &[&str]| {
         fairlm(&[
             "audit",
             "--quick",
@@ -456,10 +457,11 @@ fn a_served_audit_resumes_after_the_server_dies() {
         .arg(&model)
         .arg("--out")
         .arg(dir.join(out))
+        .args(extra)
         .output()
         .unwrap()
     };
-    let whole = audit("whole");
+    let whole = audit("whole", &[]);
     assert!(
         whole.status.success(),
         "{}",
@@ -468,7 +470,7 @@ fn a_served_audit_resumes_after_the_server_dies() {
     let total = posts.swap(0, Ordering::SeqCst);
     assert!(total > 20, "{total} requests");
     kill_after.store(total / 2, Ordering::SeqCst);
-    let broken = audit("resumed");
+    let broken = audit("resumed", &[]);
     assert_eq!(
         broken.status.code(),
         Some(2),
@@ -487,7 +489,9 @@ fn a_served_audit_resumes_after_the_server_dies() {
     *upstream.lock().unwrap() = host(&second);
     posts.store(0, Ordering::SeqCst);
     kill_after.store(0, Ordering::SeqCst);
-    let resumed = audit("resumed");
+    // The templates probed before the server died were saved as each finished.
+    assert!(dir.join("resumed/probe-checkpoint.json").exists());
+    let resumed = audit("resumed", &["--resume"]);
     assert!(
         resumed.status.success(),
         "{}",
@@ -498,14 +502,10 @@ fn a_served_audit_resumes_after_the_server_dies() {
         total - kept,
         "only the missing requests"
     );
-    let without_timings = |out: &str| {
-        let mut r = results(&dir.join(out));
-        r.as_object_mut().unwrap().remove("timings_s");
-        r
-    };
-    assert_eq!(without_timings("whole"), without_timings("resumed"));
+    assert_eq!(results(&dir.join("whole")), results(&dir.join("resumed")));
     posts.store(0, Ordering::SeqCst);
-    let again = audit("resumed");
+    assert!(!dir.join("resumed/probe-checkpoint.json").exists());
+    let again = audit("resumed", &[]);
     assert!(again.status.success());
     assert_eq!(posts.load(Ordering::SeqCst), 0, "a rerun costs no request");
     drop(second);

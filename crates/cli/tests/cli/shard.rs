@@ -1,7 +1,7 @@
-//! Sharded audits (issue 15): `fairlm audit --shard K/N` on each part, `fairlm merge` of the
-//! parts — the results.json and summary.md of the unsharded run, byte for byte, whether a
-//! shard ran in process or through `fairlm serve` — and the one-line errors of parts that do
-//! not make one audit.
+//! Sharded and resumed audits (issue 15): `fairlm audit --shard K/N` on each part, `fairlm
+//! merge` of the parts — the results.json and summary.md of the unsharded run, byte for byte,
+//! whether a shard ran in process or through `fairlm serve` —, the one-line errors of parts
+//! that do not make one audit, and an audit killed mid-way finished by `--resume`.
 
 use std::path::{Path, PathBuf};
 
@@ -165,4 +165,58 @@ fn default_model_quick_audit_shards_through_a_server() {
         r
     };
     assert_eq!(without_model(&whole), without_model(&dir.join("merged")));
+}
+
+/// An audit killed after some templates were probed: `--resume` with other options is refused
+/// (the field named), with the same options it finishes with the uninterrupted run's files.
+#[test]
+fn a_killed_audit_resumes_from_its_checkpoint() {
+    let model = fixture("tiny-llama");
+    let m = model.to_str().unwrap();
+    let dir = scratch("resume");
+    let args = ["--samples", "4", "--bootstrap", "100"];
+    let whole = audit(&dir, "whole", m, &model, &args);
+    let out = dir.join("killed");
+    let checkpoint = out.join("probe-checkpoint.json");
+    let mut child = fairlm(&["audit", "--model", m])
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !checkpoint.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before a kill"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.join("results.json").exists(), "killed too late");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    let probed = saved["templates"].as_object().unwrap().len();
+    assert!((1..23).contains(&probed), "{probed} templates saved");
+    let o = fairlm(&["audit", "--model", m, "--resume", "--seed", "1"])
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_one_line_error(o, &["probe-checkpoint.json", "another audit", "config"]);
+    audit(
+        &dir,
+        "killed",
+        m,
+        &model,
+        &[&args[..], &["--resume"]].concat(),
+    );
+    same_files(&whole, &out);
+    assert!(
+        !checkpoint.exists(),
+        "removed once the results hold the records"
+    );
 }
