@@ -131,24 +131,65 @@ pub fn run(
         .filter(|&t| shard.owns_unit(t))
         .collect();
     let pb = progress(owned.len() as u64, "templates");
-    // by_axis[a][block]: the records of axis a from each owned template, in template order.
-    let mut by_axis: Vec<Vec<Vec<SampleRecord>>> = vec![Vec::new(); lexicon.axes.len()];
+    let mut blocks: BTreeMap<usize, TemplateRecords> = BTreeMap::new();
+    let mut todo = Vec::new();
     for &t in &owned {
-        let block = match done.remove(&t) {
-            Some(block) if block.len() == lexicon.axes.len() => block,
-            _ => {
-                let block = run_template(model, tok, lexicon, templates, t, cfg)?;
-                on_template(t, &block)?;
-                block
+        match done.remove(&t) {
+            Some(block) if block.len() == lexicon.axes.len() => {
+                blocks.insert(t, block);
+                pb.inc(1);
             }
-        };
-        for (a, records) in block.into_iter().enumerate() {
-            by_axis[a].push(records);
+            _ => todo.push(t),
         }
-        pb.inc(1);
     }
+    // Templates are independent: a backend that waits on a server probes several at once
+    // (each block's numbers are the same whichever runs beside it).
+    let workers = model.independent_work().clamp(1, todo.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let (sender, finished) = std::sync::mpsc::channel::<(usize, Result<TemplateRecords>)>();
+    let outcome = std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..workers {
+            let sender = sender.clone();
+            let (next, failed, todo) = (&next, &failed, &todo);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= todo.len() || failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let block = run_template(model, tok, lexicon, templates, todo[i], cfg);
+                if sender.send((todo[i], block)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(sender);
+        // Saved and counted here, on the caller's thread, as each template finishes.
+        for (t, block) in finished {
+            let block = block.and_then(|b| on_template(t, &b).map(|()| b));
+            match block {
+                Ok(b) => {
+                    blocks.insert(t, b);
+                    pb.inc(1);
+                }
+                Err(e) => {
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    });
     pb.finish_and_clear();
-    Ok(by_axis.into_iter().flatten().flatten().collect())
+    outcome?;
+    // by_axis[a]: the records of axis a, template by template.
+    let mut by_axis: Vec<Vec<SampleRecord>> = vec![Vec::new(); lexicon.axes.len()];
+    for block in blocks.into_values() {
+        for (a, records) in block.into_iter().enumerate() {
+            by_axis[a].extend(records);
+        }
+    }
+    Ok(by_axis.into_iter().flatten().collect())
 }
 
 /// The probe on template `t` alone: its records per axis of `lexicon`.

@@ -13,6 +13,13 @@ pub trait Backend: Sync {
     /// The longest sequence, in tokens, the model takes.
     fn context_length(&self) -> usize;
 
+    /// How many independent pieces of work (e.g. the probe's templates) a caller should run
+    /// at once: 1 in process, where each already uses every core; a served model's
+    /// concurrency, so that its requests keep the server busy.
+    fn independent_work(&self) -> usize {
+        1
+    }
+
     /// Per-token log-probabilities of each item's scored tokens (`tokens[first_scored..]`),
     /// in the order given; `on_batch` is told how many items each finished batch held.
     /// Items are scored in batches of `batch_size`, longest first, on every backend alike,
@@ -134,6 +141,10 @@ pub fn batches(items: &[ScoreItem], batch_size: usize) -> Vec<Vec<usize>> {
 impl<T: Backend + ?Sized> Backend for &T {
     fn context_length(&self) -> usize {
         (**self).context_length()
+    }
+
+    fn independent_work(&self) -> usize {
+        (**self).independent_work()
     }
 
     fn score(

@@ -73,6 +73,9 @@ pub struct ServedModel {
     /// The tokenizer the ids come from: the returned tokens are checked against it.
     tokenizer: Tokenizer,
     stats: Arc<RequestStats>,
+    /// Free request slots: `concurrency` bounds the requests in flight across every caller
+    /// (batches of one call run concurrently, and so may the calls themselves).
+    slots: (Mutex<usize>, std::sync::Condvar),
 }
 
 impl ServedModel {
@@ -88,6 +91,7 @@ impl ServedModel {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| err(format!("cannot build an HTTP client: {e}")))?;
+        let slots = options.concurrency.max(1);
         let mut this = ServedModel {
             url: url.clone(),
             name: String::new(),
@@ -98,6 +102,7 @@ impl ServedModel {
             options,
             tokenizer,
             stats: Arc::default(),
+            slots: (Mutex::new(slots), std::sync::Condvar::new()),
         };
         let listing = this.send(reqwest::Method::GET, "models", None)?;
         let models = listing
@@ -228,15 +233,32 @@ impl ServedModel {
     fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
         let endpoint = format!("{}/{path}", self.url);
         let mut attempt = 0u32;
-        /// Counts a request in flight while it lives.
-        struct InFlight<'a>(&'a AtomicU64);
+        /// A request slot, and its count in flight, held while the request lives.
+        struct InFlight<'a>(&'a ServedModel);
         impl Drop for InFlight<'_> {
             fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::Relaxed);
+                self.0.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+                let (free, freed) = &self.0.slots;
+                if let Ok(mut n) = free.lock() {
+                    *n += 1;
+                }
+                freed.notify_one();
             }
         }
+        {
+            let (free, freed) = &self.slots;
+            let mut n = free
+                .lock()
+                .map_err(|_| self.error("a request thread panicked"))?;
+            while *n == 0 {
+                n = freed
+                    .wait(n)
+                    .map_err(|_| self.error("a request thread panicked"))?;
+            }
+            *n -= 1;
+        }
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _in_flight = InFlight(&self.stats.in_flight);
+        let _in_flight = InFlight(self);
         loop {
             let mut request = self.client.request(method.clone(), &endpoint);
             if let Some(key) = &self.options.api_key {
@@ -605,6 +627,10 @@ impl ServedModel {
 impl Backend for ServedModel {
     fn context_length(&self) -> usize {
         self.context_length
+    }
+
+    fn independent_work(&self) -> usize {
+        self.options.concurrency.max(1)
     }
 
     fn score(

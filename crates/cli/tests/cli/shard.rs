@@ -220,3 +220,38 @@ fn a_killed_audit_resumes_from_its_checkpoint() {
         "removed once the results hold the records"
     );
 }
+
+/// `scripts/slurm-audit.sh` as Slurm runs it (one task per shard, `fairlm` on the PATH, the
+/// job's directory as working directory) and the merge the README shows: the audit one
+/// unsharded run writes.
+#[test]
+fn the_slurm_script_shards_the_audit() {
+    let model = fixture("tiny-llama");
+    let dir = scratch("slurm");
+    let bin = Path::new(env!("CARGO_BIN_EXE_fairlm")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let script = super::root().join("scripts/slurm-audit.sh");
+    for k in 1..=3 {
+        let o = std::process::Command::new("bash")
+            .arg(&script)
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .env("MODEL", &model)
+            .env("SLURM_ARRAY_TASK_ID", k.to_string())
+            .env("SLURM_ARRAY_TASK_COUNT", "3")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = merge(&dir, &["audit/shard-1", "audit/shard-2", "audit/shard-3"], "audit/merged");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let whole = dir.join("whole");
+    let o = fairlm(&["audit", "--model"])
+        .arg(&model)
+        .args(["--seed", "0", "--out"])
+        .arg(&whole)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    same_files(&whole, &dir.join("audit/merged"));
+}
