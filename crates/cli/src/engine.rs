@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fairlm_model::backend::{Backend, Local};
-use fairlm_model::generate::{generate as sample, SamplingConfig};
+use fairlm_model::generate::{BatchPlan, SamplingConfig};
 use fairlm_model::score::{sliding_logprobs, ScoreItem, TextScore};
 use fairlm_model::served::{ServedModel, ServedOptions};
 use fairlm_model::{fetch, Checkpoint, NumericPath};
@@ -268,7 +268,7 @@ impl ModelArgs {
     pub fn open(&self) -> Result<Checkpoint> {
         if is_url(&self.model) {
             bail!(
-                "{}: this command needs the model's weights; served models are taken by audit, score, perplexity and bench",
+                "{}: this command needs the model's weights; served models are taken by audit, merge, score, generate, perplexity and bench",
                 self.model
             );
         }
@@ -395,6 +395,8 @@ pub struct GenerateArgs {
     pub prompts: Vec<String>,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub served: ServedArgs,
     /// Samples per prompt.
     #[arg(value_parser = crate::args::count, allow_hyphen_values = true, short, long, default_value_t = 1)]
     pub n: usize,
@@ -423,25 +425,32 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
         stop: a.stop.clone(),
     };
     cfg.validate()?;
-    let ck = a.model.open()?;
-    let model = ck.build()?;
+    let scoring = ScoringModel::open(&a.model, &a.served, None)?;
+    let (model, tokenizer) = (scoring.scorer(), scoring.tokenizer());
     let stdout = std::io::stdout();
     for (pi, prompt) in a.prompts.iter().enumerate() {
-        let ids = ck.tokenizer.encode(prompt)?;
+        let ids = tokenizer.encode(prompt)?;
         let ids = if ids.is_empty() {
-            ck.tokenizer.document_start().into_iter().collect()
+            tokenizer.document_start().into_iter().collect()
         } else {
             ids
         };
-        let gens = sample(
-            model.as_ref(),
-            &ck.tokenizer,
-            &ids,
-            a.n,
-            &cfg,
-            a.seed,
-            pi as u64,
-        )?;
+        // One prompt, its samples decoded together; sample i draws from the stream
+        // (seed, prompt number, i) wherever the model runs.
+        let gens = model
+            .generate_batched(
+                tokenizer,
+                &[(ids, pi as u64)],
+                &cfg,
+                BatchPlan {
+                    samples: a.n,
+                    seed: a.seed,
+                    batch_rows: a.n,
+                },
+                &mut |_| {},
+            )?
+            .pop()
+            .unwrap_or_default();
         let mut out = stdout.lock();
         for g in gens {
             let line = serde_json::json!({
@@ -641,7 +650,11 @@ pub struct ConvertArgs {
 }
 
 pub fn convert(a: ConvertArgs) -> Result<()> {
-    let ck = Checkpoint::open(&fetch::resolve(&a.model)?, NumericPath::F32)?;
+    let ck = ModelArgs {
+        model: a.model.clone(),
+        dtype: NumericPath::F32,
+    }
+    .open()?;
     fairlm_model::save::save_hf(&ck, None, &a.out)?;
     eprintln!(
         "fairlm: wrote {} (f32 weights, Hugging Face layout)",

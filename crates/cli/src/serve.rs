@@ -259,6 +259,9 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
     let as_ids = number("return_tokens_as_token_ids")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let with_token_ids = number("return_token_ids")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let n = number("n").and_then(Value::as_u64).unwrap_or(1) as usize;
     let seed = number("seed")
         .and_then(Value::as_u64)
@@ -542,12 +545,18 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
             } else {
                 Value::Null
             };
-            choices.push(json!({
+            let mut choice = json!({
                 "index": p * n + i,
                 "text": text,
                 "logprobs": logprobs_value,
                 "finish_reason": if g.finish == "length" { "length" } else { "stop" },
-            }));
+            });
+            // vLLM's `return_token_ids`: the generated ids (a stop string's included, as
+            // vLLM's are when the text keeps it).
+            if with_token_ids {
+                choice["token_ids"] = json!(g.token_ids);
+            }
+            choices.push(choice);
         }
     }
     Ok(json!({

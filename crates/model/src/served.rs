@@ -570,6 +570,7 @@ impl ServedModel {
             "max_tokens": cfg.max_new_tokens,
             "stop": cfg.stop,
             "include_stop_str_in_output": true,
+            "return_token_ids": true,
         });
         if let Some(p) = cfg.top_p {
             body["top_p"] = json!(p);
@@ -607,9 +608,22 @@ impl ServedModel {
             .and_then(Value::as_str)
             .ok_or_else(|| self.error("POST /v1/completions answered a choice without text"))?
             .to_string();
-        // The text's own ids: asking the server for the sampled ids (logprobs) would cost it
-        // a scoring pass per sample, and what fairlm measures is the text.
-        let token_ids = tok.encode(&text)?;
+        // The sampled ids where the server returns them (`return_token_ids`: vLLM ≥ 0.10.2, `fairlm
+        // serve`) and they spell the text; else the text's own ids (asking for logprobs would
+        // cost the server a scoring pass per sample, and what fairlm measures is the text).
+        let sampled: Option<Vec<u32>> =
+            choice
+                .get("token_ids")
+                .and_then(Value::as_array)
+                .and_then(|ids| {
+                    ids.iter()
+                        .map(|id| id.as_u64().and_then(|i| u32::try_from(i).ok()))
+                        .collect()
+                });
+        let token_ids = match sampled {
+            Some(ids) if tok.decode(&ids).is_ok_and(|t| t == text) => ids,
+            _ => tok.encode(&text)?,
+        };
         let finish = match choice.get("finish_reason").and_then(Value::as_str) {
             Some("length") => "length",
             _ if cfg.stop.iter().any(|s| text.contains(s.as_str())) => "stop",

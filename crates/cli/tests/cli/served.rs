@@ -93,7 +93,7 @@ fn served_tiny_model_scores_as_in_process_and_stops_on_sigterm() {
     let model = fixture("tiny-llama");
     let server = Server::start(&model, &[]);
     crows_both_ways(&model, &server.url, &model, "served-tiny");
-    // score --per-token and perplexity: the same JSON lines.
+    // score --per-token, perplexity and seeded samples: the same JSON lines.
     for args in [
         vec![
             "score",
@@ -102,6 +102,7 @@ fn served_tiny_model_scores_as_in_process_and_stops_on_sigterm() {
             "A b c d.",
         ],
         vec!["perplexity", "--window", "64"],
+        vec!["generate", "The nurse", "A b", "-n", "3", "--seed", "5"],
     ] {
         let local = fairlm(&args).arg("--model").arg(&model).output().unwrap();
         let served = fairlm(&args)
@@ -183,7 +184,7 @@ fn served_model_errors_are_one_line() {
         .unwrap();
     assert_one_line_error(out, &["--tokenizer"]);
     // Commands that need the weights say so.
-    let out = fairlm(&["generate", "hi", "--model", &server.url])
+    let out = fairlm(&["mitigate", "--out", "never", "--model", &server.url])
         .output()
         .unwrap();
     assert_one_line_error(out, &[&server.url, "needs the model's weights"]);

@@ -243,7 +243,11 @@ fn the_slurm_script_shards_the_audit() {
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let o = merge(&dir, &["audit/shard-1", "audit/shard-2", "audit/shard-3"], "audit/merged");
+    let o = merge(
+        &dir,
+        &["audit/shard-1", "audit/shard-2", "audit/shard-3"],
+        "audit/merged",
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let whole = dir.join("whole");
     let o = fairlm(&["audit", "--model"])
