@@ -298,16 +298,18 @@ pub fn score_continuations(
     score_after_prompts(model, &[prompt], &items, batch_size)
 }
 
-/// Log-probabilities of each `(prompt, continuation)` pair's continuation, in order, for
-/// prompts of any lengths: equal prompts are run once, prompts of one token length a few at a
-/// time (`score_after_prompts`), each continuation scored from its prompt's cache.
-pub fn score_prompted(
-    model: &dyn CausalLm,
-    items: &[(&[u32], &[u32])],
-    batch_size: usize,
-    mut progress: impl FnMut(usize),
-) -> Result<Vec<Vec<f64>>> {
-    // Prompts per pass: bounds the caches held at once.
+/// One pass of `score_prompted`: prompts of one token length, and the items that follow each
+/// (indexes into the caller's items, with the pass's prompt number).
+pub struct PromptPass<'a> {
+    pub prompts: Vec<&'a [u32]>,
+    /// (prompt number in `prompts`, item index), prompt by prompt.
+    pub items: Vec<(usize, usize)>,
+}
+
+/// How `score_prompted` groups `(prompt, continuation)` items: equal prompts once, prompts of
+/// one token length together, at most 16 per pass (it bounds the caches held at once), by
+/// length then prompt. A server running fairlm is sent the same passes.
+pub fn prompt_passes<'a>(items: &[(&'a [u32], &[u32])]) -> Vec<PromptPass<'a>> {
     const PROMPTS_PER_PASS: usize = 16;
     let mut prompts: std::collections::BTreeMap<&[u32], Vec<usize>> = Default::default();
     for (i, (p, _)) in items.iter().enumerate() {
@@ -319,22 +321,40 @@ pub fn score_prompted(
     for (p, idx) in prompts {
         by_len.entry(p.len()).or_default().push((p, idx));
     }
-    let mut out: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
+    let mut passes = Vec::new();
     for group in by_len.values() {
         for chunk in group.chunks(PROMPTS_PER_PASS) {
-            let ps: Vec<&[u32]> = chunk.iter().map(|(p, _)| *p).collect();
-            let conts: Vec<(usize, &[u32])> = chunk
-                .iter()
-                .enumerate()
-                .flat_map(|(k, (_, idx))| idx.iter().map(move |&i| (k, items[i].1)))
-                .collect();
-            let scores = score_after_prompts(model, &ps, &conts, batch_size)?;
-            let order = chunk.iter().flat_map(|(_, idx)| idx.iter().copied());
-            for (i, sc) in order.zip(scores) {
-                out[i] = sc;
-            }
-            progress(conts.len());
+            passes.push(PromptPass {
+                prompts: chunk.iter().map(|(p, _)| *p).collect(),
+                items: chunk
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(k, (_, idx))| idx.iter().map(move |&i| (k, i)))
+                    .collect(),
+            });
         }
+    }
+    passes
+}
+
+/// Log-probabilities of each `(prompt, continuation)` pair's continuation, in order, for
+/// prompts of any lengths: each pass of `prompt_passes` is scored with its prompts' caches
+/// (`score_after_prompts`).
+pub fn score_prompted(
+    model: &dyn CausalLm,
+    items: &[(&[u32], &[u32])],
+    batch_size: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Vec<f64>>> {
+    let mut out: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
+    for pass in prompt_passes(items) {
+        let conts: Vec<(usize, &[u32])> =
+            pass.items.iter().map(|&(k, i)| (k, items[i].1)).collect();
+        let scores = score_after_prompts(model, &pass.prompts, &conts, batch_size)?;
+        for (&(_, i), sc) in pass.items.iter().zip(scores) {
+            out[i] = sc;
+        }
+        progress(conts.len());
     }
     Ok(out)
 }

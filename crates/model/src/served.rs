@@ -675,6 +675,45 @@ impl Backend for ServedModel {
         Ok(out)
     }
 
+    /// From `fairlm serve`, the passes `score::score_prompted` forms, each as
+    /// `score_after_prompts` sends it (concurrently); from other servers, each prompt +
+    /// continuation whole.
+    fn score_prompted(
+        &self,
+        items: &[(&[u32], &[u32])],
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f64>>> {
+        if !self.is_fairlm {
+            let whole: Vec<ScoreItem> = items
+                .iter()
+                .map(|(p, c)| ScoreItem {
+                    first_scored: p.len(),
+                    tokens: [*p, *c].concat(),
+                })
+                .collect();
+            return self.score(&whole, batch_size, progress);
+        }
+        let passes = crate::score::prompt_passes(items);
+        let scored = self.run_concurrently(
+            passes.len(),
+            &|k| {
+                let pass = &passes[k];
+                let conts: Vec<(usize, &[u32])> =
+                    pass.items.iter().map(|&(p, i)| (p, items[i].1)).collect();
+                self.score_after_prompts(&pass.prompts, &conts, batch_size)
+            },
+            &mut |k| progress(passes[k].items.len()),
+        )?;
+        let mut out = vec![Vec::new(); items.len()];
+        for (pass, scores) in passes.iter().zip(scored) {
+            for (&(_, i), sc) in pass.items.iter().zip(scores) {
+                out[i] = sc;
+            }
+        }
+        Ok(out)
+    }
+
     /// From `fairlm serve`, one request with the prompts' length and the batch size in
     /// `fairlm_prompt_len` / `fairlm_batch_size`, which it scores from the prompts' caches as
     /// this process would, to the bit; from other servers, each prompt + continuation whole.
@@ -688,6 +727,9 @@ impl Backend for ServedModel {
         let Some(len) = prompts.first().map(|p| p.len()).filter(|_| self.is_fairlm) else {
             return self.score_prompted(&pairs, batch_size, &mut |_| {});
         };
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let rows: Vec<Vec<u32>> = pairs.iter().map(|(p, c)| [*p, *c].concat()).collect();
         let items: Vec<ScoreItem> = rows
             .iter()
