@@ -53,18 +53,7 @@ pub trait Backend: Sync {
         batch_size: usize,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Vec<f64>>> {
-        let whole: Vec<ScoreItem> = items
-            .iter()
-            .map(|(p, c)| {
-                let mut tokens = p.to_vec();
-                tokens.extend_from_slice(c);
-                ScoreItem {
-                    first_scored: p.len(),
-                    tokens,
-                }
-            })
-            .collect();
-        self.score(&whole, batch_size, progress)
+        self.score(&whole_items(items), batch_size, progress)
     }
 
     /// `plan.samples` seeded continuations of each (prompt ids, prompt index); sample i of
@@ -125,6 +114,18 @@ impl Backend for Local<'_> {
     ) -> Result<Vec<Vec<Generation>>> {
         crate::generate::generate_batched(self.0, tok, prompts, cfg, plan, progress)
     }
+}
+
+/// Each (prompt, continuation) as one item, prompt + continuation, scored from the
+/// continuation on: how a backend without a prompt cache scores a continuation.
+pub fn whole_items(items: &[(&[u32], &[u32])]) -> Vec<ScoreItem> {
+    items
+        .iter()
+        .map(|(p, c)| ScoreItem {
+            first_scored: p.len(),
+            tokens: [*p, *c].concat(),
+        })
+        .collect()
 }
 
 /// The order and the batches in which `score_items` scores `items`: indexes sorted by length,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::backend::{batches, Backend};
+use crate::backend::{batches, whole_items, Backend};
 use crate::error::{Error, Result};
 use crate::generate::{sample_seed, BatchPlan, Generation, SamplingConfig};
 use crate::score::{check_items, ScoreItem};
@@ -685,14 +685,7 @@ impl Backend for ServedModel {
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Vec<f64>>> {
         if !self.is_fairlm {
-            let whole: Vec<ScoreItem> = items
-                .iter()
-                .map(|(p, c)| ScoreItem {
-                    first_scored: p.len(),
-                    tokens: [*p, *c].concat(),
-                })
-                .collect();
-            return self.score(&whole, batch_size, progress);
+            return self.score(&whole_items(items), batch_size, progress);
         }
         let passes = crate::score::prompt_passes(items);
         let scored = self.run_concurrently(
@@ -730,16 +723,9 @@ impl Backend for ServedModel {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<Vec<u32>> = pairs.iter().map(|(p, c)| [*p, *c].concat()).collect();
-        let items: Vec<ScoreItem> = rows
-            .iter()
-            .map(|r| ScoreItem {
-                tokens: r.clone(),
-                first_scored: len,
-            })
-            .collect();
+        let items = whole_items(&pairs);
         check_items(&items, self.context_length)?;
-        let rows: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let rows: Vec<&[u32]> = items.iter().map(|i| i.tokens.as_slice()).collect();
         let body = json!({
             "model": self.name,
             "prompt": rows,
