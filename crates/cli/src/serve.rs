@@ -369,15 +369,7 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
             .map(|(p, (prompt, scores))| {
                 let mut values = vec![Value::Null];
                 values.extend(scores.iter().map(|&x| json!(x)));
-                let tokens: Vec<String> = if as_ids {
-                    prompt.iter().map(|id| format!("token_id:{id}")).collect()
-                } else {
-                    prompt
-                        .iter()
-                        .map(|&id| s.tokenizer.decode(&[id]))
-                        .collect::<fairlm_model::Result<_>>()
-                        .map_err(internal)?
-                };
+                let tokens = token_strings(s, prompt, as_ids).map_err(internal)?;
                 Ok(json!({
                     "index": p,
                     "text": s.tokenizer.decode(prompt).map_err(internal)?,
@@ -516,17 +508,7 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
                 }
                 ids.extend(&g.token_ids);
                 values.extend(generated_logprobs.iter().map(|&x| json!(x)));
-                let tokens: Vec<String> = ids
-                    .iter()
-                    .map(|&id| {
-                        if as_ids {
-                            Ok(format!("token_id:{id}"))
-                        } else {
-                            s.tokenizer.decode(&[id])
-                        }
-                    })
-                    .collect::<fairlm_model::Result<_>>()
-                    .map_err(internal)?;
+                let tokens = token_strings(s, &ids, as_ids).map_err(internal)?;
                 let mut offset = 0usize;
                 let offsets: Vec<usize> = tokens
                     .iter()
@@ -574,6 +556,20 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }))
+}
+
+/// The `logprobs.tokens` of an answer: `token_id:N` (vLLM's `return_tokens_as_token_ids`), or
+/// each id decoded alone as vLLM writes them by default.
+fn token_strings(s: &Served, ids: &[u32], as_ids: bool) -> fairlm_model::Result<Vec<String>> {
+    ids.iter()
+        .map(|&id| {
+            if as_ids {
+                Ok(format!("token_id:{id}"))
+            } else {
+                s.tokenizer.decode(&[id])
+            }
+        })
+        .collect()
 }
 
 /// Log-probabilities of positions 1.. of each prompt, which begin with one of a few prefixes
