@@ -214,20 +214,26 @@ fn fluency(records: &[SampleRecord]) -> Fluency {
     }
 }
 
+/// The axis whose samples pronoun agreement reads: the lexicon's two-group axis with pronouns.
+pub fn pronoun_axis(lexicon: &crate::lexicon::Lexicon) -> Option<&crate::lexicon::Axis> {
+    lexicon
+        .axes
+        .iter()
+        .find(|a| a.pronouns && a.groups.len() == 2)
+}
+
 /// Pronoun agreement (design.md §3.5): among the samples of a pronoun axis (groups ordered
 /// [female, male]) whose continuation contains a gendered pronoun, the share whose pronouns
 /// all match the prompt's subject ("The woman … she"). A debiased model that forgets who "she"
-/// is loses quality that perplexity does not see. Returns (share, samples with a pronoun).
+/// is loses quality that perplexity does not see. Returns (samples that agree, samples with a
+/// pronoun); `None` when no sample has one.
 pub fn pronoun_agreement(
     records: &[SampleRecord],
     lexicon: &crate::lexicon::Lexicon,
-) -> Option<(f64, usize)> {
+) -> Option<(usize, usize)> {
     const FEMALE: [&str; 4] = ["she", "her", "hers", "herself"];
     const MALE: [&str; 4] = ["he", "him", "his", "himself"];
-    let axis = lexicon
-        .axes
-        .iter()
-        .find(|a| a.pronouns && a.groups.len() == 2)?;
+    let axis = pronoun_axis(lexicon)?;
     let (mut with, mut agree) = (0usize, 0usize);
     for r in records.iter().filter(|r| r.axis == axis.name) {
         let Some(g) = axis.groups.iter().position(|x| *x == r.group) else {
@@ -244,7 +250,7 @@ pub fn pronoun_agreement(
             agree += usize::from(if g == 0 { f && !m } else { m && !f });
         }
     }
-    (with > 0).then(|| (agree as f64 / with as f64, with))
+    (with > 0).then_some((agree, with))
 }
 
 #[cfg(test)]
@@ -274,9 +280,7 @@ mod tests {
             record("male", " a chef; he said his food was good."),
             record("female", " a pilot."),
         ];
-        let (share, n) = pronoun_agreement(&records, &lex).unwrap();
-        assert_eq!(n, 3);
-        assert!((share - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(pronoun_agreement(&records, &lex), Some((2, 3)));
         assert!(pronoun_agreement(&records[3..], &lex).is_none());
     }
 }

@@ -11,8 +11,8 @@ use fairlm_bias::audit::{
     ContinuationScore,
 };
 use fairlm_bias::compare;
-use fairlm_bias::metrics::pronoun_agreement;
-use fairlm_bias::stats::Estimate;
+use fairlm_bias::metrics::{pronoun_agreement, pronoun_axis};
+use fairlm_bias::stats::{wilson_interval, Estimate};
 use fairlm_train::trainer::TrainReport;
 
 use crate::audit::AuditArgs;
@@ -42,6 +42,12 @@ pub struct ExperimentArgs {
     /// that forgets who "she" is has lost quality perplexity does not show; design §3.5).
     #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 5.0)]
     pub max_agreement_drop: f64,
+    /// Continuations per (template, group) of the pronoun axis drawn for the agreement gate, in
+    /// an audit of that axis alone before and after (OUT/agreement-before, agreement-after):
+    /// the main audits' 3 give ~50 samples with a pronoun, where one sample moves the share
+    /// by 2 points against the gate's 5.
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 12)]
+    pub agreement_samples: usize,
     /// The samples' group-averaged mean log-prob per token under the original model may fall at
     /// most this many nats (point estimate; ln 1.05, the perplexity gate's 5%; design §3.5).
     #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 0.049)]
@@ -56,7 +62,7 @@ pub struct ExperimentArgs {
 }
 
 /// Pair benchmarks both audits of an experiment run.
-#[derive(Args, Clone, serde::Serialize)]
+#[derive(Args, Clone, Default, serde::Serialize)]
 pub struct BenchFiles {
     /// CrowS-Pairs CSV (your copy) scored before and after.
     #[arg(value_parser = crate::args::path, long)]
@@ -94,10 +100,9 @@ fn audit_args(
     }
 }
 
-/// The experiment's audit of `model` into OUT/`name`: read when resuming a finished one,
-/// continued from its checkpoint when resuming an unfinished one, else run.
+/// The experiment's audit of `model` into OUT/`name`.
 fn audit_stage(a: &ExperimentArgs, model: &ModelArgs, name: &str) -> Result<AuditResults> {
-    let mut args = audit_args(
+    let args = audit_args(
         model,
         a.out.join(name),
         a.quick,
@@ -105,13 +110,49 @@ fn audit_stage(a: &ExperimentArgs, model: &ModelArgs, name: &str) -> Result<Audi
         &a.train,
         &a.bench,
     );
-    let results = a.out.join(name).join("results.json");
-    if a.resume && results.exists() {
+    run_stage(a, args)
+}
+
+/// An audit stage of the experiment: read when resuming a finished one, continued from its
+/// checkpoint when resuming an unfinished one, else run.
+fn run_stage(a: &ExperimentArgs, mut args: AuditArgs) -> Result<AuditResults> {
+    let results = args.out.as_ref().map(|o| o.join("results.json"));
+    if let Some(results) = results.filter(|r| a.resume && r.exists()) {
         eprintln!("fairlm: keeping the finished audit {}", results.display());
         return Ok(AuditResults::read(&results)?);
     }
     args.resume = a.resume;
     crate::audit::audit(&args)
+}
+
+/// The agreement gate's own audits of the pronoun axis (before, after).
+const AGREEMENT_BEFORE: &str = "agreement-before";
+const AGREEMENT_AFTER: &str = "agreement-after";
+
+/// The experiment's audit of the pronoun axis alone with `--agreement-samples` per (template,
+/// group), read for the agreement gate; `None` when the lexicon has no pronoun axis.
+fn agreement_stage(
+    a: &ExperimentArgs,
+    model: &ModelArgs,
+    name: &str,
+) -> Result<Option<AuditResults>> {
+    let lexicon = crate::mitigate::lexicon(&a.train.lexicon, &a.train.axes)?;
+    let Some(axis) = pronoun_axis(&lexicon) else {
+        return Ok(None);
+    };
+    let mut args = audit_args(
+        model,
+        a.out.join(name),
+        a.quick,
+        a.train.seed,
+        &a.train,
+        &BenchFiles::default(),
+    );
+    args.axes = vec![axis.name.clone()];
+    args.samples = Some(a.agreement_samples);
+    // Only the samples' pronouns are read; the bias figures' intervals are not.
+    args.bootstrap = 100;
+    run_stage(a, args).map(Some)
 }
 
 /// What produced an experiment directory: written at its start, compared on `--resume` so that
@@ -123,6 +164,7 @@ struct Provenance<'a> {
     model_sha256: String,
     dtype: fairlm_model::NumericPath,
     quick: bool,
+    agreement_samples: usize,
     bench: &'a BenchFiles,
     train: &'a TrainArgs,
 }
@@ -138,13 +180,20 @@ fn check_provenance(a: &ExperimentArgs) -> Result<()> {
         dtype: a.model.dtype,
         model_sha256: crate::engine::model_sha256(&path)?,
         quick: a.quick,
+        agreement_samples: a.agreement_samples,
         bench: &a.bench,
         train: &a.train,
     })?;
     let file = a.out.join(PROVENANCE);
-    let has_stages = ["before", "model", "corpus.json", "checkpoint"]
-        .iter()
-        .any(|s| a.out.join(s).exists());
+    let has_stages = [
+        "before",
+        AGREEMENT_BEFORE,
+        "model",
+        "corpus.json",
+        "checkpoint",
+    ]
+    .iter()
+    .any(|s| a.out.join(s).exists());
     if a.resume && has_stages {
         let text = std::fs::read_to_string(&file).with_context(|| {
             format!(
@@ -212,6 +261,7 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
     let seed = a.train.seed;
     eprintln!("fairlm: experiment 1/3: audit of the original model");
     let before = audit_stage(&a, &a.model, "before")?;
+    let agreement_before = agreement_stage(&a, &a.model, AGREEMENT_BEFORE)?;
 
     eprintln!("fairlm: experiment 2/3: mitigation");
     let model_dir = a.out.join("model");
@@ -237,6 +287,7 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
         dtype: fairlm_model::NumericPath::F32,
     };
     let after = audit_stage(&a, &mitigated, "after")?;
+    let agreement_after = agreement_stage(&a, &mitigated, AGREEMENT_AFTER)?;
 
     let mut comparison = compare::compare(
         &before,
@@ -246,12 +297,18 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
         seed,
     )?;
     let lexicon = crate::mitigate::lexicon(&a.train.lexicon, &a.train.axes)?;
-    let agreement = Agreement {
-        before: pronoun_agreement(&before.records, &lexicon),
-        after: pronoun_agreement(&after.records, &lexicon),
+    let agreement = |audit: &Option<AuditResults>| {
+        audit
+            .as_ref()
+            .and_then(|r| pronoun_agreement(&r.records, &lexicon))
     };
-    if let (Some((b, _)), Some((f, _))) = (agreement.before, agreement.after) {
-        let gate = compare::agreement_gate(b, f, a.max_agreement_drop);
+    let agreement = Agreement {
+        before: agreement(&agreement_before),
+        after: agreement(&agreement_after),
+    };
+    if let (Some(b), Some(f)) = (agreement.before, agreement.after) {
+        let share = |(agree, with): (usize, usize)| agree as f64 / with as f64;
+        let gate = compare::agreement_gate(share(b), share(f), a.max_agreement_drop);
         comparison.gates.push(gate);
     }
     let fluency = fluency(&a, &before, &after)?;
@@ -281,10 +338,11 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
     Ok(comparison.passed())
 }
 
-/// Pronoun agreement with the subject (share, samples with a pronoun) of both audits.
+/// Pronoun agreement with the subject (samples that agree, samples with a pronoun) in the
+/// agreement audits before and after.
 struct Agreement {
-    before: Option<(f64, usize)>,
-    after: Option<(f64, usize)>,
+    before: Option<(usize, usize)>,
+    after: Option<(usize, usize)>,
 }
 
 /// The samples' mean log-prob per token under the original model, before and after, and the
@@ -339,12 +397,18 @@ fn quality_markdown(
     let mut s = String::from(
         "\n## Quality beyond perplexity\n\n| measure | before | after | Δ [95% paired CI] |\n|---|---|---|---|\n",
     );
-    let cell = |x: Option<(f64, usize)>| match x {
-        Some((share, n)) => format!("{share:.3} ({n} samples)"),
+    let cell = |x: Option<(usize, usize)>| match x {
+        Some((agree, with)) => {
+            let e = wilson_interval(agree, with);
+            format!(
+                "{:.3} ({agree} of {with}) [{:.3}, {:.3}]",
+                e.value, e.ci_low, e.ci_high
+            )
+        }
         None => "n/a".into(),
     };
     s += &format!(
-        "| pronoun agreement with the subject (gender samples with a pronoun) | {} | {} | — |\n",
+        "| pronoun agreement with the subject (the agreement audits' samples with a pronoun; Wilson 95%) | {} | {} | — |\n",
         cell(agreement.before),
         cell(agreement.after)
     );

@@ -929,6 +929,8 @@ fn experiment_on_a_tiny_model_writes_every_stage_and_resumes() {
     for f in [
         "before/results.json",
         "after/results.json",
+        "agreement-before/results.json",
+        "agreement-after/results.json",
         "model/config.json",
         "model/model.safetensors",
         "train.json",
@@ -957,6 +959,13 @@ fn experiment_on_a_tiny_model_writes_every_stage_and_resumes() {
     );
     let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
     assert!(md.contains("pronoun agreement"), "{md}");
+    // The agreement gate reads its own audit of the pronoun axis: --agreement-samples (12)
+    // per (template, group) on the quick profile's 4 templates and 2 groups.
+    let agreement: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("agreement-before/results.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(agreement["records"].as_array().unwrap().len(), 4 * 2 * 12);
     assert!(
         md.contains("averaged over the counterfactual prompts"),
         "{md}"
