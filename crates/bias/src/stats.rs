@@ -117,6 +117,41 @@ pub fn pooled_mean(picked: &[&[f64]]) -> f64 {
     }
 }
 
+/// Where a statistic lies when the labels it compares carry no information: the mean and the
+/// 2.5%/97.5% percentiles of its replicates under permuted labels, and the one-sided
+/// permutation p-value of the observed value, (1 + #{replicate ≥ observed}) / (1 + replicates).
+/// A gap statistic (W1, max − min) is positive even between groups drawn from one population;
+/// this says how large it is by chance at the sample's size.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NullLevel {
+    pub level: Estimate,
+    pub p_value: f64,
+}
+
+impl NullLevel {
+    pub fn from_replicates(observed: f64, replicates: Vec<f64>) -> NullLevel {
+        let n = replicates.len();
+        let mean = replicates.iter().sum::<f64>() / n.max(1) as f64;
+        let above = replicates.iter().filter(|&&r| r >= observed).count();
+        NullLevel {
+            level: percentile_interval(replicates, mean),
+            p_value: (1 + above) as f64 / (1 + n) as f64,
+        }
+    }
+}
+
+/// `resamples` seeded shuffles of `labels` (one stream for all), for a permutation null.
+pub fn permuted<L: Clone>(labels: &[L], resamples: usize, seed: u64) -> Vec<Vec<L>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..resamples)
+        .map(|_| {
+            let mut l = labels.to_vec();
+            l.shuffle(&mut rng);
+            l
+        })
+        .collect()
+}
+
 /// The Wilson score 95% interval of a share of `successes` in `n` trials (n > 0): unlike the
 /// normal approximation it stays inside [0, 1] and is honest near 0 and 1, where agreement
 /// shares live.
@@ -137,6 +172,21 @@ pub fn wilson_interval(successes: usize, n: usize) -> Estimate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_null_level_says_where_chance_puts_the_statistic() {
+        let n = NullLevel::from_replicates(0.5, vec![0.1, 0.2, 0.3, 0.6]);
+        assert!((n.level.value - 0.3).abs() < 1e-12);
+        assert_eq!(n.p_value, 2.0 / 5.0);
+        let shuffles = permuted(&[1, 2, 3, 4], 50, 7);
+        assert_eq!(shuffles, permuted(&[1, 2, 3, 4], 50, 7));
+        assert!(shuffles.iter().all(|l| {
+            let mut s = l.clone();
+            s.sort();
+            s == [1, 2, 3, 4]
+        }));
+        assert!(shuffles.iter().any(|l| l != &[1, 2, 3, 4]));
+    }
 
     #[test]
     fn wilson_interval_matches_the_published_formula() {
