@@ -267,7 +267,8 @@ fn read_checkpoint(
 /// The part of the audit `shard` owns: its probe units and, on the first shard, the
 /// perplexities. Pair benchmarks are added by the caller (`AuditPart::benchmark_files` and
 /// `benchmarks`). With a checkpoint, each template probed is saved to it (atomically) as it
-/// finishes, and a resumed run probes only the templates it lacks.
+/// finishes, and a resumed run probes only the templates it lacks. `stop_requested` is polled
+/// after each template: `true` ends the run with `Error::Interrupted` (the checkpoint kept).
 #[allow(clippy::too_many_arguments)]
 pub fn run_part(
     model: &dyn Backend,
@@ -278,6 +279,7 @@ pub fn run_part(
     cfg: &AuditConfig,
     shard: Shard,
     checkpoint: Option<Checkpoint>,
+    stop_requested: &dyn Fn() -> bool,
 ) -> Result<AuditPart> {
     let mut eval: Vec<Template> = templates
         .iter()
@@ -324,6 +326,9 @@ pub fn run_part(
             let json = serde_json::to_string(&saved)
                 .map_err(|e| Error::Invalid(format!("{}: {e}", c.path.display())))?;
             write_atomic(c.path, json.as_bytes())?;
+        }
+        if stop_requested() {
+            return Err(Error::Interrupted);
         }
         Ok(())
     };

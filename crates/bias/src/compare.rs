@@ -15,6 +15,7 @@ use crate::probe::SampleRecord;
 use crate::stats::{bootstrap, percentile_interval, Estimate};
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Gates {
     /// The after bias score must be at most this.
     pub max_bias: Option<f64>,

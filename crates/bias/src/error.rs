@@ -15,6 +15,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// The caller asked the run to stop between units of work.
+    #[error("interrupted")]
+    Interrupted,
+
     #[error(transparent)]
     Model(#[from] fairlm_model::Error),
 

@@ -226,7 +226,7 @@ fn run_holistic(h: HolisticArgs) -> Result<()> {
             )
         }
     );
-    let scoring = crate::engine::ScoringModel::open(&a.model, &a.served, a.out.as_deref())?;
+    let scoring = crate::engine::open_model(&a.model, &a.served, a.out.as_deref())?;
     let (model, tokenizer, record) = (
         scoring.scorer(),
         scoring.tokenizer(),
@@ -276,7 +276,7 @@ fn run_bold(b: BoldArgs) -> Result<()> {
     let a = &b.common;
     let (all, skipped) = bold::read_bold(&a.file, a.strict)?;
     report_skipped(&a.file, &skipped);
-    let lexicon = crate::mitigate::lexicon(&b.lexicon, &[])?;
+    let lexicon = fairlm_pipeline::model::lexicon(b.lexicon.as_deref(), &[])?;
     let baseline: Option<bold::BoldResults> =
         b.baseline.as_deref().map(read_baseline).transpose()?;
     let per_group = (b.per_group > 0).then_some(b.per_group);
@@ -298,7 +298,7 @@ fn run_bold(b: BoldArgs) -> Result<()> {
         batch_size: a.batch_size,
         tau: b.tau,
     };
-    let scoring = crate::engine::ScoringModel::open(&a.model, &a.served, a.out.as_deref())?;
+    let scoring = crate::engine::open_model(&a.model, &a.served, a.out.as_deref())?;
     let (model, tokenizer, record) = (
         scoring.scorer(),
         scoring.tokenizer(),
@@ -366,7 +366,7 @@ fn run_bbq(b: BbqArgs) -> Result<()> {
         }
     );
     let baseline: Option<bbq::BbqResults> = b.baseline.as_deref().map(read_baseline).transpose()?;
-    let scoring = crate::engine::ScoringModel::open(&a.model, &a.served, a.out.as_deref())?;
+    let scoring = crate::engine::open_model(&a.model, &a.served, a.out.as_deref())?;
     let (model, tokenizer, record) = (
         scoring.scorer(),
         scoring.tokenizer(),
@@ -416,7 +416,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     // Read and check the file before loading the model: bad input fails fast.
     let (input, mut skipped) = pairs::read_benchmark(name, &a.file, a.strict)?;
     report_skipped(&a.file, &skipped);
-    let scoring = crate::engine::ScoringModel::open(&a.model, &a.served, a.out.as_deref())?;
+    let scoring = crate::engine::open_model(&a.model, &a.served, a.out.as_deref())?;
     let model = scoring.scorer();
     let (input, overlong) = input.drop_overlong(
         scoring.tokenizer(),

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fairlm_model::backend::{Backend, Local};
 use fairlm_model::generate::{BatchPlan, SamplingConfig};
-use fairlm_model::score::{sliding_logprobs, ScoreItem, TextScore};
-use fairlm_model::served::{ServedModel, ServedOptions};
+use fairlm_model::score::sliding_logprobs;
 use fairlm_model::{fetch, Checkpoint, NumericPath};
+use fairlm_pipeline::model::{ModelSpec, ScoringModel, ServedSpec};
+use fairlm_pipeline::{Observer, RequestCounts, ScoreConfig};
 
 /// The held-out English text written for this project (quality check; never trained on).
 pub const HELDOUT: &str = include_str!("../../../data/heldout.txt");
@@ -18,17 +18,12 @@ pub const HELDOUT: &str = include_str!("../../../data/heldout.txt");
 pub struct ModelArgs {
     /// `smollm2` (the default model, fetched if missing), a GGUF file, or a Hugging Face
     /// directory with config.json and *.safetensors.
-    #[arg(long, default_value = fetch::DEFAULT_MODEL)]
+    #[arg(long, default_value = fairlm_pipeline::DEFAULT_MODEL)]
     pub model: String,
     /// Numeric path: `f32` (weights dequantized; matches transformers; fastest here for
     /// batched work) or `quantized` (GGUF blocks as stored; matches llama.cpp).
     #[arg(long, default_value = "f32")]
     pub dtype: NumericPath,
-}
-
-/// `--model http://…` or `https://…`: a served model.
-pub fn is_url(model: &str) -> bool {
-    model.starts_with("http://") || model.starts_with("https://")
 }
 
 /// How to reach a served model (`--model http(s)://HOST:PORT/v1`). `Default` is for models
@@ -43,13 +38,13 @@ pub struct ServedArgs {
     #[arg(value_parser = crate::args::path, long)]
     pub tokenizer: Option<PathBuf>,
     /// With a served model: requests in flight at once.
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 8)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = ServedSpec::default().concurrency)]
     pub concurrency: usize,
     /// With a served model: seconds to wait for one answer.
-    #[arg(value_parser = crate::args::positive, allow_hyphen_values = true, long, default_value_t = 300.0)]
+    #[arg(value_parser = crate::args::positive, allow_hyphen_values = true, long, default_value_t = ServedSpec::default().timeout_s)]
     pub timeout: f64,
     /// With a served model: retries of one request after a connection error, 429 or 5xx.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = ServedSpec::default().max_retries)]
     pub max_retries: u32,
     /// With a served model: a directory that keeps every answer by request, so that a rerun
     /// (or a run started again after it was stopped) sends only what was not answered
@@ -58,240 +53,55 @@ pub struct ServedArgs {
     pub cache: Option<PathBuf>,
 }
 
-/// A model to score with: loaded here, or behind a server.
-pub enum ScoringModel {
-    Local {
-        checkpoint: Box<Checkpoint>,
-        model: Box<dyn fairlm_model::CausalLm>,
-        record: fairlm_bias::audit::ModelRecord,
-    },
-    Served {
-        model: Box<ServedModel>,
-        record: fairlm_bias::audit::ModelRecord,
-        /// Prints the client's progress line while the model is open.
-        _progress: RequestProgress,
-    },
-}
+/// The CLI's observer of long runs: a served model's request counts on stderr, when stderr is
+/// a terminal (as the progress bars are drawn).
+pub struct Terminal;
 
-/// A thread that prints a served model's request counts to stderr every `EVERY` while
-/// anything changes (requests answered and from the cache, in flight, retries, tokens/s),
-/// when stderr is a terminal (as the progress bars are drawn); stopped when dropped.
-pub struct RequestProgress {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RequestProgress {
-    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-    fn start(url: String, stats: std::sync::Arc<fairlm_model::served::RequestStats>) -> Self {
+impl Observer for Terminal {
+    fn requests(&self, url: &str, c: &RequestCounts) {
         use std::io::IsTerminal;
-        use std::sync::atomic::Ordering::Relaxed;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        if !std::io::stderr().is_terminal() {
-            return RequestProgress {
-                stop: None,
-                thread: None,
-            };
-        }
-        let thread = std::thread::spawn(move || {
-            let mut last = (0, 0, 0, 0);
-            let mut last_tokens = 0;
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(Self::EVERY)
-            {
-                let now = (
-                    stats.answered.load(Relaxed),
-                    stats.cached.load(Relaxed),
-                    stats.in_flight.load(Relaxed),
-                    stats.retries.load(Relaxed),
-                );
-                let tokens = stats.tokens.load(Relaxed);
-                if now == last && tokens == last_tokens {
-                    continue;
-                }
-                eprintln!(
-                    "fairlm: {url}: {} requests answered, {} from the cache, {} in flight, {} retries, {:.0} tok/s",
-                    now.0,
-                    now.1,
-                    now.2,
-                    now.3,
-                    (tokens - last_tokens) as f64 / Self::EVERY.as_secs_f64()
-                );
-                (last, last_tokens) = (now, tokens);
-            }
-        });
-        RequestProgress {
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for RequestProgress {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl ScoringModel {
-    /// The model `m` names; a served one keeps its answers in `--cache`, else in
-    /// `out`/requests when the command writes to `out`.
-    pub fn open(m: &ModelArgs, s: &ServedArgs, out: Option<&Path>) -> Result<Self> {
-        if !is_url(&m.model) {
-            let path = fetch::resolve(&m.model)?;
-            let checkpoint = m.open()?;
-            let model = checkpoint.build()?;
-            let record = model_record(&path, model.as_ref())?;
-            return Ok(ScoringModel::Local {
-                checkpoint: Box::new(checkpoint),
-                model,
-                record,
-            });
-        }
-        let Some(tokenizer_path) = &s.tokenizer else {
-            bail!(
-                "{}: a served model needs --tokenizer (a GGUF file, a tokenizer.json, or a model directory)",
-                m.model
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "fairlm: {url}: {} requests answered, {} from the cache, {} in flight, {} retries, {:.0} tok/s",
+                c.answered, c.cached, c.in_flight, c.retries, c.tokens_per_second
             );
-        };
-        let tokenizer = fairlm_model::Tokenizer::from_path(tokenizer_path)?;
-        let api_key = ["FAIRLM_API_KEY", "OPENAI_API_KEY"]
-            .iter()
-            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
-        let model = ServedModel::connect(
-            &m.model,
-            tokenizer,
-            ServedOptions {
-                name: s.served_name.clone(),
-                concurrency: s.concurrency,
-                timeout: std::time::Duration::from_secs_f64(s.timeout),
-                max_retries: s.max_retries,
-                api_key,
-                cache: s.cache.clone().or_else(|| out.map(|o| o.join("requests"))),
-            },
-        )?;
-        let tokenizer_sha256 = model_sha256(tokenizer_path)?;
-        let description = model.description().clone();
-        let text = |key: &str| {
-            description
-                .get(key)
-                .and_then(|v| v.as_str())
-                .unwrap_or("served")
-                .to_string()
-        };
-        let record = fairlm_bias::audit::ModelRecord {
-            path: model.url().to_string(),
-            sha256: tokenizer_sha256.clone(),
-            architecture: text("architecture"),
-            numeric_path: text("numeric_path"),
-            served: Some(fairlm_bias::audit::ServedRecord {
-                url: model.url().to_string(),
-                name: model.name().to_string(),
-                description,
-                tokenizer: tokenizer_path.display().to_string(),
-                tokenizer_sha256,
-            }),
-        };
-        let progress = RequestProgress::start(model.url().to_string(), model.stats());
-        Ok(ScoringModel::Served {
-            model: Box::new(model),
-            record,
-            _progress: progress,
-        })
-    }
-
-    pub fn scorer(&self) -> Box<dyn Backend + '_> {
-        match self {
-            ScoringModel::Local { model, .. } => Box::new(Local(model.as_ref())),
-            ScoringModel::Served { model, .. } => Box::new(model.as_ref()),
-        }
-    }
-
-    pub fn tokenizer(&self) -> &fairlm_model::Tokenizer {
-        match self {
-            ScoringModel::Local { checkpoint, .. } => &checkpoint.tokenizer,
-            ScoringModel::Served { model, .. } => model.tokenizer(),
-        }
-    }
-
-    pub fn record(&self) -> &fairlm_bias::audit::ModelRecord {
-        match self {
-            ScoringModel::Local { record, .. } | ScoringModel::Served { record, .. } => record,
         }
     }
 }
 
-/// What results files record about the model: its path, file hash and numeric path.
-pub fn model_record(
-    path: &Path,
-    model: &dyn fairlm_model::CausalLm,
-) -> Result<fairlm_bias::audit::ModelRecord> {
-    Ok(fairlm_bias::audit::ModelRecord {
-        path: path.display().to_string(),
-        sha256: model_sha256(path)?,
-        architecture: model.info().architecture.clone(),
-        numeric_path: model.info().numeric_path.clone(),
-        served: None,
-    })
-}
-
-/// The sha256 of a model file; of a Hugging Face directory, the sha256 of its config.json and
-/// weight files' names and hashes (what identifies the model, not the directory's path).
-pub fn model_sha256(path: &Path) -> Result<String> {
-    if path.is_file() {
-        return Ok(fetch::sha256_file(path)?);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| path.display().to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().is_some_and(|n| n == "config.json")
-                || p.extension().is_some_and(|x| x == "safetensors")
-        })
-        .collect();
-    files.sort();
-    let listing: String = files
-        .iter()
-        .map(|f| {
-            let name = f.file_name().unwrap_or_default().to_string_lossy();
-            Ok(format!("{name} {}\n", fetch::sha256_file(f)?))
-        })
-        .collect::<Result<_>>()?;
-    Ok(fetch::sha256_bytes(listing.as_bytes()))
+/// The model `m` names, for scoring; a served one keeps its answers in `--cache`, else in
+/// `out`/requests when the command writes to `out`.
+pub fn open_model(m: &ModelArgs, s: &ServedArgs, out: Option<&Path>) -> Result<ScoringModel> {
+    Ok(ScoringModel::open(
+        &m.spec(),
+        &s.spec(),
+        out,
+        std::sync::Arc::new(Terminal),
+    )?)
 }
 
 impl ModelArgs {
-    pub fn open(&self) -> Result<Checkpoint> {
-        if is_url(&self.model) {
-            bail!(
-                "{}: this command needs the model's weights; served models are taken by audit, merge, score, generate, perplexity and bench",
-                self.model
-            );
+    pub fn spec(&self) -> ModelSpec {
+        ModelSpec {
+            model: self.model.clone(),
+            dtype: self.dtype,
         }
-        let path = fetch::resolve(&self.model)?;
-        Ok(Checkpoint::open(&path, self.dtype)?)
+    }
+
+    pub fn open(&self) -> Result<Checkpoint> {
+        Ok(self.spec().checkpoint()?)
     }
 }
 
-/// The token that precedes a text when it is scored: `auto` (the model's `<|endoftext|>`),
-/// `none`, or an id.
-fn context_ids(tokenizer: &fairlm_model::Tokenizer, spec: &str) -> Result<Vec<u32>> {
-    match spec {
-        "auto" => Ok(tokenizer.document_start().into_iter().collect()),
-        "none" => Ok(Vec::new()),
-        id => {
-            let id: u32 = id
-                .parse()
-                .with_context(|| format!("--context-token: `{id}` is not auto, none or an id"))?;
-            let vocab = tokenizer.vocab_size();
-            if id as usize >= vocab {
-                bail!("--context-token: {id} is not a token id of this model (its vocabulary has {vocab})");
-            }
-            Ok(vec![id])
+impl ServedArgs {
+    pub fn spec(&self) -> ServedSpec {
+        ServedSpec {
+            name: self.served_name.clone(),
+            tokenizer: self.tokenizer.clone(),
+            concurrency: self.concurrency,
+            timeout_s: self.timeout,
+            max_retries: self.max_retries,
+            cache: self.cache.clone(),
         }
     }
 }
@@ -324,66 +134,30 @@ pub struct ScoreArgs {
     #[command(flatten)]
     pub served: ServedArgs,
     /// Context token before each text: auto (<|endoftext|>), none, or an id.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value_t = ScoreConfig::default().context_token)]
     pub context_token: String,
     /// Include per-token ids and log-probabilities.
     #[arg(long)]
     pub per_token: bool,
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 16)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = ScoreConfig::default().batch_size)]
     pub batch_size: usize,
-}
-
-#[derive(serde::Serialize)]
-struct ScoreLine<'a> {
-    text: &'a str,
-    logprob_sum: f64,
-    logprob_mean: f64,
-    n_tokens: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_ids: Option<&'a [u32]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_logprobs: Option<&'a [f64]>,
 }
 
 pub fn score(a: ScoreArgs) -> Result<()> {
     let texts = texts_from(&a.texts, &a.file)?;
-    let scoring = ScoringModel::open(&a.model, &a.served, None)?;
-    let ctx = context_ids(scoring.tokenizer(), &a.context_token)?;
-    let mut items = Vec::with_capacity(texts.len());
-    let mut ids_all = Vec::with_capacity(texts.len());
-    for (i, t) in texts.iter().enumerate() {
-        let ids = scoring
-            .tokenizer()
-            .encode(t)
-            .with_context(|| format!("text {}", i + 1))?;
-        if ids.is_empty() || (ctx.is_empty() && ids.len() < 2) {
-            bail!("text {} ({t:?}) has no token to score", i + 1);
-        }
-        items.push(if ctx.is_empty() {
-            ScoreItem {
-                tokens: ids.clone(),
-                first_scored: 1,
-            }
-        } else {
-            ScoreItem::after_context(&ctx, &ids)
-        });
-        ids_all.push(ids);
-    }
-    let scores = scoring.scorer().score(&items, a.batch_size, &mut |_| {})?;
+    let cfg = ScoreConfig {
+        model: a.model.model.clone(),
+        dtype: a.model.dtype,
+        served: a.served.spec(),
+        context_token: a.context_token,
+        per_token: a.per_token,
+        batch_size: a.batch_size,
+    };
+    let scores = fairlm_pipeline::score(&texts, &cfg, std::sync::Arc::new(Terminal))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    for ((text, ids), lps) in texts.iter().zip(&ids_all).zip(scores) {
-        let s = TextScore::from_logprobs(lps);
-        let scored_ids = &ids[ids.len() - s.n_tokens..];
-        let line = ScoreLine {
-            text,
-            logprob_sum: s.logprob_sum,
-            logprob_mean: s.logprob_mean,
-            n_tokens: s.n_tokens,
-            token_ids: a.per_token.then_some(scored_ids),
-            token_logprobs: a.per_token.then_some(&s.token_logprobs[..]),
-        };
-        writeln!(out, "{}", serde_json::to_string(&line)?)?;
+    for s in scores {
+        writeln!(out, "{}", serde_json::to_string(&s)?)?;
     }
     Ok(())
 }
@@ -425,7 +199,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
         stop: a.stop.clone(),
     };
     cfg.validate()?;
-    let scoring = ScoringModel::open(&a.model, &a.served, None)?;
+    let scoring = open_model(&a.model, &a.served, None)?;
     let (model, tokenizer) = (scoring.scorer(), scoring.tokenizer());
     let stdout = std::io::stdout();
     for (pi, prompt) in a.prompts.iter().enumerate() {
@@ -485,7 +259,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
         Some(p) => (p.display().to_string(), fairlm_bias::error::read_text(p)?),
         None => ("heldout (embedded)".to_string(), HELDOUT.to_string()),
     };
-    let scoring = ScoringModel::open(&a.model, &a.served, None)?;
+    let scoring = open_model(&a.model, &a.served, None)?;
     let model = scoring.scorer();
     let ids = scoring
         .tokenizer()
@@ -642,7 +416,7 @@ pub fn speed(a: SpeedArgs) -> Result<()> {
 #[derive(Args)]
 pub struct ConvertArgs {
     /// `smollm2`, a GGUF file, or a Hugging Face directory.
-    #[arg(long, default_value = fetch::DEFAULT_MODEL)]
+    #[arg(long, default_value = fairlm_pipeline::DEFAULT_MODEL)]
     pub model: String,
     /// The new Hugging Face directory (config.json, model.safetensors, tokenizer.json).
     #[arg(value_parser = crate::args::path, long)]

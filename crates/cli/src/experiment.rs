@@ -136,7 +136,7 @@ fn agreement_stage(
     model: &ModelArgs,
     name: &str,
 ) -> Result<Option<AuditResults>> {
-    let lexicon = crate::mitigate::lexicon(&a.train.lexicon, &a.train.axes)?;
+    let lexicon = fairlm_pipeline::model::lexicon(a.train.lexicon.as_deref(), &a.train.axes)?;
     let Some(axis) = pronoun_axis(&lexicon) else {
         return Ok(None);
     };
@@ -178,7 +178,7 @@ fn check_provenance(a: &ExperimentArgs) -> Result<()> {
     let now = serde_json::to_value(Provenance {
         fairlm_version: env!("CARGO_PKG_VERSION"),
         dtype: a.model.dtype,
-        model_sha256: crate::engine::model_sha256(&path)?,
+        model_sha256: fairlm_pipeline::model::model_sha256(&path)?,
         quick: a.quick,
         agreement_samples: a.agreement_samples,
         bench: &a.bench,
@@ -296,7 +296,7 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
         before.config.bootstrap_resamples,
         seed,
     )?;
-    let lexicon = crate::mitigate::lexicon(&a.train.lexicon, &a.train.axes)?;
+    let lexicon = fairlm_pipeline::model::lexicon(a.train.lexicon.as_deref(), &a.train.axes)?;
     let agreement = |audit: &Option<AuditResults>| {
         audit
             .as_ref()

@@ -128,18 +128,6 @@ pub struct TrainArgs {
     pub give_prompts: bool,
 }
 
-/// The built-in lexicon, extended by `extra` and limited to `axes` (audit, mitigate, experiment).
-pub fn lexicon(extra: &Option<PathBuf>, axes: &[String]) -> Result<Lexicon> {
-    let mut lexicon = Lexicon::default_lexicon()?;
-    if let Some(p) = extra {
-        lexicon.extend(Lexicon::from_file(p)?);
-    }
-    if !axes.is_empty() {
-        lexicon.select(axes)?;
-    }
-    Ok(lexicon)
-}
-
 fn default_attributes() -> Vec<String> {
     let Ok(a) = fairlm_bias::detectors::Attributes::default_attributes() else {
         return Vec::new();
@@ -274,7 +262,7 @@ pub fn mitigate(a: &MitigateArgs) -> Result<(TrainReport, PathBuf)> {
     }
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let lexicon = lexicon(&a.train.lexicon, &a.train.axes)?;
+    let lexicon = fairlm_pipeline::model::lexicon(a.train.lexicon.as_deref(), &a.train.axes)?;
     let ck = a.model.open()?;
     // Checked against the model before the corpus's minutes of sampling.
     if let fairlm_train::params::Mode::LastK(k) = cfg.mode {

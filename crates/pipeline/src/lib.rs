@@ -1,0 +1,66 @@
+//! fairlm's runs as a library, above the measures (`fairlm_bias`) and below the front ends
+//! (the `fairlm` binary and the Python package): typed, serde configs with the defaults of
+//! every front end (`Default`), the model a config names opened locally or behind a server,
+//! the audit with its output files, checkpoint, shards and merge, and scoring of texts.
+//! Nothing here prints: a run reports to an [`Observer`], which is also how a caller stops it.
+
+// No unwrap/expect outside tests: a user's input must not be able to make fairlm panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod audit;
+pub mod error;
+pub mod model;
+pub mod score;
+
+pub use audit::{audit, AuditConfig};
+pub use error::{Error, Result};
+pub use model::{ModelSpec, ScoringModel, ServedSpec};
+pub use score::{score, ScoreConfig, ScoredText};
+
+use fairlm_model::served::RequestStats;
+
+/// What a long run tells its caller while it works, and how the caller stops it. Every method
+/// has a default that does nothing, so an observer implements what it shows.
+pub trait Observer: Send + Sync {
+    /// A served model's request counts, every few seconds while they change.
+    fn requests(&self, _url: &str, _counts: &RequestCounts) {}
+    /// Polled between units of work (a probe template); `true` ends the run with
+    /// [`Error::Interrupted`], its checkpoint holding what was done.
+    fn stop_requested(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that shows nothing and never stops a run.
+pub struct Quiet;
+
+impl Observer for Quiet {}
+
+/// A served model's requests so far, and the tokens per second of the last interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestCounts {
+    pub answered: u64,
+    pub cached: u64,
+    pub in_flight: u64,
+    pub retries: u64,
+    pub tokens_per_second: f64,
+}
+
+impl RequestCounts {
+    fn read(stats: &RequestStats, last_tokens: &mut u64, seconds: f64) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let tokens = stats.tokens.load(Relaxed);
+        let rate = (tokens - *last_tokens) as f64 / seconds;
+        *last_tokens = tokens;
+        RequestCounts {
+            answered: stats.answered.load(Relaxed),
+            cached: stats.cached.load(Relaxed),
+            in_flight: stats.in_flight.load(Relaxed),
+            retries: stats.retries.load(Relaxed),
+            tokens_per_second: rate,
+        }
+    }
+}
+
+/// The default model's name: `smollm2`, fetched on first use.
+pub const DEFAULT_MODEL: &str = fairlm_model::fetch::DEFAULT_MODEL;

@@ -1,0 +1,92 @@
+"""fairlm from Python: audit a language model for social bias, score texts, compare runs.
+
+Every function takes the options of the matching ``fairlm`` command as keyword arguments
+(``--max-bias-ratio`` is ``max_bias_ratio``), with the same defaults, and returns the content
+of the file the command writes, as plain dicts and lists. Errors are raised as the classes
+below, with the message the command prints after ``fairlm: error:``.
+
+    import fairlm
+    results = fairlm.audit(model="smollm2", quick=True, seed=0)
+    print(results["probe"]["bias_score"])
+"""
+
+import json
+import os
+
+from . import _fairlm
+from ._fairlm import ConfigError, DataError, Error, ModelError
+
+__version__ = _fairlm.__version__
+__all__ = [
+    "audit",
+    "score",
+    "compare",
+    "Error",
+    "DataError",
+    "ModelError",
+    "ConfigError",
+]
+
+
+def _fspath(value):
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _config(options):
+    """The JSON config of a run: options left as None take the library's defaults."""
+    return json.dumps({k: _fspath(v) for k, v in options.items() if v is not None})
+
+
+def audit(model="smollm2", *, quick=False, seed=0, out=None, resume=False, **options):
+    """Runs ``fairlm audit``: the counterfactual probe, perplexity and any pair benchmarks.
+
+    ``model`` is ``"smollm2"`` (the default model), a GGUF file, a Hugging Face directory or a
+    served model's URL. Further options: ``samples``, ``tau``, ``axes`` (a list), ``lexicon``,
+    ``templates``, ``bootstrap``, ``text``, ``crows``, ``stereoset``, ``dtype``, ``served``
+    (a dict: ``tokenizer``, ``name``, ``concurrency``, ``timeout_s``, ``max_retries``,
+    ``cache``). With ``out`` (a directory) the command's files are written there, and
+    ``resume=True`` continues an audit stopped there. Returns results.json as a dict.
+    Ctrl-C stops the audit after the template it is probing.
+    """
+    config = _config(dict(options, model=model, quick=quick, seed=seed))
+    out = None if out is None else os.fspath(out)
+    return json.loads(_fairlm.audit(config, out, resume))
+
+
+def score(texts, model="smollm2", **options):
+    """Log-probability of each text (``fairlm score``): a list of dicts with ``text``,
+    ``logprob_sum``, ``logprob_mean`` and ``n_tokens`` (and ``token_ids``,
+    ``token_logprobs`` with ``per_token=True``). Options: ``context_token`` (``"auto"``,
+    ``"none"`` or an id as a string), ``batch_size``, ``dtype``, ``served``."""
+    if isinstance(texts, str):
+        texts = [texts]
+    return json.loads(_fairlm.score(list(texts), _config(dict(options, model=model))))
+
+
+def _results_json(value, which):
+    if isinstance(value, dict):
+        return json.dumps(value)
+    path = os.fspath(value)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def compare(before, after, *, resamples=1000, seed=0, **gates):
+    """``fairlm compare``: every headline metric before and after with a paired bootstrap 95%
+    CI of its change, and the gates given (``max_bias``, ``max_bias_ratio``,
+    ``max_ppl_increase``, ``min_lms``). ``before`` and ``after`` are results.json paths or
+    the dicts ``audit`` returns. Returns ``{"rows": [...], "gates": [...], "passed": bool}``."""
+    comparison = json.loads(
+        _fairlm.compare(
+            _results_json(before, "before"),
+            _results_json(after, "after"),
+            _config(gates),
+            resamples,
+            seed,
+        )
+    )
+    comparison["passed"] = all(g["passed"] for g in comparison["gates"])
+    return comparison

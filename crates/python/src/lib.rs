@@ -1,0 +1,144 @@
+//! The `fairlm._fairlm` extension module. Each function takes its run's config as JSON — the
+//! Python layer (`python/fairlm/__init__.py`) builds it from keyword arguments, and the
+//! library's `Default` fills what is not given, as for the CLI — and returns the results as
+//! JSON, the content of the file the CLI writes. Long runs release the GIL and stop at their
+//! next unit of work on Ctrl-C (KeyboardInterrupt), their checkpoint kept.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use fairlm_bias::audit::AuditResults;
+use fairlm_bias::compare::Gates;
+use fairlm_pipeline::audit::Output;
+use fairlm_pipeline::{AuditConfig, ScoreConfig};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
+use pyo3::prelude::*;
+
+create_exception!(
+    _fairlm,
+    Error,
+    PyException,
+    "A fairlm error; its message is the line the CLI prints after `fairlm: error: `."
+);
+create_exception!(
+    _fairlm,
+    DataError,
+    Error,
+    "A data file is wrong (the message names the file and, where it has one, the line)."
+);
+create_exception!(
+    _fairlm,
+    ModelError,
+    Error,
+    "The model cannot be opened or computed with (a file, a config, a server's answer)."
+);
+create_exception!(
+    _fairlm,
+    ConfigError,
+    Error,
+    "Settings that cannot run: an unknown option, a value out of range, options that conflict."
+);
+
+fn to_py(e: fairlm_pipeline::Error) -> PyErr {
+    use fairlm_pipeline::Error as E;
+    let message = e.to_string();
+    match e {
+        E::Data(_) | E::File { .. } => DataError::new_err(message),
+        E::Model(_) => ModelError::new_err(message),
+        E::Config(_) => ConfigError::new_err(message),
+        E::Interrupted => PyKeyboardInterrupt::new_err(message),
+    }
+}
+
+/// A config from its JSON; an unknown or mistyped option is a `ConfigError` naming it.
+fn config<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> PyResult<T> {
+    serde_json::from_str(json).map_err(|e| ConfigError::new_err(format!("{what}: {e}")))
+}
+
+fn to_json(value: &impl serde::Serialize) -> PyResult<String> {
+    serde_json::to_string(value).map_err(|e| Error::new_err(e.to_string()))
+}
+
+/// Stops a run at its next unit of work when Python has a signal to handle (Ctrl-C): the run
+/// holds no GIL, so the handler runs when this asks for it.
+struct PythonSignals;
+
+impl fairlm_pipeline::Observer for PythonSignals {
+    fn stop_requested(&self) -> bool {
+        Python::attach(|py| py.check_signals().is_err())
+    }
+}
+
+/// The audit `config` (AuditConfig as JSON) describes; its results.json as JSON. With `out`,
+/// the files `fairlm audit --out` writes are written there, and `resume` continues an audit
+/// stopped there.
+#[pyfunction]
+#[pyo3(signature = (config_json, out=None, resume=false))]
+fn audit(
+    py: Python<'_>,
+    config_json: &str,
+    out: Option<PathBuf>,
+    resume: bool,
+) -> PyResult<String> {
+    let cfg: AuditConfig = config("audit", config_json)?;
+    let output = Output { dir: out, resume };
+    let results = py
+        .detach(|| fairlm_pipeline::audit(&cfg, &output, Arc::new(PythonSignals)))
+        .map_err(to_py)?;
+    to_json(&results)
+}
+
+/// Each text's log-probability under the model `config` (ScoreConfig as JSON) names; a JSON
+/// list of the objects `fairlm score` prints.
+#[pyfunction]
+fn score(py: Python<'_>, texts: Vec<String>, config_json: &str) -> PyResult<String> {
+    let cfg: ScoreConfig = config("score", config_json)?;
+    let scores = py
+        .detach(|| fairlm_pipeline::score(&texts, &cfg, Arc::new(PythonSignals)))
+        .map_err(to_py)?;
+    to_json(&scores)
+}
+
+/// An audit's results from the JSON of a results.json, checked as `fairlm compare` checks it.
+fn results(which: &str, json: &str) -> PyResult<AuditResults> {
+    let r: AuditResults = serde_json::from_str(json)
+        .map_err(|e| DataError::new_err(format!("{which}: not an audit results.json: {e}")))?;
+    r.check()
+        .map_err(|reason| DataError::new_err(format!("{which}: {reason}")))?;
+    Ok(r)
+}
+
+/// Before/after comparison of two audits' results (JSON) under `gates` (JSON): the table's
+/// rows with paired bootstrap CIs, and each gate's verdict.
+#[pyfunction]
+#[pyo3(signature = (before, after, gates, resamples=1000, seed=0))]
+fn compare(
+    py: Python<'_>,
+    before: &str,
+    after: &str,
+    gates: &str,
+    resamples: usize,
+    seed: u64,
+) -> PyResult<String> {
+    let (before, after) = (results("before", before)?, results("after", after)?);
+    let gates: Gates = config("gates", gates)?;
+    let comparison = py
+        .detach(|| fairlm_bias::compare::compare(&before, &after, &gates, resamples, seed))
+        .map_err(|e| to_py(e.into()))?;
+    to_json(&comparison)
+}
+
+#[pymodule]
+fn _fairlm(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(audit, m)?)?;
+    m.add_function(wrap_pyfunction!(score, m)?)?;
+    m.add_function(wrap_pyfunction!(compare, m)?)?;
+    let py = m.py();
+    m.add("Error", py.get_type::<Error>())?;
+    m.add("DataError", py.get_type::<DataError>())?;
+    m.add("ModelError", py.get_type::<ModelError>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
