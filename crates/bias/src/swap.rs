@@ -260,7 +260,8 @@ impl AxisSwapper {
         !before.is_some_and(|w| PREDICATE_WORDS.contains(&w.as_str()))
     }
 
-    /// Pronoun case for a [female, male] axis: her/him/his/hers.
+    /// Pronoun case for a [female, male] axis (the forms of [`PRONOUN_FORMS`] the lexicon's
+    /// rows leave to morphology): her/him/his/hers.
     fn pronoun(
         &self,
         from: usize,
@@ -283,6 +284,14 @@ impl AxisSwapper {
         }
     }
 }
+
+/// The English third-person pronouns of a [female, male] axis, every case: what a pronoun axis
+/// swaps (she/he and herself/himself by the lexicon's rows, the rest by [`AxisSwapper`]'s
+/// morphology) and what pronoun agreement reads.
+pub const PRONOUN_FORMS: [[&str; 4]; 2] = [
+    ["she", "her", "hers", "herself"],
+    ["he", "him", "his", "himself"],
+];
 
 /// Whether `words[i]` modifies the word after it ("Muslim leaders"), as opposed to standing
 /// alone before punctuation, a function word or a verb ("a Muslim who", "the Muslim prayed").

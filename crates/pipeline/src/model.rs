@@ -225,20 +225,16 @@ impl RequestReporter {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let mut last_tokens = 0;
-            let mut last: Option<RequestCounts> = None;
+            let mut last = (0, 0, 0, 0);
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 stopped.recv_timeout(Self::EVERY)
             {
                 let now = RequestCounts::read(&stats, &mut last_tokens, Self::EVERY.as_secs_f64());
-                let changed = last.is_none_or(|l| {
-                    (l.answered, l.cached, l.in_flight, l.retries)
-                        != (now.answered, now.cached, now.in_flight, now.retries)
-                        || now.tokens_per_second > 0.0
-                });
-                if changed {
+                let counts = (now.answered, now.cached, now.in_flight, now.retries);
+                if counts != last || now.tokens_per_second > 0.0 {
                     observer.requests(&url, &now);
                 }
-                last = Some(now);
+                last = counts;
             }
         });
         RequestReporter {

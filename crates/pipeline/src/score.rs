@@ -59,13 +59,13 @@ fn context_ids(tokenizer: &fairlm_model::Tokenizer, spec: &str) -> Result<Vec<u3
         id => {
             let id: u32 = id.parse().map_err(|_| {
                 Error::Config(format!(
-                    "context token: `{id}` is not auto, none or a token id"
+                    "--context-token: `{id}` is not auto, none or an id"
                 ))
             })?;
             let vocab = tokenizer.vocab_size();
             if id as usize >= vocab {
                 return Err(Error::Config(format!(
-                    "context token: {id} is not a token id of this model (its vocabulary has {vocab})"
+                    "--context-token: {id} is not a token id of this model (its vocabulary has {vocab})"
                 )));
             }
             Ok(vec![id])
