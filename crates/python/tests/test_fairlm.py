@@ -99,7 +99,7 @@ def test_ctrl_c_stops_an_audit_that_resumes_to_the_same_results(tmp_path):
     program = (
         "import fairlm, sys\n"
         "try:\n"
-        f"    fairlm.audit(model={TINY!r}, quick=True, samples=12, bootstrap=20, out={str(out)!r})\n"
+        f"    fairlm.audit(model={TINY!r}, quick=True, samples=48, bootstrap=20, out={str(out)!r})\n"
         "except KeyboardInterrupt:\n"
         "    sys.exit(130)\n"
     )
@@ -114,8 +114,8 @@ def test_ctrl_c_stops_an_audit_that_resumes_to_the_same_results(tmp_path):
         pytest.fail("the audit finished before it could be interrupted; make it longer")
     assert child.returncode == 130, stderr
     assert checkpoint.exists() and not (out / "results.json").exists()
-    resumed = fairlm.audit(model=TINY, quick=True, samples=12, bootstrap=20, out=out, resume=True)
-    whole = fairlm.audit(model=TINY, quick=True, samples=12, bootstrap=20)
+    resumed = fairlm.audit(model=TINY, quick=True, samples=48, bootstrap=20, out=out, resume=True)
+    whole = fairlm.audit(model=TINY, quick=True, samples=48, bootstrap=20)
     assert resumed == whole
 
 
