@@ -7,16 +7,20 @@ table of medians and ratios for BENCHMARKS.md.
     cargo build --release
     scripts/reference/.venv/bin/python bench/side_by_side.py [--rounds 3]
     scripts/reference/.venv/bin/python bench/side_by_side.py --train   # the training step
+    scripts/reference/.venv/bin/python bench/side_by_side.py --user    # the paths users run
     scripts/reference/.venv/bin/python bench/side_by_side.py --gguf F.gguf [--gguf G.gguf]
         # other GGUF files of the default model (e.g. the Q4_K_M and Q6_K that
         # scripts/reference/make_arch_fixtures.py --default-model makes): fairlm on both
         # paths and llama.cpp on the same file, beside the default Q4_1
 """
 import argparse
+import csv
 import datetime
 import json
 import os
 import platform
+import re
+import tempfile
 import statistics
 import subprocess
 import time
@@ -39,6 +43,146 @@ def machine():
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def instruction_set():
+    """The x86-64 level /proc/cpuinfo's flags give (what `fairlm speed` reports as detected)."""
+    flags = set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    if "avx512f" in flags:
+        return "x86-64-v4 (AVX-512F)"
+    if {"avx2", "fma"} <= flags:
+        return "x86-64-v3 (AVX2, FMA)"
+    return "below x86-64-v3"
+
+
+def cpu_ticks():
+    """(steal, total) jiffies of /proc/stat's cpu line: a virtual machine's host takes the
+    steal share, and timings taken while it is high are slower than the code is."""
+    try:
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return fields[7], sum(fields)
+    except (OSError, IndexError, ValueError):
+        return 0, 0
+
+
+STEAL_AT_START = cpu_ticks()
+
+
+def steal_share():
+    steal, total = cpu_ticks()
+    d_total = total - STEAL_AT_START[1]
+    return f"{100 * (steal - STEAL_AT_START[0]) / d_total:.0f}% of CPU time stolen by the host during the run" if d_total else "steal unknown"
+
+
+def heldout_sentences():
+    text = " ".join(l.strip() for l in open(ROOT / "data" / "heldout.txt") if l.strip())
+    return [s for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) > 3]
+
+
+def mixed_texts(n):
+    """n texts of 1-4 consecutive held-out sentences (15-150 tokens): a file of mixed length."""
+    sents = heldout_sentences()
+    return [" ".join(sents[(i + j) % len(sents)] for j in range(1 + i % 4)) for i in range(n)]
+
+
+CROWS_TYPES = ["race-color", "socioeconomic", "gender", "disability", "nationality",
+               "sexual-orientation", "physical-appearance", "religion", "age"]
+
+
+def generated_pairs(n):
+    """n CrowS-format pairs made from held-out sentences (the first 8-24 words, and a copy
+    with one word replaced): the lengths of a pair benchmark, none of its content."""
+    sents, out = heldout_sentences(), []
+    for i in range(n):
+        words = sents[i % len(sents)].split()[: 8 + i % 17]
+        j = (i * 7) % len(words)
+        other = words[:j] + [sents[(i + 1) % len(sents)].split()[0].lower()] + words[j + 1:]
+        out.append((" ".join(words), " ".join(other), "stereo", CROWS_TYPES[i % len(CROWS_TYPES)]))
+    return out
+
+
+def hf_score_texts(model, tok, texts, order):
+    """Seconds and tokens for scoring texts (each after <|endoftext|>) in batches of 64,
+    padded with an attention mask, in the given order: what a transformers script does."""
+    bos = tok.convert_tokens_to_ids("<|endoftext|>")
+    ids = [[bos] + tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    idx = list(range(len(ids)))
+    if order == "sorted":
+        idx.sort(key=lambda j: -len(ids[j]))
+    t0, n = time.perf_counter(), 0
+    with torch.no_grad():
+        for i in range(0, len(idx), 64):
+            rows = [ids[j] for j in idx[i:i + 64]]
+            w = max(map(len, rows))
+            x = torch.tensor([r + [0] * (w - len(r)) for r in rows])
+            mask = torch.tensor([[1] * len(r) + [0] * (w - len(r)) for r in rows])
+            lp = torch.log_softmax(model(x, attention_mask=mask).logits[:, :-1].double(), -1)
+            (lp.gather(-1, x[:, 1:, None])[..., 0] * mask[:, 1:]).sum(1)
+            n += int(mask[:, 1:].sum())
+    return n, time.perf_counter() - t0
+
+
+def fairlm_wall(args):
+    t0 = time.perf_counter()
+    out = subprocess.run([str(FAIRLM)] + args, check=True, capture_output=True, text=True).stdout
+    return out, time.perf_counter() - t0
+
+
+def user_paths(hf, tok, rounds):
+    """The paths users run: `score --file` on 640 mixed-length texts (fairlm's marginal rate:
+    the whole file's time less that of its first 64 texts, so model loading cancels), `bench
+    crows` on a generated 1,500-pair CSV (fairlm's whole wall time, loading included, against
+    transformers' scoring of the 3,000 sentences alone), and the quick audit."""
+    tmp = Path(tempfile.mkdtemp(prefix="fairlm-bench-"))
+    texts = mixed_texts(640)
+    (tmp / "all.txt").write_text("\n".join(texts) + "\n")
+    (tmp / "head.txt").write_text("\n".join(texts[:64]) + "\n")
+    pairs = generated_pairs(1500)
+    with open(tmp / "pairs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["", "sent_more", "sent_less", "stereo_antistereo", "bias_type"])
+        for i, p in enumerate(pairs):
+            w.writerow([i, *p])
+    res = {}
+    for r in range(rounds):
+        full, t_full = fairlm_wall(["score", "--file", str(tmp / "all.txt")])
+        head, t_head = fairlm_wall(["score", "--file", str(tmp / "head.txt")])
+        count = lambda out: sum(json.loads(l)["n_tokens"] for l in out.splitlines())
+        res.setdefault("score_file", {}).setdefault("fairlm", []).append(
+            (count(full) - count(head), t_full - t_head))
+        for order in ("file order", "sorted"):
+            res["score_file"].setdefault(f"transformers {order}", []).append(hf_score_texts(hf, tok, texts, order))
+        _, t = fairlm_wall(["bench", "crows", "--file", str(tmp / "pairs.csv")])
+        res.setdefault("crows", {}).setdefault("fairlm", []).append((len(pairs), t))
+        sents = [s for p in pairs for s in p[:2]]
+        for order in ("file order", "sorted"):
+            _, t = hf_score_texts(hf, tok, sents, order)
+            res["crows"].setdefault(f"transformers {order}", []).append((len(pairs), t))
+        _, t = fairlm_wall(["audit", "--quick", "--out", str(tmp / f"audit{r}")])
+        res.setdefault("audit", {}).setdefault("fairlm", []).append((1, t))
+        print(f"round {r + 1}/{rounds} done", flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    print(f"\n{datetime.date.today()} · commit {commit} · {machine()} · {instruction_set()} · 2 threads · median of {rounds} interleaved rounds · {steal_share()}\n")
+    print("| work | fairlm | transformers, file order | transformers, sorted by length | fairlm / transformers (file order, sorted) |")
+    print("|---|---|---|---|---|")
+    med = lambda runs, f: statistics.median(f(n, s) for n, s in runs)
+    sf = res["score_file"]
+    rate = {k: med(v, lambda n, s: n / s) for k, v in sf.items()}
+    print(f"| `score --file`, 640 texts of mixed length, tok/s (fairlm marginal) | {rate['fairlm']:.0f} | "
+          f"{rate['transformers file order']:.0f} | {rate['transformers sorted']:.0f} | "
+          f"{rate['fairlm'] / rate['transformers file order']:.2f}×, {rate['fairlm'] / rate['transformers sorted']:.2f}× |")
+    cr = {k: med(v, lambda n, s: s) for k, v in res["crows"].items()}
+    print(f"| `bench crows`, 1,500 generated pairs, s (fairlm: whole run; transformers: scoring only) | "
+          f"{cr['fairlm']:.1f} | {cr['transformers file order']:.1f} | {cr['transformers sorted']:.1f} | "
+          f"{cr['transformers file order'] / cr['fairlm']:.2f}×, {cr['transformers sorted'] / cr['fairlm']:.2f}× |")
+    print(f"| `audit --quick`, s (whole run) | {med(res['audit']['fairlm'], lambda n, s: s):.1f} | — | — | — |")
 
 
 def fairlm_speed(dtype, batches, model=None):
@@ -129,6 +273,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batches", default="16,32")
     ap.add_argument("--train", action="store_true", help="only the training step, fairlm vs PyTorch")
+    ap.add_argument("--user", action="store_true", help="only the paths users run: score --file, bench crows, the quick audit")
     ap.add_argument("--gguf", action="append", default=[], help="another GGUF of the default model to time")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
@@ -143,6 +288,10 @@ def main():
     path = [l.split("-> ")[1].split(" (")[0] for l in gguf.splitlines() if l.startswith("default:")][0]
     d, name = os.path.split(path)
     hf = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32).eval()
+    if args.user:
+        from transformers import AutoTokenizer
+        user_paths(hf, AutoTokenizer.from_pretrained(d, gguf_file=name), args.rounds)
+        return
     if args.train:
         fl, pt = [], []
         for r in range(args.rounds):
@@ -152,7 +301,7 @@ def main():
             pt += torch_train_step(hf, rep["ids"], 2)
             print(f"round {r + 1}/{args.rounds} done", flush=True)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        print(f"\n{datetime.date.today()} · commit {commit} · {machine()} · 2 threads · median of {len(fl)} steps, {args.rounds} interleaved rounds\n")
+        print(f"\n{datetime.date.today()} · commit {commit} · {machine()} · {instruction_set()} · 2 threads · median of {len(fl)} steps, {args.rounds} interleaved rounds · {steal_share()}\n")
         print("| work | fairlm s | PyTorch s | fairlm / PyTorch time |\n|---|---|---|---|")
         f, t = statistics.median(fl), statistics.median(pt)
         print(f"| train step 8x32 tokens, full fine-tune, AdamW, f32 | {f:.2f} | {t:.2f} | {f / t:.2f}× |")
@@ -190,7 +339,7 @@ def main():
 
     tools = ["fairlm f32", "fairlm Q4_1", "transformers f32", "llama.cpp Q4_1"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    print(f"\n{datetime.date.today()} · commit {commit} · {machine()} · 2 threads · median of {args.rounds} interleaved rounds · llama.cpp without repacked kernels\n")
+    print(f"\n{datetime.date.today()} · commit {commit} · {machine()} · {instruction_set()} · 2 threads · median of {args.rounds} interleaved rounds · llama.cpp without repacked kernels · {steal_share()}\n")
     print("| work | " + " | ".join(f"{t} tok/s" for t in tools) + " | fairlm best / transformers | fairlm best / llama.cpp |")
     print("|---" * (len(tools) + 3) + "|")
     for key, work in names.items():

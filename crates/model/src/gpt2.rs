@@ -109,6 +109,8 @@ struct Block {
 
 pub struct Gpt2 {
     wte: Tensor,
+    /// The tied output layer (wte, laid out once for the product; see `Linear::dense`).
+    lm_head: Linear,
     wpe: Tensor,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
@@ -151,8 +153,10 @@ impl Gpt2 {
                 mlp_proj: conv1d(w, &format!("{p}.mlp.c_proj"), inner, e)?,
             });
         }
+        let wte = w.get("transformer.wte.weight", &[cfg.vocab_size, e])?;
         Ok(Gpt2 {
-            wte: w.get("transformer.wte.weight", &[cfg.vocab_size, e])?,
+            lm_head: Linear::dense(wte.clone(), None)?,
+            wte,
             wpe: w.get("transformer.wpe.weight", &[cfg.n_positions, e])?,
             blocks,
             ln_f: LayerNorm::new(w, "transformer.ln_f", e)?,
@@ -245,11 +249,6 @@ impl CausalLm for Gpt2 {
     }
 
     fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Linear::Dense {
-            weight: self.wte.clone(),
-            bias: None,
-            in_out: false,
-        }
-        .forward(hidden)
+        self.lm_head.forward(hidden)
     }
 }

@@ -441,11 +441,7 @@ impl Llama {
             // Tied output on the quantized path: the embedding's own blocks, as llama.cpp does.
             w.linear("model.embed_tokens", cfg.vocab_size, h, false)?
         } else {
-            Linear::Dense {
-                weight: embed.clone(),
-                bias: None,
-                in_out: false,
-            }
+            Linear::dense(embed.clone(), None)?
         };
         if !cfg.tie_word_embeddings && !w.contains("lm_head.weight") {
             // Tying silently would score with a matrix the model was not trained with.

@@ -191,6 +191,27 @@ pub enum Linear {
 }
 
 impl Linear {
+    /// A dense layer from a PyTorch-layout weight ([out, in]). A weight that is not being
+    /// trained is stored transposed ([in, out], contiguous) once here: gemm computes
+    /// `x · Wᵀ` as `(W · xᵀ)ᵀ`, and with W row-major it re-packs the whole weight matrix on
+    /// every call — most of a decoding step's time for the few rows sampling feeds it. With
+    /// the [in, out] copy the packed operand is already column-major and is read in place.
+    /// A `Var` keeps its layout: the optimiser updates it in place, and a copy would go stale.
+    pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        if weight.is_variable() {
+            return Ok(Linear::Dense {
+                weight,
+                bias,
+                in_out: false,
+            });
+        }
+        Ok(Linear::Dense {
+            weight: weight.t()?.contiguous()?,
+            bias,
+            in_out: true,
+        })
+    }
+
     pub fn quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
         if let Some(matrix) = Q4_1Matrix::from_qtensor(&weight)? {
             return Ok(Linear::Q4_1 {

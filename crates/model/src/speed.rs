@@ -9,6 +9,32 @@ use crate::lm::CausalLm;
 use crate::score::{score_items, ScoreItem};
 use crate::tokenizer::Tokenizer;
 
+/// The x86-64 level this CPU offers and so the one the f32 matrix products (gemm, built with
+/// its `x86-v4` kernels) and fairlm's own AVX2 kernels take, detected at run time; the bf16
+/// dot-product extension, when present (the f32 path does not use it), named after it.
+/// "other" off x86-64.
+pub fn instruction_set() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let level = if is_x86_feature_detected!("avx512f") {
+            "x86-64-v4 (AVX-512F)"
+        } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            "x86-64-v3 (AVX2, FMA)"
+        } else {
+            "x86-64 (SSE2)"
+        };
+        if is_x86_feature_detected!("avx512bf16") {
+            format!("{level}; also AVX-512 BF16")
+        } else {
+            level.to_string()
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "other".to_string()
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Timing {
     pub work: String,
@@ -22,6 +48,8 @@ pub struct Timing {
 pub struct SpeedReport {
     pub numeric_path: String,
     pub threads: usize,
+    /// The instruction-set level the kernels dispatch to on this CPU (`instruction_set`).
+    pub instruction_set: String,
     /// The scored batch (rows of token ids), so reference tools can run the same work.
     pub score_ids: Vec<Vec<u32>>,
     pub prompt_ids: Vec<u32>,
@@ -107,6 +135,7 @@ pub fn measure(
     Ok(SpeedReport {
         numeric_path: model.info().numeric_path.clone(),
         threads: rayon::current_num_threads(),
+        instruction_set: instruction_set(),
         score_ids,
         prompt_ids,
         timings,

@@ -98,11 +98,10 @@ impl Weights {
             }
             return Ok(Linear::quantized(q.clone(), bias)?);
         }
-        Ok(Linear::Dense {
-            weight: self.get(&name, &[out_features, in_features])?,
+        Ok(Linear::dense(
+            self.get(&name, &[out_features, in_features])?,
             bias,
-            in_out: false,
-        })
+        )?)
     }
 
     pub fn missing(&self, name: &str) -> Error {
