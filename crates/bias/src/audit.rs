@@ -92,6 +92,10 @@ pub struct AuditResults {
     /// before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub twin_grammar: Option<crate::grammar::GrammarReport>,
+    /// The front end's whole settings of the run (fairlm-pipeline's `AuditConfig`), kept so
+    /// that `fairlm audit --config results.json` runs it again; opaque to this crate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_config: Option<serde_json::Value>,
 }
 
 impl AuditResults {
@@ -217,6 +221,9 @@ pub struct AuditPart {
     pub benchmarks: Vec<crate::pairs::BenchResults>,
     /// Wall seconds of each stage; not part of the results (a rerun gives other times).
     pub timings_s: BTreeMap<String, f64>,
+    /// The front end's settings of the run (see `AuditResults::run_config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_config: Option<serde_json::Value>,
 }
 
 /// Where an audit keeps the templates it has probed, and whether a run continues from it.
@@ -311,6 +318,7 @@ pub fn run_part(
         benchmark_files: Vec::new(),
         benchmarks: Vec::new(),
         timings_s: BTreeMap::new(),
+        run_config: None,
     };
     let mut saved = ProbeCheckpoint {
         audit: part.clone(),
@@ -603,6 +611,7 @@ pub fn assemble(parts: Vec<AuditPart>, names: &[String]) -> Result<AuditResults>
         records,
         benchmarks,
         twin_grammar: Some(twin_grammar),
+        run_config: first.run_config.clone(),
     })
 }
 

@@ -38,7 +38,7 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// A TOML parse error as a one-line data error.
-pub(crate) fn toml_error(path: &std::path::Path, text: &str, e: toml::de::Error) -> Error {
+pub fn toml_error(path: &std::path::Path, text: &str, e: toml::de::Error) -> Error {
     let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
     let reason = e
         .message()

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
 use fairlm_bias::audit::AuditResults;
 use fairlm_bias::shard::Shard;
 use fairlm_pipeline::audit::{Output, SHARD_FILE};
@@ -57,6 +58,10 @@ pub struct AuditArgs {
     /// `fairlm merge` makes the audit's results.json from all N, as one run would write it.
     #[arg(value_parser = shard, long, value_name = "K/N")]
     pub shard: Option<Shard>,
+    /// A config file (TOML, as `fairlm config --print audit` writes it, or an earlier audit's
+    /// results.json) to run; the flags given here override its settings.
+    #[arg(value_parser = crate::args::path, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Continue an audit that stopped: the templates already probed are read from
     /// OUT/probe-checkpoint.json (written as each finishes) and a served model's answers from
     /// its request cache; the options must be those it was started with.
@@ -69,11 +74,66 @@ fn shard(text: &str) -> std::result::Result<Shard, String> {
 }
 
 impl AuditArgs {
-    /// The run's config: what decides its numbers.
-    pub fn config(&self) -> AuditConfig {
+    /// The run's config: `--config FILE`'s, with the flags `given` on the command line over
+    /// it; without a file, the flags' (and their defaults).
+    pub fn config(&self, given: &ArgMatches) -> Result<AuditConfig> {
+        let flags = self.flags_config();
+        let Some(path) = &self.config else {
+            return Ok(flags);
+        };
+        let mut cfg = AuditConfig::read(path)?;
+        let set = |id: &str| given.value_source(id) == Some(ValueSource::CommandLine);
+        macro_rules! given_over_file {
+            ($($field:ident),*) => {$(
+                if set(stringify!($field)) {
+                    cfg.$field = flags.$field.clone();
+                }
+            )*};
+        }
+        given_over_file!(
+            model,
+            dtype,
+            allow_download,
+            seed,
+            samples,
+            tau,
+            axes,
+            quick,
+            lexicon,
+            templates,
+            bootstrap,
+            text,
+            crows,
+            stereoset
+        );
+        let served = &mut cfg.served;
+        if set("served_name") {
+            served.name = flags.served.name.clone();
+        }
+        if set("tokenizer") {
+            served.tokenizer = flags.served.tokenizer.clone();
+        }
+        if set("concurrency") {
+            served.concurrency = flags.served.concurrency;
+        }
+        if set("timeout") {
+            served.timeout_s = flags.served.timeout_s;
+        }
+        if set("max_retries") {
+            served.max_retries = flags.served.max_retries;
+        }
+        if set("cache") {
+            served.cache = flags.served.cache.clone();
+        }
+        Ok(cfg)
+    }
+
+    /// The config the flags (and their defaults) give.
+    fn flags_config(&self) -> AuditConfig {
         AuditConfig {
             model: self.model.model.clone(),
             dtype: self.model.dtype,
+            allow_download: self.model.allow_download,
             served: self.served.spec(),
             seed: self.seed,
             samples: self.samples,
@@ -90,30 +150,32 @@ impl AuditArgs {
     }
 }
 
-pub fn run(a: AuditArgs) -> Result<()> {
+pub fn run(a: AuditArgs, given: &ArgMatches) -> Result<()> {
     match a.shard {
-        Some(shard) if !shard.is_whole() => write_shard(&a, shard),
-        _ => audit(&a).map(|_| ()),
+        Some(shard) if !shard.is_whole() => write_shard(&a, given, shard),
+        _ => audit(&a, given).map(|_| ()),
     }
 }
 
-/// Runs the audit `a` describes, prints its summary and writes its files; returns the results.
-pub fn audit(a: &AuditArgs) -> Result<AuditResults> {
+/// Runs the audit `a` (with the flags `given`) describes, prints its summary and writes its
+/// files; returns the results.
+pub fn audit(a: &AuditArgs, given: &ArgMatches) -> Result<AuditResults> {
     let out = Output {
         dir: a.out.clone(),
         resume: a.resume,
     };
-    let results = pipeline::audit(&a.config(), &out, Arc::new(Terminal))?;
+    let results = pipeline::audit(&a.config(given)?, &out, Arc::new(Terminal))?;
     finish(&results, a.out.as_deref())?;
     Ok(results)
 }
 
 /// One shard of the audit: its part written to OUT/shard.json for `fairlm merge`.
-fn write_shard(a: &AuditArgs, shard: Shard) -> Result<()> {
+fn write_shard(a: &AuditArgs, given: &ArgMatches, shard: Shard) -> Result<()> {
     let Some(out) = &a.out else {
         anyhow::bail!("--shard {shard} needs --out DIR (the shard's part is merged from there)");
     };
-    let part = pipeline::audit::audit_shard(&a.config(), shard, out, a.resume, Arc::new(Terminal))?;
+    let part =
+        pipeline::audit::audit_shard(&a.config(given)?, shard, out, a.resume, Arc::new(Terminal))?;
     for b in &part.benchmarks {
         crate::bench::report_skipped(&b.file, &b.skipped);
     }

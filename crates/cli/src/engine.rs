@@ -16,14 +16,18 @@ pub const HELDOUT: &str = include_str!("../../../data/heldout.txt");
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// `smollm2` (the default model, fetched if missing), a GGUF file, or a Hugging Face
-    /// directory with config.json and *.safetensors.
+    /// `smollm2` (the default model, fetched if missing), a GGUF file, a Hugging Face
+    /// directory with config.json and *.safetensors, or a Hugging Face hub id
+    /// (`owner/name[@revision]`, read from the local Hugging Face cache).
     #[arg(long, default_value = fairlm_pipeline::DEFAULT_MODEL)]
     pub model: String,
     /// Numeric path: `f32` (weights dequantized; matches transformers; fastest here for
     /// batched work) or `quantized` (GGUF blocks as stored; matches llama.cpp).
     #[arg(long, default_value = "f32")]
     pub dtype: NumericPath,
+    /// Fetch a hub id that the Hugging Face cache lacks into that cache (needs the network).
+    #[arg(long)]
+    pub allow_download: bool,
 }
 
 /// How to reach a served model (`--model http(s)://HOST:PORT/v1`). `Default` is for models
@@ -85,6 +89,7 @@ impl ModelArgs {
         ModelSpec {
             model: self.model.clone(),
             dtype: self.dtype,
+            allow_download: self.allow_download,
         }
     }
 
@@ -148,6 +153,7 @@ pub fn score(a: ScoreArgs) -> Result<()> {
     let cfg = ScoreConfig {
         model: a.model.model.clone(),
         dtype: a.model.dtype,
+        allow_download: a.model.allow_download,
         served: a.served.spec(),
         context_token: a.context_token,
         per_token: a.per_token,
@@ -427,6 +433,7 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
     let ck = ModelArgs {
         model: a.model.clone(),
         dtype: NumericPath::F32,
+        allow_download: false,
     }
     .open()?;
     fairlm_model::save::save_hf(&ck, None, &a.out)?;

@@ -96,6 +96,7 @@ fn audit_args(
         crows: bench.crows.clone(),
         stereoset: bench.stereoset.clone(),
         shard: None,
+        config: None,
         resume: false,
     }
 }
@@ -122,7 +123,7 @@ fn run_stage(a: &ExperimentArgs, mut args: AuditArgs) -> Result<AuditResults> {
         return Ok(AuditResults::read(&results)?);
     }
     args.resume = a.resume;
-    crate::audit::audit(&args)
+    crate::audit::audit(&args, &clap::ArgMatches::default())
 }
 
 /// The agreement gate's own audits of the pronoun axis (before, after).
@@ -174,7 +175,7 @@ const PROVENANCE: &str = "experiment.json";
 /// Writes OUT/experiment.json, or on `--resume` refuses a directory made otherwise, naming the
 /// first setting that differs.
 fn check_provenance(a: &ExperimentArgs) -> Result<()> {
-    let path = fairlm_model::fetch::resolve(&a.model.model)?;
+    let path = a.model.spec().path()?;
     let now = serde_json::to_value(Provenance {
         fairlm_version: env!("CARGO_PKG_VERSION"),
         dtype: a.model.dtype,
@@ -285,6 +286,7 @@ pub fn run(mut a: ExperimentArgs) -> Result<bool> {
     let mitigated = ModelArgs {
         model: model_dir.display().to_string(),
         dtype: fairlm_model::NumericPath::F32,
+        allow_download: false,
     };
     let after = audit_stage(&a, &mitigated, "after")?;
     let agreement_after = agreement_stage(&a, &mitigated, AGREEMENT_AFTER)?;

@@ -27,6 +27,7 @@ mod args;
 mod audit;
 mod bench;
 mod compare;
+mod config;
 mod engine;
 mod experiment;
 mod mitigate;
@@ -35,7 +36,7 @@ mod serve;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -82,6 +83,8 @@ enum Command {
     Speed(engine::SpeedArgs),
     /// Serve a model over the OpenAI-compatible completions API (loopback by default).
     Serve(serve::ServeArgs),
+    /// Print a command's full default config as commented TOML (for `--config FILE`).
+    Config(config::ConfigArgs),
 }
 
 /// glibc serves large blocks with mmap and unmaps them on free, so every training step faulted
@@ -104,13 +107,24 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("FAIRLM_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // The matches are kept beside the parsed arguments: with `--config FILE`, the flags
+    // given on the command line (and only those) override the file.
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => return argument_error(e),
+    };
+    let given = |name: &str| {
+        matches
+            .subcommand_matches(name)
+            .cloned()
+            .unwrap_or_default()
     };
     // Ok(true): done or every gate passed; Ok(false): a gate failed.
     let outcome: anyhow::Result<bool> = match cli.command {
-        Command::Audit(a) => audit::run(a).map(|()| true),
+        Command::Audit(a) => audit::run(a, &given("audit")).map(|()| true),
         Command::Merge(a) => audit::merge(a).map(|()| true),
         Command::Mitigate(a) => mitigate::run(a).map(|()| true),
         Command::Experiment(a) => experiment::run(a),
@@ -125,6 +139,7 @@ fn main() -> ExitCode {
         Command::Speed(a) => engine::speed(a).map(|()| true),
         Command::Convert(a) => engine::convert(a).map(|()| true),
         Command::Serve(a) => serve::run(a).map(|()| true),
+        Command::Config(a) => config::run(a).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

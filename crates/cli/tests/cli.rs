@@ -24,7 +24,7 @@ fn fairlm(args: &[&str]) -> Command {
 }
 
 fn default_model() -> PathBuf {
-    fairlm_model::fetch::resolve(fairlm_model::fetch::DEFAULT_MODEL).expect("default model")
+    fairlm_model::fetch::resolve(fairlm_model::fetch::DEFAULT_MODEL, false).expect("default model")
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -288,6 +288,70 @@ fn score_prints_both_conventions() {
     assert!((sum / n as f64 - mean).abs() < 1e-12);
     // transformers: -32.938675 (shared/reference); fixtures check every token.
     assert!((sum + 32.9387).abs() < 1e-3, "{sum}");
+}
+
+/// A hub id loads from a Hugging Face cache laid out as huggingface_hub writes it (file
+/// contents in blobs/, a snapshot of links to them, refs/main naming the snapshot), built here
+/// from the converted default model, with no network (HF_ENDPOINT points at a closed port), and
+/// scores as the directory does; an id the cache lacks is one line naming the cache.
+#[test]
+fn hub_id_loads_from_the_hugging_face_cache_offline() {
+    let d = scratch("hub");
+    let converted = d.join("converted");
+    let out = fairlm(&["convert", "--out", converted.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cache = d.join("hub");
+    let repo = cache.join("models--HuggingFaceTB--SmolLM2-135M-Instruct");
+    let commit = "12fd25f77366fa6b3b4b768ec3050bf629380bac";
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::create_dir_all(&snapshot).unwrap();
+    for e in std::fs::read_dir(&converted).unwrap() {
+        let file = e.unwrap().path();
+        let name = file.file_name().unwrap().to_str().unwrap().to_string();
+        let blob = format!("{name}.blob");
+        std::fs::rename(&file, repo.join("blobs").join(&blob)).unwrap();
+        std::os::unix::fs::symlink(format!("../../blobs/{blob}"), snapshot.join(&name)).unwrap();
+    }
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let score = |model: &str| {
+        fairlm(&[
+            "score",
+            "The nurse said that she was tired.",
+            "--model",
+            model,
+        ])
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap()
+    };
+    let by_id = score("HuggingFaceTB/SmolLM2-135M-Instruct");
+    assert!(
+        by_id.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_id.stderr)
+    );
+    let by_dir = score(snapshot.to_str().unwrap());
+    assert_eq!(by_id.stdout, by_dir.stdout);
+    let pinned = score(&format!("HuggingFaceTB/SmolLM2-135M-Instruct@{commit}"));
+    assert_eq!(pinned.stdout, by_dir.stdout);
+    assert_one_line_error(
+        score("HuggingFaceTB/absent-model"),
+        &[
+            "HuggingFaceTB/absent-model",
+            cache.to_str().unwrap(),
+            "--allow-download",
+        ],
+    );
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 /// A lexicon whose two groups put the same words into every template: the model cannot tell
@@ -680,6 +744,83 @@ fn tiny_audit(name: &str) -> (PathBuf, serde_json::Value) {
     );
     let v = serde_json::from_slice(&std::fs::read(d.join("a/results.json")).unwrap()).unwrap();
     (d, v)
+}
+
+/// An audit's results.json embeds its whole config, and `audit --config results.json` runs
+/// it again to the same file; `config --print audit` is a config file whose flags given on the
+/// command line override it; an unknown key is one line naming the file, line and key.
+#[test]
+fn audit_config_files_rerun_and_yield_to_flags() {
+    let (d, first) = tiny_audit("config");
+    assert_eq!(first["run_config"]["samples"], 3);
+    let rerun = d.join("rerun");
+    let out = fairlm(&[
+        "audit",
+        "--config",
+        d.join("a/results.json").to_str().unwrap(),
+        "--out",
+        rerun.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(d.join("a/results.json")).unwrap(),
+        std::fs::read(rerun.join("results.json")).unwrap()
+    );
+
+    let printed = fairlm(&["config", "--print", "audit"]).output().unwrap();
+    assert!(printed.status.success());
+    let text = String::from_utf8(printed.stdout)
+        .unwrap()
+        .replace(
+            "model = \"smollm2\"",
+            &format!("model = {:?}", fixture("tiny-gpt2").to_str().unwrap()),
+        )
+        .replace("axes = []", "axes = [\"gender\"]")
+        .replace(
+            "# templates = (unset)",
+            &format!("templates = {:?}", d.join("t.toml").to_str().unwrap()),
+        )
+        .replace("bootstrap = 1000", "bootstrap = 50");
+    let file = d.join("audit.toml");
+    std::fs::write(&file, &text).unwrap();
+    let over = d.join("over");
+    let out = fairlm(&[
+        "audit",
+        "--config",
+        file.to_str().unwrap(),
+        "--seed",
+        "7",
+        "--out",
+        over.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(over.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["run_config"]["seed"], 7);
+    assert_eq!(r["run_config"]["bootstrap"], 50);
+    assert_eq!(r["config"]["axes"], serde_json::json!(["gender"]));
+
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, format!("sead = 1\n{text}")).unwrap();
+    assert_one_line_error(
+        fairlm(&["audit", "--config", bad.to_str().unwrap()])
+            .output()
+            .unwrap(),
+        &[&format!("{}:1", bad.display()), "unknown field `sead`"],
+    );
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> String {

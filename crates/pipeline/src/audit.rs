@@ -22,10 +22,13 @@ use crate::Observer;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// `smollm2`, a GGUF file, a Hugging Face directory, or `http(s)://HOST:PORT/v1`.
+    /// `smollm2`, a GGUF file, a Hugging Face directory or hub id, or
+    /// `http(s)://HOST:PORT/v1`.
     pub model: String,
     /// `f32` (matches transformers) or `quantized` (GGUF blocks as stored; matches llama.cpp).
     pub dtype: NumericPath,
+    /// Fetch a hub id that the Hugging Face cache lacks (network).
+    pub allow_download: bool,
     /// How to reach a served model.
     pub served: ServedSpec,
     pub seed: u64,
@@ -57,6 +60,7 @@ impl Default for AuditConfig {
         AuditConfig {
             model: model.model,
             dtype: model.dtype,
+            allow_download: model.allow_download,
             served: ServedSpec::default(),
             seed: 0,
             samples: None,
@@ -73,11 +77,49 @@ impl Default for AuditConfig {
     }
 }
 
+/// The comment `fairlm config --print audit` writes above each key of [`AuditConfig`] (a test
+/// checks that every key has one).
+const AUDIT_KEYS: &[(&str, &str)] = &[
+    ("model", "`smollm2` (the default model), a GGUF file, a Hugging Face directory, a hub id (owner/name[@revision], from the local Hugging Face cache), or http(s)://HOST:PORT/v1"),
+    ("dtype", "`f32` (weights dequantized; matches transformers) or `quantized` (GGUF blocks as stored; matches llama.cpp)"),
+    ("allow_download", "fetch a hub id that the Hugging Face cache lacks (network)"),
+    ("seed", "seed of every sample and resample"),
+    ("samples", "continuations per (template, group); unset: 3, or 2 with quick"),
+    ("tau", "Δ threshold in nats (ln 2)"),
+    ("axes", "axes audited; empty: all of the lexicon's"),
+    ("quick", "small profile: 4 eval templates, 2 samples"),
+    ("lexicon", "a lexicon (TOML) whose axes add to or replace the built-in ones"),
+    ("templates", "templates (TOML) instead of the built-in ones"),
+    ("bootstrap", "bootstrap resamples of every interval"),
+    ("text", "a text file whose perplexity is reported beside the held-out text's"),
+    ("crows", "CrowS-Pairs CSV (your copy), scored too"),
+    ("stereoset", "StereoSet intrasentence JSON (your copy), scored too"),
+    ("served", "how to reach a served model (model = http(s)://...); ignored otherwise"),
+    ("served.name", "the model's name, where the server hosts several"),
+    ("served.tokenizer", "the model's tokenizer (GGUF, tokenizer.json or model directory), which encodes the prompts"),
+    ("served.concurrency", "requests in flight at once"),
+    ("served.timeout_s", "seconds to wait for one answer"),
+    ("served.max_retries", "retries of one request after a connection error, 429 or 5xx"),
+    ("served.cache", "a directory that keeps every answer by request; unset: OUT/requests"),
+];
+
 impl AuditConfig {
+    /// A config file: TOML (unknown keys refused, named with their line; keys left out keep
+    /// their defaults) or an audit's results.json (the config it embeds).
+    pub fn read(path: &Path) -> Result<AuditConfig> {
+        crate::config::read(path)
+    }
+
+    /// The default config as commented TOML: every key, with what it means.
+    pub fn commented_default() -> Result<String> {
+        crate::config::commented(&AuditConfig::default(), AUDIT_KEYS)
+    }
+
     pub fn model_spec(&self) -> ModelSpec {
         ModelSpec {
             model: self.model.clone(),
             dtype: self.dtype,
+            allow_download: self.allow_download,
         }
     }
 }
@@ -267,6 +309,8 @@ fn part(
         &|| stop.stop_requested(),
     )?;
     part.benchmark_files = files;
+    part.run_config =
+        Some(serde_json::to_value(cfg).map_err(|e| Error::Config(format!("config: {e}")))?);
     for (kind, file, input, mut skipped) in benches {
         let t0 = std::time::Instant::now();
         let (input, overlong) =
@@ -286,4 +330,42 @@ fn part(
             .insert(kind.to_string(), t0.elapsed().as_secs_f64());
     }
     Ok(part)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of the config (Options set, so that none is skipped) has a comment, and
+    /// every comment a key.
+    #[test]
+    fn every_key_is_commented_and_the_print_reads_back() {
+        let mut full = AuditConfig {
+            samples: Some(1),
+            lexicon: Some("l.toml".into()),
+            templates: Some("t.toml".into()),
+            text: Some("t.txt".into()),
+            crows: Some("c.csv".into()),
+            stereoset: Some("s.json".into()),
+            ..AuditConfig::default()
+        };
+        full.served.name = Some("m".into());
+        full.served.tokenizer = Some("tok".into());
+        full.served.cache = Some("cache".into());
+        let value = serde_json::to_value(&full).unwrap();
+        let mut keys = Vec::new();
+        for (k, v) in value.as_object().unwrap() {
+            keys.push(k.clone());
+            if let Some(inner) = v.as_object() {
+                keys.extend(inner.keys().map(|i| format!("{k}.{i}")));
+            }
+        }
+        let mut documented: Vec<String> = AUDIT_KEYS.iter().map(|(k, _)| k.to_string()).collect();
+        keys.sort();
+        documented.sort();
+        assert_eq!(keys, documented);
+        let printed = AuditConfig::commented_default().unwrap();
+        let back: AuditConfig = toml::from_str(&printed).unwrap();
+        assert_eq!(back, AuditConfig::default());
+    }
 }

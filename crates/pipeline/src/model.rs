@@ -17,11 +17,15 @@ use crate::{Observer, RequestCounts};
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSpec {
     /// `smollm2` (the default model, fetched if missing), a GGUF file, a Hugging Face
-    /// directory with config.json and *.safetensors, or `http(s)://HOST:PORT/v1`.
+    /// directory with config.json and *.safetensors, a Hugging Face hub id
+    /// (`owner/name[@revision]`, from the local Hugging Face cache), or
+    /// `http(s)://HOST:PORT/v1`.
     pub model: String,
     /// `f32` (weights dequantized; matches transformers) or `quantized` (GGUF blocks as
     /// stored; matches llama.cpp).
     pub dtype: NumericPath,
+    /// Fetch a hub id missing from the Hugging Face cache into it (network).
+    pub allow_download: bool,
 }
 
 impl Default for ModelSpec {
@@ -29,6 +33,7 @@ impl Default for ModelSpec {
         ModelSpec {
             model: crate::DEFAULT_MODEL.to_string(),
             dtype: NumericPath::F32,
+            allow_download: false,
         }
     }
 }
@@ -47,8 +52,12 @@ impl ModelSpec {
                 self.model
             )));
         }
-        let path = fetch::resolve(&self.model)?;
-        Ok(Checkpoint::open(&path, self.dtype)?)
+        Ok(Checkpoint::open(&self.path()?, self.dtype)?)
+    }
+
+    /// The model's file or directory (the default model and hub ids resolved).
+    pub fn path(&self) -> Result<PathBuf> {
+        Ok(fetch::resolve(&self.model, self.allow_download)?)
     }
 }
 
@@ -115,8 +124,8 @@ impl ScoringModel {
         observer: Arc<dyn Observer>,
     ) -> Result<Self> {
         if !spec.is_served() {
-            let path = fetch::resolve(&spec.model)?;
-            let checkpoint = spec.checkpoint()?;
+            let path = spec.path()?;
+            let checkpoint = Checkpoint::open(&path, spec.dtype)?;
             let model = checkpoint.build()?;
             let record = model_record(&path, model.as_ref())?;
             return Ok(ScoringModel::Local {

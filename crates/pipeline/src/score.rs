@@ -12,10 +12,13 @@ use crate::Observer;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoreConfig {
-    /// `smollm2`, a GGUF file, a Hugging Face directory, or `http(s)://HOST:PORT/v1`.
+    /// `smollm2`, a GGUF file, a Hugging Face directory or hub id, or
+    /// `http(s)://HOST:PORT/v1`.
     pub model: String,
     /// `f32` or `quantized`.
     pub dtype: NumericPath,
+    /// Fetch a hub id that the Hugging Face cache lacks (network).
+    pub allow_download: bool,
     pub served: ServedSpec,
     /// The token before each text: `auto` (the model's `<|endoftext|>`), `none`, or an id.
     pub context_token: String,
@@ -30,6 +33,7 @@ impl Default for ScoreConfig {
         ScoreConfig {
             model: ModelSpec::default().model,
             dtype: ModelSpec::default().dtype,
+            allow_download: false,
             served: ServedSpec::default(),
             context_token: "auto".into(),
             per_token: false,
@@ -88,6 +92,7 @@ pub fn score(
     let spec = ModelSpec {
         model: cfg.model.clone(),
         dtype: cfg.dtype,
+        allow_download: cfg.allow_download,
     };
     let scoring = ScoringModel::open(&spec, &cfg.served, None, observer)?;
     let ctx = context_ids(scoring.tokenizer(), &cfg.context_token)?;

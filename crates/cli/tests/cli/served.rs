@@ -117,9 +117,10 @@ fn served_tiny_model_scores_as_in_process_and_stops_on_sigterm() {
         );
         assert_eq!(local.stdout, served.stdout, "{args:?}");
     }
-    // The quick audit: the same results.json but for the model's record, to the bit (samples
-    // decoded in the batches fairlm forms, with every sample's seed; continuations scored
-    // from their prompts' caches in the same batches).
+    // The quick audit: the same results.json but for the model's record and the run's config
+    // (which names the model as it was reached), to the bit (samples decoded in the batches
+    // fairlm forms, with every sample's seed; continuations scored from their prompts' caches
+    // in the same batches).
     let dir = scratch("served-audit");
     for (m, out) in [
         (model.to_str().unwrap(), "local"),
@@ -135,10 +136,14 @@ fn served_tiny_model_scores_as_in_process_and_stops_on_sigterm() {
     }
     let without_model = |out: &str| {
         let mut r = results(&dir.join(out));
-        let model = r.as_object_mut().unwrap().remove("model").unwrap();
-        (r, model)
+        let fields = r.as_object_mut().unwrap();
+        let model = fields.remove("model").unwrap();
+        let run = fields.remove("run_config").unwrap();
+        (r, model, run)
     };
-    let ((a, local), (b, served)) = (without_model("local"), without_model("served"));
+    let ((a, local, run_a), (b, served, run_b)) = (without_model("local"), without_model("served"));
+    assert_eq!(run_a["model"], model.to_str().unwrap());
+    assert_eq!(run_b["model"], server.url.as_str());
     assert!(!a["records"].as_array().unwrap().is_empty());
     assert_eq!(a, b);
     assert!(local.get("served").is_none());

@@ -40,8 +40,10 @@ def _config(options):
 def audit(model="smollm2", *, quick=False, seed=0, out=None, resume=False, **options):
     """Runs ``fairlm audit``: the counterfactual probe, perplexity and any pair benchmarks.
 
-    ``model`` is ``"smollm2"`` (the default model), a GGUF file, a Hugging Face directory or a
-    served model's URL. Further options: ``samples``, ``tau``, ``axes`` (a list), ``lexicon``,
+    ``model`` is ``"smollm2"`` (the default model), a GGUF file, a Hugging Face directory, a
+    Hugging Face hub id (``"owner/name"`` or ``"owner/name@revision"``, read from the local
+    Hugging Face cache; ``allow_download=True`` fetches one it lacks) or a served model's URL.
+    Further options: ``samples``, ``tau``, ``axes`` (a list), ``lexicon``,
     ``templates``, ``bootstrap``, ``text``, ``crows``, ``stereoset``, ``dtype``, ``served``
     (a dict: ``tokenizer``, ``name``, ``concurrency``, ``timeout_s``, ``max_retries``,
     ``cache``). With ``out`` (a directory) the command's files are written there, and
@@ -57,7 +59,8 @@ def score(texts, model="smollm2", **options):
     """Log-probability of each text (``fairlm score``): a list of dicts with ``text``,
     ``logprob_sum``, ``logprob_mean`` and ``n_tokens`` (and ``token_ids``,
     ``token_logprobs`` with ``per_token=True``). Options: ``context_token`` (``"auto"``,
-    ``"none"`` or an id as a string), ``batch_size``, ``dtype``, ``served``."""
+    ``"none"`` or an id as a string), ``batch_size``, ``dtype``, ``served``, ``allow_download``.
+    ``model`` as for ``audit``."""
     if isinstance(texts, str):
         texts = [texts]
     return json.loads(_fairlm.score(list(texts), _config(dict(options, model=model))))
