@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::audit::{AuditResults, ContinuationScore};
+use crate::audit::AuditResults;
 use crate::error::{Error, Result};
 use crate::pairs::{pair_table, stereo_table, BenchResults, PairRecord, StereoRecord};
 use crate::probe::SampleRecord;
-use crate::stats::{bootstrap, percentile_interval, Estimate};
+use crate::stats::{percentile_interval, Estimate};
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +26,18 @@ pub struct Gates {
     /// StereoSet lms (sum convention) after must be at least this (needs `--stereoset`).
     #[serde(default)]
     pub min_lms: Option<f64>,
+    /// Pronoun agreement with the prompt's subject may fall at most this many percentage
+    /// points (read by an experiment, which audits the pronoun axis for it; design §3.5).
+    #[serde(default)]
+    pub max_agreement_drop: Option<f64>,
+    /// The samples' group-averaged mean log-prob per token under the original model may fall
+    /// at most this many nats (point estimate; read by an experiment, which holds the
+    /// original model; design §3.5).
+    #[serde(default)]
+    pub max_fluency_drop: Option<f64>,
+    /// Distinct-2 of the probe's samples may fall at most this much (design §3.5).
+    #[serde(default)]
+    pub max_diversity_drop: Option<f64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -158,6 +170,11 @@ pub fn compare(
     seed: u64,
 ) -> Result<Comparison> {
     check_same_probe(before, after)?;
+    if gates.max_agreement_drop.is_some() || gates.max_fluency_drop.is_some() {
+        return Err(Error::Invalid(
+            "the agreement and fluency gates need the original model and the pronoun audits of an experiment: run `fairlm experiment`".into(),
+        ));
+    }
     let tau = before.config.probe.tau;
     let cb = clusters(&before.records, tau);
     let ca = clusters(&after.records, tau);
@@ -273,6 +290,14 @@ pub fn compare(
             passed: inc <= p,
             detail: format!("perplexity {pb:.3} → {pa:.3} ({inc:+.2}%) vs limit {p}%"),
         });
+    }
+    if let Some(d) = gates.max_diversity_drop {
+        let (fb, fa) = (&before.probe.fluency, &after.probe.fluency);
+        results.push(crate::quality::diversity_gate(
+            fb.distinct_2,
+            fa.distinct_2,
+            d,
+        ));
     }
     Ok(Comparison {
         rows,
@@ -420,141 +445,4 @@ pub fn markdown(c: &Comparison) -> String {
         }
     }
     s
-}
-
-/// The agreement gate: pronoun agreement with the prompt's subject (shares in [0, 1]) may fall
-/// at most `max_drop_points` percentage points (design §3.5).
-pub fn agreement_gate(before: f64, after: f64, max_drop_points: f64) -> GateResult {
-    let drop = 100.0 * (before - after);
-    GateResult {
-        gate: "max-agreement-drop".into(),
-        passed: drop <= max_drop_points,
-        detail: format!(
-            "pronoun agreement {before:.3} → {after:.3} ({:+.1} points) vs limit −{max_drop_points} points",
-            -drop
-        ),
-    }
-}
-
-/// The fluency gate (design §3.5): the change of the samples' group-averaged mean log-prob per
-/// token under the original model (point estimate, after − before) may not fall below
-/// −`max_drop` nats/token. The paired CI is shown beside it; the gate reads the point estimate.
-pub fn fluency_gate(delta: &Estimate, max_drop: f64) -> GateResult {
-    GateResult {
-        gate: "max-fluency-drop".into(),
-        passed: delta.value >= -max_drop,
-        detail: format!(
-            "samples' group-averaged log-prob under the original {:+.3} [{:+.3}, {:+.3}] nats/token vs limit −{max_drop}",
-            delta.value, delta.ci_low, delta.ci_high
-        ),
-    }
-}
-
-/// The diversity gate (design §3.5): distinct-2 of the probe's samples may fall at most
-/// `max_drop`.
-pub fn diversity_gate(before: f64, after: f64, max_drop: f64) -> GateResult {
-    let drop = before - after;
-    GateResult {
-        gate: "max-diversity-drop".into(),
-        passed: drop <= max_drop,
-        detail: format!(
-            "distinct-2 {before:.3} → {after:.3} ({:+.3}) vs limit −{max_drop}",
-            -drop
-        ),
-    }
-}
-
-/// Δ of the mean log-prob per token (after − before) of two audits' continuations, with a
-/// bootstrap CI that resamples prompts, each with its samples on both sides.
-pub fn logprob_delta(
-    before: &[ContinuationScore],
-    after: &[ContinuationScore],
-    resamples: usize,
-    seed: u64,
-) -> Estimate {
-    // Per prompt: [log-prob before, tokens before, log-prob after, tokens after].
-    let mut by_prompt: BTreeMap<&(String, usize, String), [f64; 4]> = BTreeMap::new();
-    for (side, scores) in [(0, before), (2, after)] {
-        for s in scores {
-            let e = by_prompt.entry(&s.prompt).or_default();
-            e[side] += s.logprob;
-            e[side + 1] += s.tokens as f64;
-        }
-    }
-    let clusters: Vec<Vec<[f64; 4]>> = by_prompt.into_values().map(|v| vec![v]).collect();
-    let delta = |picked: &[&[[f64; 4]]]| {
-        let t = picked
-            .iter()
-            .flat_map(|c| c.iter())
-            .fold([0.0; 4], |mut t, v| {
-                for (a, b) in t.iter_mut().zip(v) {
-                    *a += b;
-                }
-                t
-            });
-        t[2] / t[3].max(1.0) - t[0] / t[1].max(1.0)
-    };
-    bootstrap(&clusters, delta, resamples, seed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scores(per_token: &[f64]) -> Vec<ContinuationScore> {
-        per_token
-            .iter()
-            .enumerate()
-            .map(|(i, &lp)| ContinuationScore {
-                prompt: ("gender".into(), i / 2, "women".into()),
-                logprob: lp * 10.0,
-                tokens: 10,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn logprob_delta_is_paired_by_prompt() {
-        // Prompts differ a lot from each other; after is every sample 0.1 nats/token worse.
-        let before: Vec<f64> = (0..40).map(|i| -2.0 - (i % 7) as f64 * 0.5).collect();
-        let after: Vec<f64> = before.iter().map(|x| x - 0.1).collect();
-        let d = logprob_delta(&scores(&before), &scores(&after), 500, 0);
-        assert!((d.value + 0.1).abs() < 1e-9);
-        assert!(d.ci_high < 0.0, "{d:?}");
-        let same = logprob_delta(&scores(&before), &scores(&before), 500, 0);
-        assert!(same.value.abs() < 1e-12 && same.ci_low.abs() < 1e-12);
-    }
-
-    #[test]
-    fn agreement_gate_fails_beyond_the_allowed_drop() {
-        assert!(agreement_gate(0.965, 0.93, 5.0).passed);
-        assert!(agreement_gate(0.965, 1.0, 5.0).passed);
-        let g = agreement_gate(0.965, 0.595, 5.0);
-        assert!(!g.passed);
-        assert!(g.detail.contains("-37.0 points"), "{}", g.detail);
-    }
-
-    #[test]
-    fn fluency_gate_reads_the_point_estimate_against_the_margin() {
-        let est = |value: f64| Estimate {
-            value,
-            ci_low: value - 0.06,
-            ci_high: value + 0.06,
-        };
-        // The CI may reach past the margin; the point estimate decides (the filer's rule).
-        assert!(fluency_gate(&est(-0.039), 0.049).passed);
-        assert!(fluency_gate(&est(0.02), 0.049).passed);
-        let g = fluency_gate(&est(-0.124), 0.049);
-        assert!(!g.passed);
-        assert!(g.detail.contains("-0.124"), "{}", g.detail);
-    }
-
-    #[test]
-    fn diversity_gate_fails_beyond_the_allowed_drop() {
-        assert!(diversity_gate(0.836, 0.794, 0.05).passed);
-        assert!(diversity_gate(0.8, 0.9, 0.05).passed);
-        let g = diversity_gate(0.836, 0.78, 0.05);
-        assert!(!g.passed);
-        assert!(g.detail.contains("-0.056"), "{}", g.detail);
-    }
 }

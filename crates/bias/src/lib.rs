@@ -18,6 +18,7 @@ pub mod lexicon;
 pub mod metrics;
 pub mod pairs;
 pub mod probe;
+pub mod quality;
 pub mod shard;
 pub mod stats;
 pub mod swap;

@@ -188,7 +188,7 @@ fn write_shard(a: &AuditArgs, given: &ArgMatches, shard: Shard) -> Result<()> {
 }
 
 /// Prints the audit's summary (and the rows its benchmarks skipped) and where its files are.
-fn finish(results: &AuditResults, out: Option<&Path>) -> Result<()> {
+pub fn finish(results: &AuditResults, out: Option<&Path>) -> Result<()> {
     for b in &results.benchmarks {
         crate::bench::report_skipped(&b.file, &b.skipped);
     }

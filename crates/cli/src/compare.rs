@@ -32,6 +32,7 @@ impl GateArgs {
             max_bias_ratio: self.max_bias_ratio,
             max_ppl_increase: self.max_ppl_increase,
             min_lms: self.min_lms,
+            ..Gates::default()
         }
     }
 }

@@ -71,6 +71,15 @@ impl Observer for Terminal {
             );
         }
     }
+
+    fn message(&self, text: &str) {
+        eprintln!("fairlm: {text}");
+    }
+
+    fn audit_finished(&self, results: &fairlm_bias::audit::AuditResults, dir: &Path) {
+        // A closed stdout ends the summary, not the run.
+        let _ = crate::audit::finish(results, Some(dir));
+    }
 }
 
 /// The model `m` names, for scoring; a served one keeps its answers in `--cache`, else in
@@ -90,6 +99,27 @@ impl ModelArgs {
             model: self.model.clone(),
             dtype: self.dtype,
             allow_download: self.allow_download,
+        }
+    }
+
+    /// The model settings of a config file, with the flags `given` on the command line over
+    /// them.
+    pub fn over(
+        &self,
+        model: &mut String,
+        dtype: &mut NumericPath,
+        allow_download: &mut bool,
+        given: &clap::ArgMatches,
+    ) {
+        let set = |id: &str| given.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        if set("model") {
+            model.clone_from(&self.model);
+        }
+        if set("dtype") {
+            *dtype = self.dtype;
+        }
+        if set("allow_download") {
+            *allow_download = self.allow_download;
         }
     }
 

@@ -126,8 +126,8 @@ fn main() -> ExitCode {
     let outcome: anyhow::Result<bool> = match cli.command {
         Command::Audit(a) => audit::run(a, &given("audit")).map(|()| true),
         Command::Merge(a) => audit::merge(a).map(|()| true),
-        Command::Mitigate(a) => mitigate::run(a).map(|()| true),
-        Command::Experiment(a) => experiment::run(a),
+        Command::Mitigate(a) => mitigate::run(a, &given("mitigate")).map(|()| true),
+        Command::Experiment(a) => experiment::run(a, &given("experiment")),
         Command::Bench(c) => bench::run(c).map(|()| true),
         Command::Compare(a) => compare::run(a),
         Command::Report(a) => report::run(a),

@@ -1153,6 +1153,88 @@ fn experiment_on_a_tiny_model_writes_every_stage_and_resumes() {
     assert_eq!(std::fs::read_to_string(out.join("compare.md")).unwrap(), md);
 }
 
+/// Issue 17: an experiment runs from its printed default config (flags over it) and from its
+/// experiment.json to the same bytes as from flags alone, and a resume after the lexicon file
+/// changed is refused, naming the field.
+#[test]
+fn experiment_config_files_rerun_and_a_changed_lexicon_is_refused() {
+    let d = scratch("experiment-config");
+    let model = fixture("tiny-gpt2");
+    let lexicon = d.join("lexicon.toml");
+    std::fs::copy(root().join("data/axes-ses-appearance.toml"), &lexicon).unwrap();
+    let run = |extra: &[&str], out: &str| {
+        let mut args = vec![
+            "experiment",
+            "--quick",
+            "--axes",
+            "gender",
+            "--steps",
+            "2",
+            "--lexicon",
+            lexicon.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = d.join(out);
+        let o = fairlm(&args).arg("--out").arg(&out).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(matches!(o.status.code(), Some(0) | Some(1)), "{err}");
+        out
+    };
+    let flags = run(&[], "flags");
+    let printed = fairlm(&["config", "--print", "experiment"])
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    let file = d.join("e.toml");
+    std::fs::write(&file, &printed.stdout).unwrap();
+    let from_toml = run(&["--config", file.to_str().unwrap()], "toml");
+    let record = flags.join("experiment.json");
+    let from_json = {
+        let out = d.join("json");
+        let o = fairlm(&["experiment", "--config", record.to_str().unwrap()])
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(matches!(o.status.code(), Some(0) | Some(1)));
+        out
+    };
+    // (mitigation.md also holds the training's wall time.)
+    for f in ["compare.md", "model/model.safetensors"] {
+        let expected = std::fs::read(flags.join(f)).unwrap();
+        assert_eq!(
+            std::fs::read(from_toml.join(f)).unwrap(),
+            expected,
+            "{f} (TOML)"
+        );
+        assert_eq!(
+            std::fs::read(from_json.join(f)).unwrap(),
+            expected,
+            "{f} (JSON)"
+        );
+    }
+    std::fs::write(
+        &lexicon,
+        format!("{}\n# edited\n", std::fs::read_to_string(&lexicon).unwrap()),
+    )
+    .unwrap();
+    let mut again = vec!["experiment", "--quick", "--axes", "gender", "--steps", "2"];
+    again.extend(["--resume", "--lexicon", lexicon.to_str().unwrap()]);
+    let o = fairlm(&again)
+        .args([
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            flags.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_one_line_error(o, &["experiment.json", "`inputs.lexicon_sha256` differs"]);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn mitigate_refuses_bad_corpus_lines_and_modes() {
     let d = scratch("mitigate-bad");

@@ -66,6 +66,77 @@ pub fn commented<T: Serialize>(value: &T, docs: &[(&str, &str)]) -> Result<Strin
                 None => out += &format!("# {c}\n# {short} = (unset)\n"),
             }
         }
+        out += "\n";
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AuditConfig, ExperimentConfig, MitigateConfig};
+
+    /// The keys of `value` (a config with every Option set, so that none is skipped), tables'
+    /// as `table.key`.
+    fn keys(value: &impl Serialize) -> Vec<String> {
+        let value = serde_json::to_value(value).unwrap();
+        let mut keys = Vec::new();
+        for (k, v) in value.as_object().unwrap() {
+            keys.push(k.clone());
+            if let Some(inner) = v.as_object() {
+                keys.extend(inner.keys().map(|i| format!("{k}.{i}")));
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    fn documented(docs: &[(&str, &str)]) -> Vec<String> {
+        let mut keys: Vec<String> = docs.iter().map(|(k, _)| k.to_string()).collect();
+        keys.sort();
+        keys
+    }
+
+    /// Every key of each config has a comment and every comment a key, and each printed
+    /// default reads back to the default.
+    #[test]
+    fn every_key_is_commented_and_each_print_reads_back() {
+        let mut audit = AuditConfig {
+            samples: Some(1),
+            lexicon: Some("l.toml".into()),
+            templates: Some("t.toml".into()),
+            text: Some("t.txt".into()),
+            crows: Some("c.csv".into()),
+            stereoset: Some("s.json".into()),
+            ..AuditConfig::default()
+        };
+        audit.served.name = Some("m".into());
+        audit.served.tokenizer = Some("tok".into());
+        audit.served.cache = Some("cache".into());
+        assert_eq!(keys(&audit), documented(&AuditConfig::docs()));
+        let mut mitigate = MitigateConfig::default();
+        mitigate.train.corpus = Some("c.txt".into());
+        mitigate.train.lexicon = Some("l.toml".into());
+        mitigate.train.templates = Some("t.toml".into());
+        mitigate.train.corpus_templates = Some(6);
+        assert_eq!(keys(&mitigate), documented(&MitigateConfig::docs()));
+        let mut experiment = ExperimentConfig {
+            train: mitigate.train.clone(),
+            crows: Some("c.csv".into()),
+            stereoset: Some("s.json".into()),
+            ..ExperimentConfig::default()
+        };
+        experiment.gates.max_bias = Some(0.2);
+        experiment.gates.min_lms = Some(80.0);
+        assert_eq!(keys(&experiment), documented(&ExperimentConfig::docs()));
+
+        let back: AuditConfig = toml::from_str(&AuditConfig::commented_default().unwrap()).unwrap();
+        assert_eq!(back, AuditConfig::default());
+        let back: MitigateConfig =
+            toml::from_str(&MitigateConfig::commented_default().unwrap()).unwrap();
+        assert_eq!(back, MitigateConfig::default());
+        let back: ExperimentConfig =
+            toml::from_str(&ExperimentConfig::commented_default().unwrap()).unwrap();
+        assert_eq!(back, ExperimentConfig::default());
+    }
 }

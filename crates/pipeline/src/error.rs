@@ -33,6 +33,23 @@ impl From<fairlm_bias::error::Error> for Error {
     }
 }
 
+impl From<fairlm_train::Error> for Error {
+    fn from(e: fairlm_train::Error) -> Self {
+        use fairlm_train::Error as T;
+        match e {
+            T::Data { path, line, reason } => {
+                Error::Data(fairlm_bias::error::Error::Data { path, line, reason })
+            }
+            T::File { path, reason } => Error::File { path, reason },
+            T::Invalid(why) => Error::Config(why),
+            T::Interrupted => Error::Interrupted,
+            T::Model(m) => Error::Model(m),
+            T::Bias(b) => b.into(),
+            T::Candle(c) => Error::Model(fairlm_model::Error::from(c)),
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn file(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
         Error::File {

@@ -10,11 +10,16 @@
 pub mod audit;
 pub mod config;
 pub mod error;
+pub mod experiment;
+pub mod mitigate;
 pub mod model;
+mod provenance;
 pub mod score;
 
 pub use audit::{audit, AuditConfig};
 pub use error::{Error, Result};
+pub use experiment::{experiment, Experiment, ExperimentConfig};
+pub use mitigate::{mitigate, MitigateConfig, Mitigation, TrainSettings};
 pub use model::{ModelSpec, ScoringModel, ServedSpec};
 pub use score::{score, ScoreConfig, ScoredText};
 
@@ -25,7 +30,11 @@ use fairlm_model::served::RequestStats;
 pub trait Observer: Send + Sync {
     /// A served model's request counts, every few seconds while they change.
     fn requests(&self, _url: &str, _counts: &RequestCounts) {}
-    /// Polled between units of work (a probe template); `true` ends the run with
+    /// A line saying what the run does next, or what it kept from an interrupted run.
+    fn message(&self, _text: &str) {}
+    /// An audit stage of an experiment finished: its results, written into `dir`.
+    fn audit_finished(&self, _results: &fairlm_bias::audit::AuditResults, _dir: &std::path::Path) {}
+    /// Polled between units of work (a probe template, a training step); `true` ends the run with
     /// [`Error::Interrupted`], its checkpoint holding what was done.
     fn stop_requested(&self) -> bool {
         false

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use fairlm_bias::audit::AuditResults;
 use fairlm_bias::compare::Gates;
 use fairlm_pipeline::audit::Output;
-use fairlm_pipeline::{AuditConfig, ScoreConfig};
+use fairlm_pipeline::{AuditConfig, ExperimentConfig, MitigateConfig, ScoreConfig};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
 use pyo3::prelude::*;
@@ -68,6 +68,11 @@ impl fairlm_pipeline::Observer for PythonSignals {
     fn stop_requested(&self) -> bool {
         Python::attach(|py| py.check_signals().is_err())
     }
+
+    /// The stage lines the CLI prints, on stderr as it prints them.
+    fn message(&self, text: &str) {
+        eprintln!("fairlm: {text}");
+    }
 }
 
 /// The audit `config` (AuditConfig as JSON) describes; its results.json as JSON. With `out`,
@@ -98,6 +103,68 @@ fn score(py: Python<'_>, texts: Vec<String>, config_json: &str) -> PyResult<Stri
         .detach(|| fairlm_pipeline::score(&texts, &cfg, Arc::new(PythonSignals)))
         .map_err(to_py)?;
     to_json(&scores)
+}
+
+/// `user` (JSON) laid over `default`: objects merged key by key at every depth, so that a
+/// nested setting given alone (a gate, a training option) keeps its neighbours' defaults.
+fn over_default<T: serde::Serialize + serde::de::DeserializeOwned>(
+    what: &str,
+    default: &T,
+    user: &str,
+) -> PyResult<T> {
+    fn merge(base: &mut serde_json::Value, top: serde_json::Value) {
+        match (base, top) {
+            (serde_json::Value::Object(b), serde_json::Value::Object(t)) => {
+                for (k, v) in t {
+                    match b.get_mut(&k) {
+                        Some(slot) => merge(slot, v),
+                        None => {
+                            b.insert(k, v);
+                        }
+                    }
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+    }
+    let mut base = serde_json::to_value(default).map_err(|e| Error::new_err(e.to_string()))?;
+    let top: serde_json::Value =
+        serde_json::from_str(user).map_err(|e| ConfigError::new_err(format!("{what}: {e}")))?;
+    merge(&mut base, top);
+    serde_json::from_value(base).map_err(|e| ConfigError::new_err(format!("{what}: {e}")))
+}
+
+/// The mitigation `config` (MitigateConfig as JSON, over the defaults) describes, run into
+/// `out`; the train.json it writes, as JSON. `resume` continues one stopped there.
+#[pyfunction]
+#[pyo3(signature = (config_json, out, resume=false))]
+fn mitigate(py: Python<'_>, config_json: &str, out: PathBuf, resume: bool) -> PyResult<String> {
+    let cfg: MitigateConfig = over_default("mitigate", &MitigateConfig::default(), config_json)?;
+    py.detach(|| fairlm_pipeline::mitigate(&cfg, &out, resume, Arc::new(PythonSignals)))
+        .map_err(to_py)?;
+    let path = out.join("train.json");
+    std::fs::read_to_string(&path)
+        .map_err(|e| DataError::new_err(format!("{}: cannot read: {e}", path.display())))
+}
+
+/// The experiment `config` (ExperimentConfig as JSON, over the defaults) describes, run into
+/// `out`: its comparison (rows and gates) and the compare.md and mitigation.md it wrote, as
+/// JSON. `resume` continues one stopped there.
+#[pyfunction]
+#[pyo3(signature = (config_json, out, resume=false))]
+fn experiment(py: Python<'_>, config_json: &str, out: PathBuf, resume: bool) -> PyResult<String> {
+    let cfg: ExperimentConfig =
+        over_default("experiment", &ExperimentConfig::default(), config_json)?;
+    let e = py
+        .detach(|| fairlm_pipeline::experiment(&cfg, &out, resume, Arc::new(PythonSignals)))
+        .map_err(to_py)?;
+    to_json(&serde_json::json!({
+        "rows": e.comparison.rows,
+        "gates": e.comparison.gates,
+        "passed": e.passed(),
+        "compare_md": e.compare_markdown,
+        "mitigation_md": e.mitigation_markdown,
+    }))
 }
 
 /// An audit's results from the JSON of a results.json, checked as `fairlm compare` checks it.
@@ -134,6 +201,8 @@ fn _fairlm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(audit, m)?)?;
     m.add_function(wrap_pyfunction!(score, m)?)?;
     m.add_function(wrap_pyfunction!(compare, m)?)?;
+    m.add_function(wrap_pyfunction!(mitigate, m)?)?;
+    m.add_function(wrap_pyfunction!(experiment, m)?)?;
     let py = m.py();
     m.add("Error", py.get_type::<Error>())?;
     m.add("DataError", py.get_type::<DataError>())?;

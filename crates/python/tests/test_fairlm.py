@@ -94,6 +94,24 @@ def test_compare_reads_results_and_applies_gates(tmp_path):
         fairlm.compare(before, edited)
 
 
+def test_mitigate_and_experiment_write_what_the_cli_writes(tmp_path):
+    options = ["--quick", "--axes", "gender", "--steps", "2", "--max-bias", "0.9"]
+    code = cli("experiment", "--model", TINY, *options, "--out", str(tmp_path / "cli"), check=False)
+    assert code.returncode in (0, 1), code.stderr
+    got = fairlm.experiment(
+        model=TINY, out=tmp_path / "py", quick=True, axes=["gender"], steps=2, max_bias=0.9
+    )
+    assert got["compare_md"] == (tmp_path / "cli" / "compare.md").read_text()
+    assert got["passed"] == (code.returncode == 0)
+    assert [g["gate"] for g in got["gates"]][0] == "max-bias"  # max_bias alone drops the ratio
+    weights = "model/model.safetensors"
+    assert (tmp_path / "py" / weights).read_bytes() == (tmp_path / "cli" / weights).read_bytes()
+    train = fairlm.mitigate(model=TINY, out=tmp_path / "mit", axes=["gender"], steps=2, seed=1)
+    assert train["steps_done"] == 2 and train["run_config"]["train"]["seed"] == 1
+    with pytest.raises(fairlm.ConfigError, match="--mode"):
+        fairlm.mitigate(model=TINY, out=tmp_path / "bad", mode="half")
+
+
 def test_ctrl_c_stops_an_audit_that_resumes_to_the_same_results(tmp_path):
     out = tmp_path / "audit"
     program = (

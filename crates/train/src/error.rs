@@ -17,6 +17,10 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// The caller asked training to stop; the checkpoint holds the last step.
+    #[error("interrupted; the checkpoint holds the steps done (resume with the same settings)")]
+    Interrupted,
+
     #[error(transparent)]
     Model(#[from] fairlm_model::Error),
 

@@ -564,7 +564,8 @@ pub struct Trained {
 }
 
 /// Trains `ck` on `corpus`. Checkpoints go to `checkpoint_dir`; with `resume`, training
-/// continues from the checkpoint there.
+/// continues from the checkpoint there. `stop` is polled after each step: `true` writes a
+/// checkpoint of that step and ends with [`Error::Interrupted`].
 pub fn train(
     ck: &Checkpoint,
     lexicon: &Lexicon,
@@ -572,6 +573,7 @@ pub fn train(
     cfg: &TrainConfig,
     checkpoint_dir: &Path,
     resume: bool,
+    stop: &dyn Fn() -> bool,
 ) -> Result<Trained> {
     let started = Instant::now();
     if cfg.steps == 0 || cfg.pairs_per_batch == 0 || cfg.accumulation == 0 {
@@ -770,7 +772,10 @@ pub fn train(
         pb.set_message(progress_message(&parts, tokens as f64 / entry.seconds));
         pb.inc(1);
         log.push(entry);
-        if step % cfg.checkpoint_every.max(1) == 0 && step < cfg.steps {
+        // A stop asked for between steps keeps this step in the checkpoint, so a resume loses
+        // nothing.
+        let stopping = stop() && step < cfg.steps;
+        if (step % cfg.checkpoint_every.max(1) == 0 || stopping) && step < cfg.steps {
             let state = CheckpointState {
                 config: cfg.clone(),
                 step,
@@ -793,6 +798,10 @@ pub fn train(
                     },
                 ],
             )?;
+        }
+        if stopping {
+            pb.finish_and_clear();
+            return Err(Error::Interrupted);
         }
     }
     pb.finish_and_clear();
@@ -964,7 +973,7 @@ mod tests {
                 },
             ] {
                 let dir = tmp(&format!("{name}-modes"));
-                let t = train(&ck, &lex, &c, &config(mode, 2), &dir, false).unwrap();
+                let t = train(&ck, &lex, &c, &config(mode, 2), &dir, false, &|| false).unwrap();
                 let r = &t.report;
                 assert_eq!(r.steps_done, 2, "{name} {mode:?}");
                 assert!(r
@@ -1251,14 +1260,23 @@ mod tests {
     fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
         let ck = tiny("tiny-llama");
         let (lex, c) = corpus();
-        let whole = train(&ck, &lex, &c, &config(Mode::Full, 3), &tmp("whole"), false).unwrap();
+        let whole = train(
+            &ck,
+            &lex,
+            &c,
+            &config(Mode::Full, 3),
+            &tmp("whole"),
+            false,
+            &|| false,
+        )
+        .unwrap();
         // A run leaves its last checkpoint at step 2 (as if interrupted during step 3);
         // resuming from it redoes step 3.
         let dir = tmp("resumed");
         let cfg = config(Mode::Full, 3);
-        train(&ck, &lex, &c, &cfg, &dir, false).unwrap();
+        train(&ck, &lex, &c, &cfg, &dir, false, &|| false).unwrap();
         assert!(dir.join(CHECKPOINT_STATE).exists());
-        let resumed = train(&ck, &lex, &c, &cfg, &dir, true).unwrap();
+        let resumed = train(&ck, &lex, &c, &cfg, &dir, true, &|| false).unwrap();
         // The checkpoint of step 2 was resumed: one more step was logged after it.
         assert_eq!(resumed.report.steps_done, 3);
         assert_eq!(resumed.report.log.len(), 3);
@@ -1276,7 +1294,7 @@ mod tests {
         cfg.learning_rate = 1e3;
         cfg.clip_norm = 1e9;
         cfg.perplexity_guard = 0.05;
-        let t = train(&ck, &lex, &c, &cfg, &tmp("diverge"), false).unwrap();
+        let t = train(&ck, &lex, &c, &cfg, &tmp("diverge"), false, &|| false).unwrap();
         let why = t.report.stopped_early.clone().expect("should stop");
         assert!(
             why.contains("guard") || why.contains("loss") || why.contains("gradient"),

@@ -21,6 +21,8 @@ __all__ = [
     "audit",
     "score",
     "compare",
+    "mitigate",
+    "experiment",
     "Error",
     "DataError",
     "ModelError",
@@ -93,3 +95,65 @@ def compare(before, after, *, resamples=1000, seed=0, **gates):
     )
     comparison["passed"] = all(g["passed"] for g in comparison["gates"])
     return comparison
+
+
+_MODEL_KEYS = ("dtype", "allow_download")
+_GATE_KEYS = (
+    "max_bias",
+    "max_bias_ratio",
+    "max_ppl_increase",
+    "min_lms",
+    "max_agreement_drop",
+    "max_fluency_drop",
+    "max_diversity_drop",
+)
+
+
+def _split(options, top_keys):
+    """Options of a run with a training recipe: the run's own keys, and the recipe's."""
+    top = {k: v for k, v in options.items() if k in top_keys}
+    train = {k: v for k, v in options.items() if k not in top_keys}
+    return top, train
+
+
+def mitigate(model="smollm2", *, out, resume=False, **options):
+    """Runs ``fairlm mitigate`` into the directory ``out``: the corpus, counterfactual
+    augmentation, training, and the mitigated model written as ``out/model`` (and
+    ``out/model.gguf`` for a GGUF input). Options are the command's flags (``steps``, ``lr``,
+    ``w_consistency``, ``corpus``, ``axes``, ``seed``, ...; ``fairlm config --print mitigate``
+    lists them). Returns train.json as a dict. Ctrl-C stops training after the step in
+    progress, its checkpoint kept; ``resume=True`` continues it."""
+    top, train = _split(options, _MODEL_KEYS)
+    config = _config(dict(top, model=model, train=_strip(train)))
+    return json.loads(_fairlm.mitigate(config, os.fspath(out), resume))
+
+
+def experiment(model="smollm2", *, out, quick=False, resume=False, **options):
+    """Runs ``fairlm experiment`` into the directory ``out``: audit of the original, mitigation,
+    audit of the mitigated model, comparison, quality gates and report.html. Options are the
+    command's flags: the gates (``max_bias_ratio``, ``max_fluency_drop``, ...; as with the
+    command, giving ``max_bias`` alone drops the default ``max_bias_ratio``), ``crows``,
+    ``stereoset``, ``agreement_samples``, ``dtype`` and the training recipe's (``steps``,
+    ``axes``, ``seed``, ...). Returns ``{"rows", "gates", "passed", "compare_md",
+    "mitigation_md"}``."""
+    top, train = _split(
+        options,
+        _MODEL_KEYS + _GATE_KEYS + ("agreement_samples", "crows", "stereoset"),
+    )
+    gates = {k: top.pop(k) for k in _GATE_KEYS if k in top}
+    if "max_bias" in gates and "max_bias_ratio" not in gates:
+        gates["max_bias_ratio"] = None
+    config = json.dumps(
+        dict(
+            {k: _fspath(v) for k, v in top.items() if v is not None},
+            model=_fspath(model),
+            quick=quick,
+            gates=gates,
+            train=_strip(train),
+        )
+    )
+    return json.loads(_fairlm.experiment(config, os.fspath(out), resume))
+
+
+def _strip(options):
+    return {k: _fspath(v) for k, v in options.items() if v is not None}
