@@ -231,7 +231,7 @@ pub fn pronoun_agreement(
     records: &[SampleRecord],
     lexicon: &crate::lexicon::Lexicon,
 ) -> Option<(usize, usize)> {
-    let [female, male] = crate::swap::PRONOUN_FORMS;
+    let forms = &crate::swap::english().pronouns;
     let axis = pronoun_axis(lexicon)?;
     let (mut with, mut agree) = (0usize, 0usize);
     for r in records.iter().filter(|r| r.axis == axis.name) {
@@ -242,8 +242,8 @@ pub fn pronoun_agreement(
             .into_iter()
             .map(|w| r.continuation[w].to_lowercase())
             .collect();
-        let f = words.iter().any(|w| female.contains(&w.as_str()));
-        let m = words.iter().any(|w| male.contains(&w.as_str()));
+        let f = words.iter().any(|w| forms.female.contains(w));
+        let m = words.iter().any(|w| forms.male.contains(w));
         if f || m {
             with += 1;
             agree += usize::from(if g == 0 { f && !m } else { m && !f });

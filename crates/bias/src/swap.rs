@@ -67,22 +67,6 @@ fn index_rows(
     (lookup, ambiguous)
 }
 
-/// Words before a term that make it a predicate adjective ("was Christian"), not a noun.
-const PREDICATE_WORDS: &[&str] = &[
-    "is", "are", "was", "were", "be", "been", "being", "am", "become", "becomes", "became", "seem",
-    "seems", "seemed", "look", "looks", "looked", "feel", "feels", "felt", "remain", "remains",
-    "remained", "very", "not", "so", "too", "more", "most", "less", "and", "or", "nor", "both",
-    "either", "neither", "but", "as", "how", "quite", "rather",
-];
-
-/// Common verbs that follow a subject ("the Muslim says"), read as "not a noun it modifies".
-const VERB_HINTS: &[&str] = &[
-    "has", "had", "have", "said", "says", "went", "goes", "made", "makes", "took", "takes", "got",
-    "gets", "came", "comes", "knew", "knows", "thought", "thinks", "told", "tells", "felt", "left",
-    "wants", "lives", "works", "prays", "believes", "ran", "runs", "sat", "stood", "gave", "gives",
-    "found", "finds", "became", "becomes", "kept", "keeps",
-];
-
 impl AxisSwapper {
     pub fn new(axis: &Axis) -> Self {
         let k = axis.groups.len();
@@ -257,10 +241,10 @@ impl AxisSwapper {
         let before = first
             .checked_sub(1)
             .map(|j| text[words[j].clone()].to_lowercase());
-        !before.is_some_and(|w| PREDICATE_WORDS.contains(&w.as_str()))
+        !before.is_some_and(|w| listed(&english().words.predicate, &w))
     }
 
-    /// Pronoun case for a [female, male] axis (the forms of [`PRONOUN_FORMS`] the lexicon's
+    /// Pronoun case for a [female, male] axis (the forms of [`Pronouns`] the lexicon's
     /// rows leave to morphology): her/him/his/hers.
     fn pronoun(
         &self,
@@ -285,13 +269,62 @@ impl AxisSwapper {
     }
 }
 
-/// The English third-person pronouns of a [female, male] axis, every case: what a pronoun axis
-/// swaps (she/he and herself/himself by the lexicon's rows, the rest by [`AxisSwapper`]'s
-/// morphology) and what pronoun agreement reads.
-pub const PRONOUN_FORMS: [[&str; 4]; 2] = [
-    ["she", "her", "hers", "herself"],
-    ["he", "him", "his", "himself"],
-];
+/// The word lists of data/english.toml (written for this project): pronoun forms, the words
+/// that tell a noun from an adjective and a pronoun's case, and the spellings whose article
+/// their sound decides.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct English {
+    /// The English third-person pronouns of a [female, male] axis, every case: what a pronoun
+    /// axis swaps (she/he and herself/himself by the lexicon's rows, the rest by
+    /// [`AxisSwapper`]'s morphology) and what pronoun agreement reads.
+    pub pronouns: Pronouns,
+    words: Words,
+    articles: Articles,
+}
+
+/// The pronouns of a [female, male] axis, every case, in the same order on both sides.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pronouns {
+    pub female: Vec<String>,
+    pub male: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Words {
+    /// Before a term, they make it a predicate adjective ("was Christian").
+    predicate: Vec<String>,
+    /// Verbs that follow a subject ("the Muslim says").
+    verb_hints: Vec<String>,
+    /// They end a pronoun's phrase: after "her"/"his" they mean object use.
+    function: Vec<String>,
+    /// Nouns that end in -ly (so are not adverbs).
+    ly_nouns: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Articles {
+    vowel_sound_h: Vec<String>,
+    consonant_sound_vowel: Vec<String>,
+}
+
+/// data/english.toml, read once.
+pub fn english() -> &'static English {
+    static ENGLISH: std::sync::LazyLock<English> = std::sync::LazyLock::new(|| {
+        #[allow(clippy::expect_used)] // Embedded at build time; a test reads it.
+        toml::from_str(include_str!("../../../data/english.toml"))
+            .expect("data/english.toml is fairlm's own file")
+    });
+    &ENGLISH
+}
+
+/// Whether `list` holds `word`.
+fn listed(list: &[String], word: &str) -> bool {
+    list.iter().any(|w| w == word)
+}
 
 /// Whether `words[i]` modifies the word after it ("Muslim leaders"), as opposed to standing
 /// alone before punctuation, a function word or a verb ("a Muslim who", "the Muslim prayed").
@@ -301,150 +334,10 @@ pub fn modifies_next(text: &str, words: &[Range<usize>], i: usize) -> bool {
         .map(|w| text[w.clone()].to_lowercase())
         .unwrap_or_default();
     // "The Muslim prayed": a verb after the term makes it the subject, not a modifier.
-    let verb_next = (next.len() > 4 && next.ends_with("ed")) || VERB_HINTS.contains(&next.as_str());
+    let verb_next =
+        (next.len() > 4 && next.ends_with("ed")) || listed(&english().words.verb_hints, &next);
     !verb_next && starts_noun_phrase(text, words, i)
 }
-
-/// Words that end a pronoun's phrase: after "her"/"his" they mean object/pronoun use.
-const FUNCTION_WORDS: &[&str] = &[
-    "a",
-    "an",
-    "the",
-    "this",
-    "that",
-    "these",
-    "those",
-    "to",
-    "for",
-    "from",
-    "with",
-    "about",
-    "at",
-    "by",
-    "in",
-    "on",
-    "into",
-    "onto",
-    "of",
-    "off",
-    "over",
-    "under",
-    "up",
-    "down",
-    "out",
-    "back",
-    "again",
-    "and",
-    "or",
-    "but",
-    "nor",
-    "so",
-    "because",
-    "if",
-    "when",
-    "while",
-    "as",
-    "than",
-    "then",
-    "too",
-    "very",
-    "now",
-    "here",
-    "there",
-    "home",
-    "today",
-    "tonight",
-    "yesterday",
-    "tomorrow",
-    "is",
-    "was",
-    "were",
-    "are",
-    "be",
-    "been",
-    "being",
-    "will",
-    "would",
-    "can",
-    "could",
-    "should",
-    "must",
-    "might",
-    "may",
-    "do",
-    "did",
-    "does",
-    "not",
-    "never",
-    "always",
-    "some",
-    "any",
-    "all",
-    "every",
-    "what",
-    "how",
-    "why",
-    "where",
-    "who",
-    "whom",
-    "which",
-    "something",
-    "anything",
-    "nothing",
-    "everything",
-    "one",
-    "once",
-    "twice",
-    "already",
-    "yet",
-    "still",
-    "just",
-    "more",
-    "less",
-    "much",
-    "well",
-    "away",
-    "around",
-    "through",
-    "after",
-    "before",
-    "since",
-    "until",
-    "like",
-    "everywhere",
-    "anywhere",
-    "last",
-    "first",
-    "either",
-    "neither",
-    "i",
-    "you",
-    "he",
-    "she",
-    "it",
-    "we",
-    "they",
-    "me",
-    "him",
-    "us",
-    "them",
-    "her",
-    "his",
-    "my",
-    "your",
-    "our",
-    "their",
-    "its",
-    "no",
-    "yes",
-    "please",
-];
-
-/// Nouns that end in -ly (so are not adverbs).
-const LY_NOUNS: &[&str] = &[
-    "family", "lily", "belly", "jelly", "ally", "bully", "holly", "rally", "folly", "assembly",
-    "supply", "reply",
-];
 
 /// Whether the word after `words[i]` opens a noun phrase ("her car", "her own", "her lovely
 /// dress"), making "her"/"his" a determiner; object or standalone use otherwise ("saw her.",
@@ -460,13 +353,16 @@ fn starts_noun_phrase(text: &str, words: &[Range<usize>], i: usize) -> bool {
         return false;
     }
     let next = text[words[i + 1].clone()].to_lowercase();
-    if FUNCTION_WORDS.contains(&next.as_str()) {
+    if listed(&english().words.function, &next) {
         return false;
     }
-    if next.ends_with("ly") && !LY_NOUNS.contains(&next.as_str()) {
+    if next.ends_with("ly") && !listed(&english().words.ly_nouns, &next) {
         // An adverb, unless it is an adjective before a noun ("her lovely dress").
         return follows(i + 2)
-            && !FUNCTION_WORDS.contains(&text[words[i + 2].clone()].to_lowercase().as_str());
+            && !listed(
+                &english().words.function,
+                &text[words[i + 2].clone()].to_lowercase(),
+            );
     }
     true
 }
@@ -485,15 +381,12 @@ pub fn indefinite_article(word: &str) -> &'static str {
         };
     }
     let lower = w.to_lowercase();
-    const VOWEL_SOUND_H: [&str; 4] = ["hour", "honest", "honor", "heir"];
-    const CONSONANT_SOUND_VOWEL: [&str; 14] = [
-        "uni", "use", "usa", "usu", "uti", "ure", "uro", "eu", "ewe", "one", "once", "ubiq", "ukr",
-        "uganda",
-    ];
-    if VOWEL_SOUND_H.iter().any(|p| lower.starts_with(p)) || lower.starts_with("honour") {
+    let articles = &english().articles;
+    let starts = |list: &[String]| list.iter().any(|p| lower.starts_with(p.as_str()));
+    if starts(&articles.vowel_sound_h) {
         return "an";
     }
-    if CONSONANT_SOUND_VOWEL.iter().any(|p| lower.starts_with(p)) {
+    if starts(&articles.consonant_sound_vowel) {
         return "a";
     }
     match lower.chars().next() {
@@ -582,6 +475,24 @@ fn match_case(src: &str, rep: &str, form: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_english_word_lists_read_and_pair_the_pronoun_cases() {
+        let e = english();
+        assert_eq!(e.pronouns.female.len(), e.pronouns.male.len());
+        assert_eq!(e.pronouns.female[0], "she");
+        for list in [
+            &e.words.predicate,
+            &e.words.verb_hints,
+            &e.words.function,
+            &e.words.ly_nouns,
+        ] {
+            assert!(!list.is_empty());
+            assert!(list.iter().all(|w| *w == w.to_lowercase()), "{list:?}");
+        }
+        assert_eq!(indefinite_article("honourable"), "an");
+        assert_eq!(indefinite_article("university"), "a");
+    }
     use crate::lexicon::Lexicon;
 
     fn swapper(axis: &str) -> AxisSwapper {

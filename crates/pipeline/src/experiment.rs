@@ -208,7 +208,11 @@ pub fn experiment(
     ]
     .iter()
     .any(|s| out.join(s).exists());
-    provenance::check_or_write(&out.join(PROVENANCE), &record, resume && started)?;
+    if resume && started {
+        provenance::check(&out.join(PROVENANCE), &record)?;
+    } else {
+        provenance::write(&out.join(PROVENANCE), &record)?;
+    }
     let o = observer.as_ref();
     let stage = Stage {
         out,

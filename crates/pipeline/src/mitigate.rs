@@ -383,7 +383,10 @@ pub fn mitigate(
     let started = ["corpus.json", "checkpoint"]
         .iter()
         .any(|s| out.join(s).exists());
-    provenance::check_or_write(&out.join(PROVENANCE), &record, resume && started)?;
+    let resuming = resume && started;
+    if resuming {
+        provenance::check(&out.join(PROVENANCE), &record)?;
+    }
     if resume && !checkpoint.join(CHECKPOINT_STATE).exists() {
         observer.message(&format!(
             "--resume: no checkpoint in {}; training starts from step 0",
@@ -391,6 +394,10 @@ pub fn mitigate(
         ));
     }
     let corpus = corpus(cfg, out, resume, &ck, &lexicon, observer.as_ref())?;
+    // Written once the corpus is read: a run refused on its inputs leaves no record behind.
+    if !resuming {
+        provenance::write(&out.join(PROVENANCE), &record)?;
+    }
     if corpus.sets.is_empty() {
         return Err(Error::Config(format!(
             "the corpus has no sentence that mentions a group of {}: nothing to augment",

@@ -56,29 +56,30 @@ fn to_json(value: &impl Serialize) -> Result<Value> {
     serde_json::to_value(value).map_err(|e| Error::Config(e.to_string()))
 }
 
-/// Writes `record` to `path`; or, when `compare` (a resume of a directory with stages), reads
-/// the record there and refuses one that differs, naming the first field that does.
-pub fn check_or_write(path: &Path, record: &Record, compare: bool) -> Result<()> {
-    if compare {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let text = std::fs::read_to_string(path).map_err(|_| {
-            Error::Config(format!(
-                "--resume: {} has finished stages but no {name} saying what made them; start a new --out",
-                dir.display()
-            ))
-        })?;
-        let then: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::file(path, format!("not a fairlm run record: {e}")))?;
-        if let Some(field) = first_difference(&comparable(then), &comparable(record.0.clone()), "")
-        {
-            return Err(Error::file(
-                path,
-                format!("--resume with other settings or inputs than the interrupted run: `{field}` differs; resume with the same ones or start a new --out"),
-            ));
-        }
-        return Ok(());
+/// Refuses a resume of the directory whose record is at `path` when `record` differs from it,
+/// naming the first field that does.
+pub fn check(path: &Path, record: &Record) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let text = std::fs::read_to_string(path).map_err(|_| {
+        Error::Config(format!(
+            "--resume: {} has finished stages but no {name} saying what made them; start a new --out",
+            dir.display()
+        ))
+    })?;
+    let then: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::file(path, format!("not a fairlm run record: {e}")))?;
+    if let Some(field) = first_difference(&comparable(then), &comparable(record.0.clone()), "") {
+        return Err(Error::file(
+            path,
+            format!("--resume with other settings or inputs than the interrupted run: `{field}` differs; resume with the same ones or start a new --out"),
+        ));
     }
+    Ok(())
+}
+
+/// Writes `record` to `path`.
+pub fn write(path: &Path, record: &Record) -> Result<()> {
     let text = serde_json::to_string_pretty(&record.0).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(path, text.as_bytes())?;
     Ok(())
