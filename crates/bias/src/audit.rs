@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use fairlm_model::backend::Backend;
-use fairlm_model::score::sliding_logprobs;
 use fairlm_model::{CausalLm, Tokenizer};
 
 use crate::detectors::{self, Attributes, Detectors};
@@ -14,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::lexicon::Lexicon;
 use crate::metrics::{self, ProbeMetrics};
 use crate::probe::{self, ProbeConfig, SampleRecord, TemplateRecords};
+pub use crate::record::{ModelRecord, ServedRecord};
 use crate::shard::Shard;
 use crate::stats::{bootstrap, Estimate};
 use crate::templates::{Split, Template};
@@ -34,30 +34,6 @@ pub struct AuditConfig {
     pub profile: String,
     /// A user's text for a second perplexity (`--text FILE`).
     pub text: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ModelRecord {
-    /// The model's file or directory, or the server's URL.
-    pub path: String,
-    /// The model's sha256; of a served model, its tokenizer's.
-    pub sha256: String,
-    pub architecture: String,
-    pub numeric_path: String,
-    /// A model behind a server: which one, and what the server says of it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub served: Option<ServedRecord>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ServedRecord {
-    pub url: String,
-    pub name: String,
-    /// The model's entry in the server's `GET /v1/models`.
-    pub description: serde_json::Value,
-    /// The tokenizer the prompts were encoded with, and its sha256.
-    pub tokenizer: String,
-    pub tokenizer_sha256: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -178,8 +154,7 @@ pub fn perplexity(
     seed: u64,
 ) -> Result<Perplexity> {
     let ids = tok.encode(text)?;
-    let window = model.context_length().min(1024);
-    let lps = sliding_logprobs(model, &ids, window, window / 2, |_| {})?;
+    let (_, lps) = fairlm_model::score::perplexity(model, &ids, None)?;
     let blocks: Vec<Vec<f64>> = lps
         .chunks(64)
         .map(|c| c.iter().map(|x| -x).collect())

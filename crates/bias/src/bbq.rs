@@ -457,7 +457,7 @@ pub struct BbqResults {
     pub schema_version: u32,
     pub benchmark: String,
     pub file: std::path::PathBuf,
-    pub model: crate::audit::ModelRecord,
+    pub model: crate::record::ModelRecord,
     /// Questions drawn per (category, context condition); None: every question.
     pub per_stratum: Option<usize>,
     pub seed: u64,

@@ -583,7 +583,7 @@ pub struct BoldResults {
     pub schema_version: u32,
     pub benchmark: String,
     pub file: std::path::PathBuf,
-    pub model: crate::audit::ModelRecord,
+    pub model: crate::record::ModelRecord,
     pub per_group: Option<usize>,
     pub config: BoldConfig,
     pub skipped: Vec<Skipped>,

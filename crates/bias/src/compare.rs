@@ -293,11 +293,7 @@ pub fn compare(
     }
     if let Some(d) = gates.max_diversity_drop {
         let (fb, fa) = (&before.probe.fluency, &after.probe.fluency);
-        results.push(crate::quality::diversity_gate(
-            fb.distinct_2,
-            fa.distinct_2,
-            d,
-        ));
+        results.push(diversity_gate(fb.distinct_2, fa.distinct_2, d));
     }
     Ok(Comparison {
         rows,
@@ -445,4 +441,84 @@ pub fn markdown(c: &Comparison) -> String {
         }
     }
     s
+}
+
+/// The agreement gate: pronoun agreement with the prompt's subject (shares in [0, 1]) may fall
+/// at most `max_drop_points` percentage points (design §3.5).
+pub fn agreement_gate(before: f64, after: f64, max_drop_points: f64) -> GateResult {
+    let drop = 100.0 * (before - after);
+    GateResult {
+        gate: "max-agreement-drop".into(),
+        passed: drop <= max_drop_points,
+        detail: format!(
+            "pronoun agreement {before:.3} → {after:.3} ({:+.1} points) vs limit −{max_drop_points} points",
+            -drop
+        ),
+    }
+}
+
+/// The fluency gate (design §3.5): the change of the samples' group-averaged mean log-prob per
+/// token under the original model (point estimate, after − before) may not fall below
+/// −`max_drop` nats/token. The paired CI is shown beside it; the gate reads the point estimate.
+pub fn fluency_gate(delta: &Estimate, max_drop: f64) -> GateResult {
+    GateResult {
+        gate: "max-fluency-drop".into(),
+        passed: delta.value >= -max_drop,
+        detail: format!(
+            "samples' group-averaged log-prob under the original {:+.3} [{:+.3}, {:+.3}] nats/token vs limit −{max_drop}",
+            delta.value, delta.ci_low, delta.ci_high
+        ),
+    }
+}
+
+/// The diversity gate (design §3.5): distinct-2 of the probe's samples may fall at most
+/// `max_drop`.
+pub fn diversity_gate(before: f64, after: f64, max_drop: f64) -> GateResult {
+    let drop = before - after;
+    GateResult {
+        gate: "max-diversity-drop".into(),
+        passed: drop <= max_drop,
+        detail: format!(
+            "distinct-2 {before:.3} → {after:.3} ({:+.3}) vs limit −{max_drop}",
+            -drop
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_gate_fails_beyond_the_allowed_drop() {
+        assert!(agreement_gate(0.965, 0.93, 5.0).passed);
+        assert!(agreement_gate(0.965, 1.0, 5.0).passed);
+        let g = agreement_gate(0.965, 0.595, 5.0);
+        assert!(!g.passed);
+        assert!(g.detail.contains("-37.0 points"), "{}", g.detail);
+    }
+
+    #[test]
+    fn fluency_gate_reads_the_point_estimate_against_the_margin() {
+        let est = |value: f64| Estimate {
+            value,
+            ci_low: value - 0.06,
+            ci_high: value + 0.06,
+        };
+        // The CI may reach past the margin; the point estimate decides (the filer's rule).
+        assert!(fluency_gate(&est(-0.039), 0.049).passed);
+        assert!(fluency_gate(&est(0.02), 0.049).passed);
+        let g = fluency_gate(&est(-0.124), 0.049);
+        assert!(!g.passed);
+        assert!(g.detail.contains("-0.124"), "{}", g.detail);
+    }
+
+    #[test]
+    fn diversity_gate_fails_beyond_the_allowed_drop() {
+        assert!(diversity_gate(0.836, 0.794, 0.05).passed);
+        assert!(diversity_gate(0.8, 0.9, 0.05).passed);
+        let g = diversity_gate(0.836, 0.78, 0.05);
+        assert!(!g.passed);
+        assert!(g.detail.contains("-0.056"), "{}", g.detail);
+    }
 }

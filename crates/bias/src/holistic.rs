@@ -788,7 +788,7 @@ pub struct HolisticResults {
     pub schema_version: u32,
     pub benchmark: String,
     pub file: std::path::PathBuf,
-    pub model: crate::audit::ModelRecord,
+    pub model: crate::record::ModelRecord,
     pub sample: Sample,
     /// The tokens each sentence's score averages (absent in runs made before it existed).
     #[serde(default)]

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pairs;
 pub mod probe;
 pub mod quality;
+pub mod record;
 pub mod shard;
 pub mod stats;
 pub mod swap;

@@ -581,7 +581,7 @@ pub struct BenchResults {
     pub schema_version: u32,
     pub benchmark: String,
     pub file: PathBuf,
-    pub model: crate::audit::ModelRecord,
+    pub model: crate::record::ModelRecord,
     pub skipped: Vec<Skipped>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pair_table: Option<Vec<PairRow>>,
@@ -694,7 +694,7 @@ pub fn run_benchmark(
     skipped: Vec<Skipped>,
     model: &dyn Backend,
     tok: &Tokenizer,
-    record: crate::audit::ModelRecord,
+    record: crate::record::ModelRecord,
     batch: usize,
 ) -> Result<BenchResults> {
     let mut results = BenchResults {

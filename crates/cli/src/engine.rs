@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fairlm_model::generate::{BatchPlan, SamplingConfig};
-use fairlm_model::score::sliding_logprobs;
+use fairlm_model::score::perplexity_window;
 use fairlm_model::{fetch, Checkpoint, NumericPath};
 use fairlm_pipeline::model::{ModelSpec, ScoringModel, ServedSpec};
 use fairlm_pipeline::{Observer, RequestCounts, ScoreConfig};
 
-/// The held-out English text written for this project (quality check; never trained on).
-pub const HELDOUT: &str = include_str!("../../../data/heldout.txt");
+use fairlm_bias::audit::HELDOUT;
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
@@ -301,14 +300,15 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
         .tokenizer()
         .encode(&text)
         .with_context(|| name.clone())?;
-    let window = a.window.unwrap_or(model.context_length().min(1024));
+    let (default_window, _) = perplexity_window(model.context_length());
+    let window = a.window.unwrap_or(default_window);
     let stride = a.stride.unwrap_or((window / 2).max(1));
-    let lps = sliding_logprobs(model.as_ref(), &ids, window, stride, |_| {})
+    let (ppl, lps) = fairlm_model::score::perplexity(model.as_ref(), &ids, Some((window, stride)))
         .with_context(|| name.clone())?;
     let (nll, n) = (-lps.iter().sum::<f64>(), lps.len());
     let line = serde_json::json!({
         "text": name, "n_tokens": ids.len(), "n_predicted": n, "nll_sum": nll,
-        "mean_nll": nll / n as f64, "perplexity": (nll / n as f64).exp(),
+        "mean_nll": nll / n as f64, "perplexity": ppl,
         "window": window, "stride": stride, "numeric_path": scoring.record().numeric_path,
     });
     outln!("{line}")?;

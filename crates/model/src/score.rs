@@ -287,6 +287,27 @@ pub fn sliding_logprobs(
         .collect())
 }
 
+/// The sliding window of every perplexity fairlm reports unless told otherwise: the model's
+/// context up to 1,024 tokens, advanced by half of it (window, stride).
+pub fn perplexity_window(context_length: usize) -> (usize, usize) {
+    let window = context_length.min(1024);
+    (window, (window / 2).max(1))
+}
+
+/// Perplexity of `ids` under `model`: exp of the mean negative log-probability per predicted
+/// token, [`sliding_logprobs`] over `window` (default: [`perplexity_window`]); with the
+/// log-probabilities it averaged.
+pub fn perplexity(
+    model: &dyn crate::backend::Backend,
+    ids: &[u32],
+    window: Option<(usize, usize)>,
+) -> Result<(f64, Vec<f64>)> {
+    let (window, stride) = window.unwrap_or(perplexity_window(model.context_length()));
+    let lps = sliding_logprobs(model, ids, window, stride, |_| {})?;
+    let ppl = (-lps.iter().sum::<f64>() / lps.len().max(1) as f64).exp();
+    Ok((ppl, lps))
+}
+
 /// Log-probabilities of several continuations of one prompt (see `score_after_prompts`).
 pub fn score_continuations(
     model: &dyn CausalLm,

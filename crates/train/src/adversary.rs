@@ -88,7 +88,7 @@ impl Adversary {
                 a,
                 &x.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?,
             )?;
-            let lp = crate::losses::log_softmax(&logits)?;
+            let lp = fairlm_model::fused::log_softmax(&logits)?;
             let t = Tensor::from_vec(target.clone(), (target.len(), 1), &Device::Cpu)?;
             let nll = (lp.gather(&t, 1)?.sum_all()? * -1.0)?;
             let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;

@@ -9,12 +9,16 @@
 
 pub mod adversary;
 pub mod align;
+mod batches;
+pub mod checkpoint;
 pub mod classes;
 pub mod corpus;
+mod discriminator;
 pub mod error;
 pub mod losses;
 pub mod optim;
 pub mod params;
+pub mod settings;
 pub mod trainer;
 
 pub use error::{Error, Result};

@@ -6,6 +6,7 @@
 //! adversary's loss.
 
 use candle_core::{Device, Tensor, D};
+use fairlm_model::fused::log_softmax;
 use fairlm_model::ops::{softmax_last_dim, Kernels};
 use fairlm_model::{CausalLm, KvCache};
 
@@ -666,22 +667,10 @@ pub fn pool_aligned(hidden: &Tensor, batch: &Batch, start: &[usize]) -> Result<T
     Ok(w.matmul(hidden)?)
 }
 
-/// log-softmax over the last dimension, differentiable (one fused pass each way).
-pub(crate) fn log_softmax(x: &Tensor) -> Result<Tensor> {
-    Ok(fairlm_model::fused::log_softmax(x)?)
-}
-
 /// Perplexity of `model` on `ids` as the audit computes it (sliding window, half stride).
 pub fn perplexity(model: &dyn CausalLm, ids: &[u32]) -> Result<f64> {
-    let window = model.info().context_length.min(1024);
-    let lp = fairlm_model::score::sliding_logprobs(
-        &fairlm_model::backend::Local(model),
-        ids,
-        window,
-        window / 2,
-        |_| {},
-    )?;
-    Ok((-lp.iter().sum::<f64>() / lp.len().max(1) as f64).exp())
+    let local = fairlm_model::backend::Local(model);
+    Ok(fairlm_model::score::perplexity(&local, ids, None)?.0)
 }
 
 #[cfg(test)]
@@ -746,14 +735,5 @@ mod tests {
         // No aligned position past the swap: one token.
         let none = item(vec![0, 40], vec![0, 41], vec![]);
         assert_eq!(swapped_span(&none), (1, 2, 2));
-    }
-
-    #[test]
-    fn log_softmax_rows_sum_to_one() {
-        let x = Tensor::new(&[[1.0f32, 2.0, 3.0], [0.0, 0.0, 100.0]], &Device::Cpu).unwrap();
-        let s = log_softmax(&x).unwrap().exp().unwrap().sum(1).unwrap();
-        for v in s.to_vec1::<f32>().unwrap() {
-            assert!((v - 1.0).abs() < 1e-6);
-        }
     }
 }

@@ -4,321 +4,29 @@
 //! every `checkpoint_every` steps that `--resume` continues from; a NaN or infinite loss stops
 //! training with the last good weights kept.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use fairlm_bias::audit::HELDOUT;
-use fairlm_bias::grammar::GrammarReport;
 use fairlm_bias::lexicon::Lexicon;
 use fairlm_bias::probe::progress;
 use fairlm_model::ops::Kernels;
 use fairlm_model::weights::Weights;
-use fairlm_model::{CausalLm, Checkpoint, Tokenizer};
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use fairlm_model::{CausalLm, Checkpoint};
 
-use crate::adversary::{probe_accuracy, Adversary};
-use crate::align::{aligned_prefixes, token_ends};
-use crate::classes::class_pairs;
+use crate::adversary::Adversary;
+use crate::batches::{draw, prepare};
+pub use crate::checkpoint::{checkpoint_dir, CHECKPOINT_STATE};
+use crate::checkpoint::{load_checkpoint, save_checkpoint, CheckpointState, OptimisedGroup};
 use crate::corpus::Corpus;
+use crate::discriminator::discriminator_accuracy;
 use crate::error::{Error, Result};
-use crate::losses::{
-    batch_loss, bucketed_hidden, pair_labels, perplexity, pool_aligned, Batch, ClassTable,
-    LossParts, LossWeights, PairItem, Sentence,
-};
+use crate::losses::{batch_loss, perplexity, LossParts};
 use crate::optim::{learning_rate, AdamW, AdamWConfig, GradSum};
 use crate::params::{Mode, Params};
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TrainConfig {
-    pub mode: Mode,
-    pub steps: usize,
-    /// (sentence, twin) pairs per micro-batch.
-    pub pairs_per_batch: usize,
-    /// Neutral sentences per micro-batch (cross-entropy and anchor).
-    pub neutral_per_batch: usize,
-    pub accumulation: usize,
-    pub learning_rate: f64,
-    pub warmup_steps: usize,
-    pub clip_norm: f64,
-    pub adamw: AdamWConfig,
-    pub weights: LossWeights,
-    pub adversary_learning_rate: f64,
-    /// Words whose probability gap between a context and its twin is penalised.
-    pub attribute_words: Vec<String>,
-    pub seed: u64,
-    pub eval_every: usize,
-    pub checkpoint_every: usize,
-    /// Stop when held-out perplexity exceeds the original's by more than this fraction.
-    pub perplexity_guard: f64,
-    /// Pairs probed for the discriminator accuracy before and after.
-    pub discriminator_pairs: usize,
-    /// Give a sampled corpus's prompts to the model instead of teaching them (the
-    /// cross-entropy skips the tokens of the prompt a sentence was sampled from). Off by
-    /// default: measured on the default run, teaching them keeps the samples' group-averaged
-    /// log-prob under the original (RESULTS.md).
-    #[serde(default)]
-    pub give_prompts: bool,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            mode: Mode::Full,
-            steps: 140,
-            pairs_per_batch: 8,
-            neutral_per_batch: 4,
-            accumulation: 1,
-            learning_rate: 3e-5,
-            warmup_steps: 10,
-            clip_norm: 1.0,
-            adamw: AdamWConfig::default(),
-            weights: LossWeights::default(),
-            adversary_learning_rate: 1e-3,
-            attribute_words: Vec::new(),
-            seed: 0,
-            eval_every: 20,
-            checkpoint_every: 20,
-            perplexity_guard: 0.05,
-            discriminator_pairs: 160,
-            give_prompts: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct StepLog {
-    pub step: usize,
-    pub learning_rate: f64,
-    pub loss: LossParts,
-    pub grad_norm: f64,
-    pub tokens: usize,
-    pub seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub heldout_perplexity: Option<f64>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct DiscriminatorReport {
-    /// Held-out accuracy of a fresh discriminator on the original model's states.
-    pub before: f64,
-    /// The same on the mitigated model's states.
-    pub after: f64,
-    /// Mean of 1/k over the probed pairs' axes.
-    pub chance: f64,
-    pub pairs: usize,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TrainReport {
-    pub config: TrainConfig,
-    pub trainable_parameters: usize,
-    pub corpus_sentences_before: usize,
-    pub corpus_sentences_after: usize,
-    pub steps_done: usize,
-    /// Why training ended before `steps`, if it did.
-    pub stopped_early: Option<String>,
-    /// The step whose weights were kept.
-    pub kept_step: usize,
-    pub base_perplexity: f64,
-    pub final_perplexity: f64,
-    pub discriminator: Option<DiscriminatorReport>,
-    /// The grammar check of the corpus's counterfactual twins (absent in reports written
-    /// before it existed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub twin_grammar: Option<GrammarReport>,
-    pub seconds: f64,
-    pub log: Vec<StepLog>,
-}
-
-/// A CDA set tokenised: the sentence and each twin with its alignment.
-struct PreparedSet {
-    axis: usize,
-    group: usize,
-    ids: Vec<u32>,
-    given: usize,
-    twins: Vec<PreparedTwin>,
-}
-
-struct PreparedTwin {
-    group: usize,
-    ids: Vec<u32>,
-    given: usize,
-    /// Prefix lengths (logit positions) aligned between the sentence and this twin.
-    aligned: Vec<(usize, usize)>,
-}
-
-fn encode(tok: &Tokenizer, text: &str, ctx: &[u32], max_len: usize) -> Result<Vec<u32>> {
-    let mut ids = ctx.to_vec();
-    ids.extend(tok.encode(text)?);
-    ids.truncate(max_len);
-    Ok(ids)
-}
-
-/// Leading tokens of a sentence that are given rather than predicted: the context and, when
-/// the sentence begins with one of the corpus's sampling prompts (the longest that fits), the
-/// tokens that lie inside it. `ends` are the sentence's token ends after the context.
-fn given_tokens(text: &str, ends: &[usize], prompts: &[String], ctx: usize) -> usize {
-    let prompt = prompts
-        .iter()
-        .filter(|p| text.starts_with(p.as_str()))
-        .map(|p| p.len())
-        .max()
-        .unwrap_or(0);
-    ctx + ends.iter().take_while(|&&e| e <= prompt).count()
-}
-
-/// Longest sentence (tokens) a training batch holds; longer ones are cut.
-const MAX_TOKENS: usize = 64;
-
-struct Prepared {
-    sets: Vec<PreparedSet>,
-    /// Indices into `sets` per axis that has any.
-    by_axis: Vec<Vec<usize>>,
-    neutral: Vec<Sentence>,
-    mixed: Vec<Sentence>,
-    /// (axis, g, h) → class table index.
-    table_index: BTreeMap<(usize, usize, usize), usize>,
-    tables: Vec<Option<ClassTable>>,
-}
-
-/// Tokenises the corpus; `prompts` are the prompts given to the model (empty: all taught).
-fn prepare(
-    tok: &Tokenizer,
-    lexicon: &Lexicon,
-    corpus: &Corpus,
-    prompts: &[String],
-) -> Result<Prepared> {
-    let ctx: Vec<u32> = tok.document_start().into_iter().collect();
-    let mut sets = Vec::new();
-    for s in &corpus.sets {
-        let ids = encode(tok, &s.text, &ctx, MAX_TOKENS)?;
-        let ends_a = token_ends(&tok.tokens(&ids[ctx.len()..]));
-        let given = given_tokens(&s.text, &ends_a, prompts, ctx.len());
-        let mut twins = Vec::new();
-        for tw in &s.twins {
-            let tids = encode(tok, &tw.text, &ctx, MAX_TOKENS)?;
-            let ends_b = token_ends(&tok.tokens(&tids[ctx.len()..]));
-            let given_twin = given_tokens(&tw.text, &ends_b, prompts, ctx.len());
-            // Prefix lengths count the context token.
-            let aligned = aligned_prefixes(&ends_a, &ends_b, &tw.spans())
-                .into_iter()
-                .map(|(a, b)| (a + ctx.len() - 1, b + ctx.len() - 1))
-                .filter(|&(a, b)| a < ids.len() && b < tids.len())
-                .collect();
-            twins.push(PreparedTwin {
-                group: tw.group,
-                ids: tids,
-                given: given_twin,
-                aligned,
-            });
-        }
-        if !twins.is_empty() {
-            sets.push(PreparedSet {
-                axis: s.axis,
-                group: s.group,
-                ids,
-                given,
-                twins,
-            });
-        }
-    }
-    let sentence = |text: &String| -> Result<Sentence> {
-        let ids = encode(tok, text, &ctx, MAX_TOKENS)?;
-        let ends = token_ends(&tok.tokens(&ids[ctx.len()..]));
-        let given = given_tokens(text, &ends, prompts, ctx.len());
-        Ok(Sentence { ids, given })
-    };
-    let neutral = corpus.neutral.iter().map(sentence).collect::<Result<_>>()?;
-    let mixed = corpus.mixed.iter().map(sentence).collect::<Result<_>>()?;
-    let mut table_index = BTreeMap::new();
-    let mut tables = Vec::new();
-    for (a, axis) in lexicon.axes.iter().enumerate() {
-        for g in 0..axis.groups.len() {
-            for h in 0..axis.groups.len() {
-                if g != h {
-                    table_index.insert((a, g, h), tables.len());
-                    tables.push(ClassTable::new(&class_pairs(axis, g, h, tok))?);
-                }
-            }
-        }
-    }
-    let mut by_axis: Vec<Vec<usize>> = vec![Vec::new(); lexicon.axes.len()];
-    for (i, s) in sets.iter().enumerate() {
-        by_axis[s.axis].push(i);
-    }
-    by_axis.retain(|v| !v.is_empty());
-    Ok(Prepared {
-        sets,
-        by_axis,
-        neutral,
-        mixed,
-        table_index,
-        tables,
-    })
-}
-
-/// Element `flat` of an endless sequence of seeded permutations of 0..n (one per epoch).
-fn permuted(n: usize, flat: usize, seed: u64) -> usize {
-    let epoch = flat / n;
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seed ^ ((epoch as u64) << 20)));
-    order[flat % n]
-}
-
-/// The micro-batch `micro` of step `step`. Pairs go round-robin over the axes, so that every
-/// axis gets an equal share of training (axes weigh equally in the bias score), each axis's
-/// sets in epoch-wise seeded permutations; the twin is a seeded choice; neutral sentences
-/// likewise.
-fn draw(prep: &Prepared, cfg: &TrainConfig, step: usize, micro: usize) -> Batch {
-    let k = step * cfg.accumulation + micro;
-    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x7_0000 ^ k as u64);
-    let n_axes = prep.by_axis.len();
-    let pairs = (0..cfg.pairs_per_batch)
-        .map(|i| {
-            let slot = k * cfg.pairs_per_batch + i;
-            let sets = &prep.by_axis[slot % n_axes];
-            let s = &prep.sets
-                [sets[permuted(sets.len(), slot / n_axes, cfg.seed ^ (slot % n_axes) as u64)]];
-            let twin = &s.twins[rng.random_range(0..s.twins.len())];
-            PairItem {
-                a: s.ids.clone(),
-                b: twin.ids.clone(),
-                aligned: twin.aligned.clone(),
-                given_a: s.given,
-                given_b: twin.given,
-                table: prep.table_index[&(s.axis, s.group, twin.group)],
-                axis: s.axis,
-                group_a: s.group,
-                group_b: twin.group,
-            }
-        })
-        .collect();
-    let pick = |n: usize, per: usize, stream: u64| -> Vec<usize> {
-        if n == 0 {
-            return Vec::new();
-        }
-        (0..per)
-            .map(|i| permuted(n, k * per + i, cfg.seed ^ (stream << 40)))
-            .collect()
-    };
-    let neutral = pick(prep.neutral.len(), cfg.neutral_per_batch, 2)
-        .into_iter()
-        .map(|i| prep.neutral[i].clone())
-        .collect();
-    let plain = pick(prep.mixed.len(), usize::from(!prep.mixed.is_empty()), 3)
-        .into_iter()
-        .map(|i| prep.mixed[i].clone())
-        .collect();
-    Batch {
-        pairs,
-        neutral,
-        plain,
-    }
-}
+pub use crate::settings::{DiscriminatorReport, StepLog, TrainConfig, TrainReport};
 
 fn dense_model(
     ck: &Checkpoint,
@@ -327,205 +35,6 @@ fn dense_model(
 ) -> Result<Box<dyn CausalLm>> {
     let w = Weights::new(ck.weights.path(), tensors, HashMap::new());
     Ok(ck.build_on(&w, kernels)?)
-}
-
-/// Pooled hidden states and labels of up to `max_sets` pairs (each set with its first twin),
-/// from an inference model.
-/// Pooled states [rows, hidden], each row's (axis, group) and the ordinal of the CDA set it
-/// came from among the probed ones.
-struct Features {
-    x: Tensor,
-    labels: Vec<(usize, usize)>,
-    set_of_row: Vec<usize>,
-}
-
-fn pair_features(model: &dyn CausalLm, prep: &Prepared, max_sets: usize) -> Result<Features> {
-    let n = prep.sets.len();
-    let stride = (n / max_sets.max(1)).max(1);
-    let chosen: Vec<usize> = (0..n).step_by(stride).take(max_sets).collect();
-    let mut feats = Vec::new();
-    let mut labels = Vec::new();
-    let mut set_of_row = Vec::new();
-    for (c, chunk) in chosen.chunks(16).enumerate() {
-        let batch = Batch {
-            pairs: chunk
-                .iter()
-                .map(|&i| {
-                    let s = &prep.sets[i];
-                    let twin = &s.twins[0];
-                    PairItem {
-                        a: s.ids.clone(),
-                        b: twin.ids.clone(),
-                        aligned: twin.aligned.clone(),
-                        given_a: s.given,
-                        given_b: twin.given,
-                        table: 0,
-                        axis: s.axis,
-                        group_a: s.group,
-                        group_b: twin.group,
-                    }
-                })
-                .collect(),
-            ..Default::default()
-        };
-        let rows: Vec<&Vec<u32>> = batch
-            .pairs
-            .iter()
-            .map(|p| &p.a)
-            .chain(batch.pairs.iter().map(|p| &p.b))
-            .collect();
-        let (hidden, start) = bucketed_hidden(model, &rows)?;
-        feats.push(pool_aligned(&hidden, &batch, &start)?);
-        labels.extend(pair_labels(&batch));
-        // The ordinal of each row's set among the chosen ones (sentence rows, then twins).
-        let ordinals = (0..chunk.len()).map(|i| c * 16 + i);
-        set_of_row.extend(ordinals.clone().chain(ordinals));
-    }
-    Ok(Features {
-        x: Tensor::cat(&feats, 0)?,
-        labels,
-        set_of_row,
-    })
-}
-
-/// Held-out discriminator accuracy on `model`'s states: trained on every other probed set,
-/// tested on the rest (a sentence and its twin stay on one side).
-fn discriminator_accuracy(
-    model: &dyn CausalLm,
-    prep: &Prepared,
-    groups: &[usize],
-    max_pairs: usize,
-    seed: u64,
-) -> Result<(f64, f64, usize)> {
-    let Features {
-        x,
-        labels,
-        set_of_row: sets,
-    } = pair_features(model, prep, max_pairs)?;
-    let (mut tr, mut te) = (Vec::new(), Vec::new());
-    for (i, &s) in sets.iter().enumerate() {
-        if s % 2 == 0 {
-            tr.push(i as u32)
-        } else {
-            te.push(i as u32)
-        }
-    }
-    if tr.is_empty() || te.is_empty() {
-        return Err(Error::Invalid(
-            "too few counterfactual pairs to probe a discriminator".into(),
-        ));
-    }
-    let pick = |ix: &[u32]| -> Result<(Tensor, Vec<(usize, usize)>)> {
-        Ok((
-            x.index_select(&Tensor::new(ix, &Device::Cpu)?, 0)?,
-            ix.iter().map(|&i| labels[i as usize]).collect(),
-        ))
-    };
-    let (xtr, ltr) = pick(&tr)?;
-    let (xte, lte) = pick(&te)?;
-    let acc = probe_accuracy(&xtr, &ltr, &xte, &lte, groups, seed)?;
-    let chance = lte.iter().map(|l| 1.0 / groups[l.0] as f64).sum::<f64>() / lte.len() as f64;
-    Ok((acc, chance, sets.len() / 2))
-}
-
-/// Checkpoint files: tensors (parameters, optimiser moments, adversary) and the JSON state.
-const CHECKPOINT_TENSORS: &str = "state.safetensors";
-pub const CHECKPOINT_STATE: &str = "state.json";
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct CheckpointState {
-    config: TrainConfig,
-    step: usize,
-    log: Vec<StepLog>,
-    kept_step: usize,
-}
-
-/// Parameters and their optimiser, saved under `prefix` in a checkpoint.
-struct OptimisedGroup<'a, O> {
-    prefix: &'a str,
-    vars: &'a [(String, candle_core::Var)],
-    opt: O,
-}
-
-fn save_checkpoint(
-    dir: &Path,
-    state: &CheckpointState,
-    groups: [OptimisedGroup<&AdamW>; 2],
-) -> Result<()> {
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for OptimisedGroup { prefix, vars, opt } in groups {
-        for (i, (name, var)) in vars.iter().enumerate() {
-            let shape = var.shape().clone();
-            tensors.insert(format!("{prefix}param.{name}"), var.as_tensor().copy()?);
-            tensors.insert(
-                format!("{prefix}m.{name}"),
-                Tensor::from_slice(&opt.m[i], shape.clone(), &Device::Cpu)?,
-            );
-            tensors.insert(
-                format!("{prefix}v.{name}"),
-                Tensor::from_slice(&opt.v[i], shape, &Device::Cpu)?,
-            );
-        }
-        tensors.insert(
-            format!("{prefix}step"),
-            Tensor::new(&[opt.step as u32], &Device::Cpu)?,
-        );
-    }
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::file(parent, e))?;
-    let tmp = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::file(&tmp, e))?;
-    candle_core::safetensors::save(&tensors, tmp.join(CHECKPOINT_TENSORS))
-        .map_err(|e| Error::file(tmp.join(CHECKPOINT_TENSORS), e))?;
-    let json = serde_json::to_string(state).map_err(|e| Error::Invalid(e.to_string()))?;
-    std::fs::write(tmp.join(CHECKPOINT_STATE), json)
-        .map_err(|e| Error::file(tmp.join(CHECKPOINT_STATE), e))?;
-    let old = dir.with_extension("old");
-    if dir.exists() {
-        let _ = std::fs::remove_dir_all(&old);
-        std::fs::rename(dir, &old).map_err(|e| Error::file(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| Error::file(dir, e))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
-}
-
-fn load_checkpoint(
-    dir: &Path,
-    cfg: &TrainConfig,
-    groups: [OptimisedGroup<&mut AdamW>; 2],
-) -> Result<CheckpointState> {
-    let state_path = dir.join(CHECKPOINT_STATE);
-    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::file(&state_path, e))?;
-    let state: CheckpointState = serde_json::from_str(&text)
-        .map_err(|e| Error::file(&state_path, format!("not a fairlm checkpoint: {e}")))?;
-    let ours = serde_json::to_value(cfg).map_err(|e| Error::Invalid(e.to_string()))?;
-    let theirs = serde_json::to_value(&state.config).map_err(|e| Error::Invalid(e.to_string()))?;
-    if ours != theirs {
-        return Err(Error::file(&state_path, "the checkpoint was made with other training settings; resume with the same ones or start a new --out"));
-    }
-    let tpath = dir.join(CHECKPOINT_TENSORS);
-    let tensors =
-        candle_core::safetensors::load(&tpath, &Device::Cpu).map_err(|e| Error::file(&tpath, e))?;
-    let get = |name: &str| {
-        tensors
-            .get(name)
-            .ok_or_else(|| Error::file(&tpath, format!("missing tensor `{name}`")))
-    };
-    for OptimisedGroup { prefix, vars, opt } in groups {
-        for (i, (name, var)) in vars.iter().enumerate() {
-            var.set(get(&format!("{prefix}param.{name}"))?)?;
-            opt.m[i] = get(&format!("{prefix}m.{name}"))?
-                .flatten_all()?
-                .to_vec1()?;
-            opt.v[i] = get(&format!("{prefix}v.{name}"))?
-                .flatten_all()?
-                .to_vec1()?;
-        }
-        opt.step = get(&format!("{prefix}step"))?.to_vec1::<u32>()?[0] as usize;
-    }
-    Ok(state)
 }
 
 /// The progress bar's message: every loss part in use and the throughput.
@@ -842,11 +351,6 @@ pub fn train(
     })
 }
 
-/// Where `train` keeps its checkpoint inside an output directory.
-pub fn checkpoint_dir(out: &Path) -> PathBuf {
-    out.join("checkpoint")
-}
-
 /// Seconds of `runs` full fine-tuning steps (forward, cross-entropy on every next token of
 /// `rows`, backward, AdamW), each after one warm-up step: the work of PyTorch's reference
 /// training step, for BENCHMARKS.md. Measures; asserts nothing.
@@ -872,7 +376,8 @@ pub fn time_train_step(ck: &Checkpoint, rows: &[Vec<u32>], runs: usize) -> Resul
         let model = dense_model(ck, params.materialize()?, Kernels::Differentiable)?;
         let hidden = model.hidden(&ids, &mut model.new_cache())?;
         let logits = model.logits(&hidden.narrow(1, 0, len - 1)?)?;
-        let logp = crate::losses::log_softmax(&logits.reshape((rows.len() * (len - 1), ()))?)?;
+        let logp =
+            fairlm_model::fused::log_softmax(&logits.reshape((rows.len() * (len - 1), ()))?)?;
         let loss = (logp.gather(&targets, 1)?.mean_all()? * -1.0)?;
         let grads = loss.backward()?;
         let mut sum = GradSum::new(&params.vars);
@@ -888,8 +393,14 @@ pub fn time_train_step(ck: &Checkpoint, rows: &[Vec<u32>], runs: usize) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
     use crate::classes::ClassPairs;
     use crate::corpus::augment;
+    use crate::losses::{Batch, ClassTable, LossWeights, PairItem, Sentence};
     use fairlm_model::NumericPath;
 
     /// Every loss off: tests switch on the ones they check.
@@ -1243,10 +754,11 @@ mod tests {
         let hidden = model
             .hidden(&x, &mut fairlm_model::KvCache::new(model.info().n_layers))
             .unwrap();
-        let logp = crate::losses::log_softmax(&model.logits(&hidden.squeeze(0).unwrap()).unwrap())
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
+        let logp =
+            fairlm_model::fused::log_softmax(&model.logits(&hidden.squeeze(0).unwrap()).unwrap())
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
         let nll = |pos: usize| -logp[pos][ids[pos + 1] as usize] as f64;
         assert!((ce(4) - nll(3)).abs() < 1e-5, "{} vs {}", ce(4), nll(3));
         let mean = |from: usize| (from..4).map(nll).sum::<f64>() / (4 - from) as f64;

@@ -1,0 +1,27 @@
+//! The record of the model a result was computed with, which every results file carries: a
+//! bottom-level module, so that the audit and the benchmarks read it without importing each
+//! other.
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModelRecord {
+    /// The model's file or directory, or the server's URL.
+    pub path: String,
+    /// The model's sha256; of a served model, its tokenizer's.
+    pub sha256: String,
+    pub architecture: String,
+    pub numeric_path: String,
+    /// A model behind a server: which one, and what the server says of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<ServedRecord>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServedRecord {
+    pub url: String,
+    pub name: String,
+    /// The model's entry in the server's `GET /v1/models`.
+    pub description: serde_json::Value,
+    /// The tokenizer the prompts were encoded with, and its sha256.
+    pub tokenizer: String,
+    pub tokenizer_sha256: String,
+}
