@@ -1,7 +1,7 @@
 //! `fairlm audit` and `fairlm merge`: arguments into a config, and printing; the run is
 //! `fairlm_pipeline::audit`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -12,7 +12,8 @@ use fairlm_bias::shard::Shard;
 use fairlm_pipeline::audit::{Output, SHARD_FILE};
 use fairlm_pipeline::{self as pipeline, AuditConfig};
 
-use crate::engine::{ModelArgs, Terminal};
+use crate::engine::ModelArgs;
+use crate::terminal::{finish, Terminal};
 
 #[derive(Args, Clone)]
 pub struct AuditArgs {
@@ -177,28 +178,15 @@ fn write_shard(a: &AuditArgs, given: &ArgMatches, shard: Shard) -> Result<()> {
     let part =
         pipeline::audit::audit_shard(&a.config(given)?, shard, out, a.resume, Arc::new(Terminal))?;
     for b in &part.benchmarks {
-        crate::bench::report_skipped(&b.file, &b.skipped);
+        for line in pipeline::bench::skipped_lines(&b.file, &b.skipped) {
+            eprintln!("fairlm: {line}");
+        }
     }
     eprintln!(
         "fairlm: shard {shard}: {} probe samples; wrote {} (finish with `fairlm merge DIR... --out DIR`)",
         part.records.len(),
         out.join(SHARD_FILE).display()
     );
-    Ok(())
-}
-
-/// Prints the audit's summary (and the rows its benchmarks skipped) and where its files are.
-pub fn finish(results: &AuditResults, out: Option<&Path>) -> Result<()> {
-    for b in &results.benchmarks {
-        crate::bench::report_skipped(&b.file, &b.skipped);
-    }
-    outln!("{}", pipeline::audit::summary(results))?;
-    if let Some(out) = out {
-        eprintln!(
-            "fairlm: wrote {}/results.json, summary.md and timings.json",
-            out.display()
-        );
-    }
     Ok(())
 }
 

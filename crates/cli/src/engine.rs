@@ -9,7 +9,9 @@ use fairlm_model::generate::{BatchPlan, SamplingConfig};
 use fairlm_model::score::perplexity_window;
 use fairlm_model::{fetch, Checkpoint, NumericPath};
 use fairlm_pipeline::model::{ModelSpec, ScoringModel, ServedSpec};
-use fairlm_pipeline::{Observer, RequestCounts, ScoreConfig};
+use fairlm_pipeline::ScoreConfig;
+
+use crate::terminal::Terminal;
 
 use fairlm_bias::audit::HELDOUT;
 
@@ -54,31 +56,6 @@ pub struct ServedArgs {
     /// [default: OUT/requests for commands with --out].
     #[arg(value_parser = crate::args::path, long)]
     pub cache: Option<PathBuf>,
-}
-
-/// The CLI's observer of long runs: a served model's request counts on stderr, when stderr is
-/// a terminal (as the progress bars are drawn).
-pub struct Terminal;
-
-impl Observer for Terminal {
-    fn requests(&self, url: &str, c: &RequestCounts) {
-        use std::io::IsTerminal;
-        if std::io::stderr().is_terminal() {
-            eprintln!(
-                "fairlm: {url}: {} requests answered, {} from the cache, {} in flight, {} retries, {:.0} tok/s",
-                c.answered, c.cached, c.in_flight, c.retries, c.tokens_per_second
-            );
-        }
-    }
-
-    fn message(&self, text: &str) {
-        eprintln!("fairlm: {text}");
-    }
-
-    fn audit_finished(&self, results: &fairlm_bias::audit::AuditResults, dir: &Path) {
-        // A closed stdout ends the summary, not the run.
-        let _ = crate::audit::finish(results, Some(dir));
-    }
 }
 
 /// The model `m` names, for scoring; a served one keeps its answers in `--cache`, else in

@@ -11,8 +11,9 @@ use clap::{ArgMatches, Args};
 use fairlm_pipeline::ExperimentConfig;
 
 use crate::compare::GateArgs;
-use crate::engine::{ModelArgs, Terminal};
+use crate::engine::ModelArgs;
 use crate::mitigate::TrainArgs;
+use crate::terminal::Terminal;
 
 #[derive(Args)]
 pub struct ExperimentArgs {

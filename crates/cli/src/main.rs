@@ -33,6 +33,7 @@ mod experiment;
 mod mitigate;
 mod report;
 mod serve;
+mod terminal;
 
 use std::process::ExitCode;
 

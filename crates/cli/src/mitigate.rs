@@ -9,7 +9,8 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use fairlm_pipeline::{MitigateConfig, TrainSettings};
 
-use crate::engine::{ModelArgs, Terminal};
+use crate::engine::ModelArgs;
+use crate::terminal::Terminal;
 
 #[derive(Args, Clone)]
 pub struct MitigateArgs {

@@ -31,6 +31,7 @@ pub struct AuditConfig {
     pub allow_download: bool,
     /// How to reach a served model.
     pub served: ServedSpec,
+    /// Seed of every sample and resample.
     pub seed: u64,
     /// Continuations per (template, group) [default: 3; quick: 2].
     pub samples: Option<usize>,
@@ -120,6 +121,7 @@ impl AuditConfig {
         AUDIT_KEYS.to_vec()
     }
 
+    /// The model the config names.
     pub fn model_spec(&self) -> ModelSpec {
         ModelSpec {
             model: self.model.clone(),

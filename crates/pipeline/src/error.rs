@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+/// An error of a run, by what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A user's data file is wrong (it names the file and line).
@@ -17,8 +18,14 @@ pub enum Error {
     /// The observer asked the run to stop.
     #[error("interrupted; the checkpoint in the output directory holds the work done (resume with the same settings)")]
     Interrupted,
+    /// A file cannot be read or written, or is not what it should be.
     #[error("{path}: {reason}")]
-    File { path: PathBuf, reason: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl From<fairlm_bias::error::Error> for Error {
@@ -59,4 +66,5 @@ impl Error {
     }
 }
 
+/// A run's result.
 pub type Result<T> = std::result::Result<T, Error>;

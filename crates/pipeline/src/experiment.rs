@@ -153,6 +153,7 @@ impl ExperimentConfig {
 /// A finished experiment: the comparison with every gate, and the two tables it wrote.
 #[derive(Debug, Clone)]
 pub struct Experiment {
+    /// Every figure before and after with its paired CI, and every gate's verdict.
     pub comparison: Comparison,
     /// compare.md: the before/after table, the gates, quality beyond perplexity.
     pub compare_markdown: String,

@@ -33,14 +33,19 @@ pub struct TrainSettings {
     pub corpus: Option<PathBuf>,
     /// `full`, `last-K` (the last K blocks and the final norm) or `lora-R` (merged on save).
     pub mode: String,
+    /// Optimiser steps.
     pub steps: usize,
     /// Counterfactual pairs per micro-batch.
     pub pairs: usize,
     /// Neutral sentences per micro-batch.
     pub neutral: usize,
+    /// Micro-batches per step.
     pub accumulation: usize,
+    /// AdamW learning rate.
     pub lr: f64,
+    /// Steps of linear warm-up.
     pub warmup: usize,
+    /// Gradient norm clip.
     pub clip: f64,
     /// Weight of the LM cross-entropy on the augmented data.
     pub w_ce: f64,
@@ -63,8 +68,11 @@ pub struct TrainSettings {
     pub attributes: Vec<String>,
     /// Stop when held-out perplexity rises more than this many percent.
     pub guard: f64,
+    /// Steps between held-out perplexity evaluations.
     pub eval_every: usize,
+    /// Steps between checkpoints.
     pub checkpoint_every: usize,
+    /// Seed of the corpus's samples, the batches and every resample.
     pub seed: u64,
     /// Matrix type of the GGUF output: f32, f16, q8_0 or q4_1 (vectors stay f32).
     pub gguf_type: String,
@@ -323,6 +331,7 @@ impl MitigateConfig {
         docs
     }
 
+    /// The model the config names.
     pub fn model_spec(&self) -> ModelSpec {
         ModelSpec {
             model: self.model.clone(),
@@ -335,6 +344,7 @@ impl MitigateConfig {
 /// A finished mitigation: the trainer's report and where the model was written.
 #[derive(Debug, Clone)]
 pub struct Mitigation {
+    /// The trainer's report (train.json without the embedded config).
     pub report: TrainReport,
     /// The mitigated model as a Hugging Face directory (OUT/model).
     pub model_dir: PathBuf,

@@ -101,13 +101,20 @@ impl Default for ServedSpec {
 
 /// A model to score with: loaded here, or behind a server.
 pub enum ScoringModel {
+    /// A model loaded in this process.
     Local {
+        /// Its files, tokenizer and config.
         checkpoint: Box<Checkpoint>,
+        /// The model built from them.
         model: Box<dyn fairlm_model::CausalLm>,
+        /// What results record of it.
         record: ModelRecord,
     },
+    /// A model behind an OpenAI-compatible server.
     Served {
+        /// The client.
         model: Box<ServedModel>,
+        /// What results record of it.
         record: ModelRecord,
         /// Reports the client's request counts while the model is open.
         _reporter: RequestReporter,
@@ -195,6 +202,7 @@ impl ScoringModel {
         })
     }
 
+    /// The model as the scorer every measure takes.
     pub fn scorer(&self) -> Box<dyn Backend + '_> {
         match self {
             ScoringModel::Local { model, .. } => Box::new(Local(model.as_ref())),
@@ -202,6 +210,7 @@ impl ScoringModel {
         }
     }
 
+    /// The tokenizer that encodes the texts.
     pub fn tokenizer(&self) -> &fairlm_model::Tokenizer {
         match self {
             ScoringModel::Local { checkpoint, .. } => &checkpoint.tokenizer,
@@ -209,6 +218,7 @@ impl ScoringModel {
         }
     }
 
+    /// What results record of the model.
     pub fn record(&self) -> &ModelRecord {
         match self {
             ScoringModel::Local { record, .. } | ScoringModel::Served { record, .. } => record,

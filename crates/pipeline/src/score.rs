@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::{ModelSpec, ScoringModel, ServedSpec};
 use crate::Observer;
 
+/// Everything that decides the scores of texts.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoreConfig {
@@ -19,6 +20,7 @@ pub struct ScoreConfig {
     pub dtype: NumericPath,
     /// Fetch a hub id that the Hugging Face cache lacks (network).
     pub allow_download: bool,
+    /// How to reach a served model.
     pub served: ServedSpec,
     /// The token before each text: `auto` (the model's `<|endoftext|>`), `none`, or an id.
     pub context_token: String,
@@ -45,12 +47,18 @@ impl Default for ScoreConfig {
 /// One text's score: the sum and mean of its tokens' log-probabilities (natural log).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScoredText {
+    /// The text as given.
     pub text: String,
+    /// Sum of its tokens' log-probabilities.
     pub logprob_sum: f64,
+    /// Their mean.
     pub logprob_mean: f64,
+    /// Tokens scored.
     pub n_tokens: usize,
+    /// Each scored token's id (with `per_token`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_ids: Option<Vec<u32>>,
+    /// Each scored token's log-probability (with `per_token`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_logprobs: Option<Vec<f64>>,
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use fairlm_bias::audit::AuditResults;
 use fairlm_bias::compare::Gates;
 use fairlm_pipeline::audit::Output;
+use fairlm_pipeline::bench::{BenchConfig, Benchmark};
 use fairlm_pipeline::{AuditConfig, ExperimentConfig, MitigateConfig, ScoreConfig};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
@@ -167,6 +168,30 @@ fn experiment(py: Python<'_>, config_json: &str, out: PathBuf, resume: bool) -> 
     }))
 }
 
+/// The benchmark `name` run as `config` (BenchConfig as JSON, over the defaults) describes;
+/// its results.json as JSON (written into `out` too, when given).
+#[pyfunction(name = "bench")]
+#[pyo3(signature = (name, config_json, out=None))]
+fn run_bench(
+    py: Python<'_>,
+    name: &str,
+    config_json: &str,
+    out: Option<PathBuf>,
+) -> PyResult<String> {
+    let Some(benchmark) = Benchmark::parse(name) else {
+        return Err(ConfigError::new_err(format!(
+            "`{name}` is not crows, stereoset, pairs, holistic, bold or bbq"
+        )));
+    };
+    let cfg: BenchConfig = over_default("bench", &BenchConfig::default(), config_json)?;
+    let run = py
+        .detach(|| {
+            fairlm_pipeline::bench::bench(benchmark, &cfg, out.as_deref(), Arc::new(PythonSignals))
+        })
+        .map_err(to_py)?;
+    to_json(&run.results)
+}
+
 /// An audit's results from the JSON of a results.json, checked as `fairlm compare` checks it.
 fn results(which: &str, json: &str) -> PyResult<AuditResults> {
     let r: AuditResults = serde_json::from_str(json)
@@ -202,6 +227,7 @@ fn _fairlm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(score, m)?)?;
     m.add_function(wrap_pyfunction!(compare, m)?)?;
     m.add_function(wrap_pyfunction!(mitigate, m)?)?;
+    m.add_function(wrap_pyfunction!(run_bench, m)?)?;
     m.add_function(wrap_pyfunction!(experiment, m)?)?;
     let py = m.py();
     m.add("Error", py.get_type::<Error>())?;

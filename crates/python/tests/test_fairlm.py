@@ -112,6 +112,21 @@ def test_mitigate_and_experiment_write_what_the_cli_writes(tmp_path):
         fairlm.mitigate(model=TINY, out=tmp_path / "bad", mode="half")
 
 
+def test_bench_gives_the_cli_results_json(tmp_path):
+    crows = str(ROOT / "fixtures" / "crows-sample.csv")
+    cli("bench", "crows", "--file", crows, "--model", TINY, "--out", str(tmp_path / "cli"))
+    expected = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert fairlm.bench("crows", crows, model=TINY) == expected
+    holistic = str(ROOT / "fixtures" / "holistic-sample")
+    options = ["--bootstrap", "50", "--span", "after-descriptor"]
+    cli("bench", "holistic", "--file", holistic, "--model", TINY, *options, "--out", str(tmp_path / "hb"))
+    expected = json.loads((tmp_path / "hb" / "results.json").read_text())
+    got = fairlm.bench("holistic", holistic, model=TINY, bootstrap=50, span="after-descriptor")
+    assert got == expected
+    with pytest.raises(fairlm.ConfigError, match="not crows"):
+        fairlm.bench("crow", crows, model=TINY)
+
+
 def test_ctrl_c_stops_an_audit_that_resumes_to_the_same_results(tmp_path):
     out = tmp_path / "audit"
     program = (

@@ -23,6 +23,7 @@ __all__ = [
     "compare",
     "mitigate",
     "experiment",
+    "bench",
     "Error",
     "DataError",
     "ModelError",
@@ -95,6 +96,19 @@ def compare(before, after, *, resamples=1000, seed=0, **gates):
     )
     comparison["passed"] = all(g["passed"] for g in comparison["gates"])
     return comparison
+
+
+def bench(benchmark, file, model="smollm2", *, out=None, **options):
+    """Runs ``fairlm bench BENCHMARK``: ``"crows"``, ``"stereoset"``, ``"pairs"``,
+    ``"holistic"``, ``"bold"`` or ``"bbq"`` on your ``file`` (a directory for the last three).
+    Options are the command's flags (``strict``, ``batch_size``, ``seed``, ``bootstrap``,
+    ``baseline``; HolisticBias's ``descriptors``, ``templates``, ``nouns``, ``full``,
+    ``span``; BOLD's ``per_group``, ``samples``, ``max_tokens``, ``tau``, ``lexicon``; BBQ's
+    ``per_stratum``; ``dtype``, ``served``). Returns results.json as a dict (also written into
+    ``out`` when given)."""
+    config = _config(dict(options, file=file, model=model))
+    out = None if out is None else os.fspath(out)
+    return json.loads(_fairlm.bench(benchmark, config, out))
 
 
 _MODEL_KEYS = ("dtype", "allow_download")
