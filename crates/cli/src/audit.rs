@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use fairlm_bias::audit::AuditResults;
 use fairlm_bias::shard::Shard;
@@ -83,49 +82,18 @@ impl AuditArgs {
             return Ok(flags);
         };
         let mut cfg = AuditConfig::read(path)?;
-        let set = |id: &str| given.value_source(id) == Some(ValueSource::CommandLine);
-        macro_rules! given_over_file {
-            ($($field:ident),*) => {$(
-                if set(stringify!($field)) {
-                    cfg.$field = flags.$field.clone();
-                }
-            )*};
-        }
-        given_over_file!(
-            model,
-            dtype,
-            allow_download,
-            seed,
-            samples,
-            tau,
-            axes,
-            quick,
-            lexicon,
-            templates,
-            bootstrap,
-            text,
-            crows,
-            stereoset
+        flags_over_file!(given, cfg, flags;
+            model, dtype, allow_download, seed, samples, tau, axes, quick, lexicon, templates,
+            bootstrap, text, crows, stereoset
         );
-        let served = &mut cfg.served;
-        if set("served_name") {
-            served.name = flags.served.name.clone();
-        }
-        if set("tokenizer") {
-            served.tokenizer = flags.served.tokenizer.clone();
-        }
-        if set("concurrency") {
-            served.concurrency = flags.served.concurrency;
-        }
-        if set("timeout") {
-            served.timeout_s = flags.served.timeout_s;
-        }
-        if set("max_retries") {
-            served.max_retries = flags.served.max_retries;
-        }
-        if set("cache") {
-            served.cache = flags.served.cache.clone();
-        }
+        flags_over_file!(given, cfg.served, flags.served;
+            "served_name" => name,
+            "tokenizer" => tokenizer,
+            "concurrency" => concurrency,
+            "timeout" => timeout_s,
+            "max_retries" => max_retries,
+            "cache" => cache,
+        );
         Ok(cfg)
     }
 

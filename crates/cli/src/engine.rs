@@ -78,27 +78,6 @@ impl ModelArgs {
         }
     }
 
-    /// The model settings of a config file, with the flags `given` on the command line over
-    /// them.
-    pub fn over(
-        &self,
-        model: &mut String,
-        dtype: &mut NumericPath,
-        allow_download: &mut bool,
-        given: &clap::ArgMatches,
-    ) {
-        let set = |id: &str| given.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        if set("model") {
-            model.clone_from(&self.model);
-        }
-        if set("dtype") {
-            *dtype = self.dtype;
-        }
-        if set("allow_download") {
-            *allow_download = self.allow_download;
-        }
-    }
-
     pub fn open(&self) -> Result<Checkpoint> {
         Ok(self.spec().checkpoint()?)
     }

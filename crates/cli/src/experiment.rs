@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use fairlm_pipeline::ExperimentConfig;
 
@@ -101,37 +100,13 @@ impl ExperimentArgs {
             return Ok(flags);
         };
         let mut cfg = ExperimentConfig::read(path)?;
-        self.model.over(
-            &mut cfg.model,
-            &mut cfg.dtype,
-            &mut cfg.allow_download,
-            given,
+        flags_over_file!(given, cfg, flags;
+            model, dtype, allow_download, quick, agreement_samples, crows, stereoset
         );
         self.train.over(&mut cfg.train, given);
-        let set = |id: &str| given.value_source(id) == Some(ValueSource::CommandLine);
-        macro_rules! given_over_file {
-            ($($field:ident),*) => {$(
-                if set(stringify!($field)) {
-                    cfg.$field = flags.$field.clone();
-                }
-            )*};
-        }
-        given_over_file!(quick, agreement_samples, crows, stereoset);
-        macro_rules! gate_given_over_file {
-            ($($field:ident),*) => {$(
-                if set(stringify!($field)) {
-                    cfg.gates.$field = flags.gates.$field;
-                }
-            )*};
-        }
-        gate_given_over_file!(
-            max_bias,
-            max_bias_ratio,
-            max_ppl_increase,
-            min_lms,
-            max_agreement_drop,
-            max_fluency_drop,
-            max_diversity_drop
+        flags_over_file!(given, cfg.gates, flags.gates;
+            max_bias, max_bias_ratio, max_ppl_increase, min_lms, max_agreement_drop,
+            max_fluency_drop, max_diversity_drop
         );
         Ok(cfg)
     }

@@ -23,6 +23,20 @@ macro_rules! outln {
     }};
 }
 
+/// `--config FILE` with flags over it: sets each named field of `$file` to `$flags`'s where its
+/// flag (clap's id: the field's name, or the id given before `=>`) was given on the command
+/// line of the matches `$given`.
+macro_rules! flags_over_file {
+    ($given:expr, $file:expr, $flags:expr; $($field:ident),* $(,)?) => {
+        flags_over_file!($given, $file, $flags; $(stringify!($field) => $field),*)
+    };
+    ($given:expr, $file:expr, $flags:expr; $($id:expr => $field:ident),* $(,)?) => {$(
+        if $given.value_source($id) == Some(clap::parser::ValueSource::CommandLine) {
+            $file.$field = $flags.$field.clone();
+        }
+    )*};
+}
+
 mod args;
 mod audit;
 mod bench;

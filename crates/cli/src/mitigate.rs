@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
-use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use fairlm_pipeline::{MitigateConfig, TrainSettings};
 
@@ -167,44 +166,11 @@ impl TrainArgs {
     /// `file`'s settings with the flags `given` on the command line over them.
     pub fn over(&self, file: &mut TrainSettings, given: &ArgMatches) {
         let flags = self.settings();
-        let set = |id: &str| given.value_source(id) == Some(ValueSource::CommandLine);
-        macro_rules! given_over_file {
-            ($($field:ident),*) => {$(
-                if set(stringify!($field)) {
-                    file.$field = flags.$field.clone();
-                }
-            )*};
-        }
-        given_over_file!(
-            corpus,
-            mode,
-            steps,
-            pairs,
-            neutral,
-            accumulation,
-            lr,
-            warmup,
-            clip,
-            w_ce,
-            w_consistency,
-            w_equalising,
-            w_attribute,
-            w_anchor,
-            w_pair_anchor,
-            w_sequence,
-            adversary,
-            attributes,
-            guard,
-            eval_every,
-            checkpoint_every,
-            seed,
-            gguf_type,
-            axes,
-            lexicon,
-            templates,
-            corpus_samples,
-            discriminator_pairs,
-            corpus_templates,
+        flags_over_file!(given, file, flags;
+            corpus, mode, steps, pairs, neutral, accumulation, lr, warmup, clip, w_ce,
+            w_consistency, w_equalising, w_attribute, w_anchor, w_pair_anchor, w_sequence,
+            adversary, attributes, guard, eval_every, checkpoint_every, seed, gguf_type, axes,
+            lexicon, templates, corpus_samples, discriminator_pairs, corpus_templates,
             give_prompts
         );
     }
@@ -224,12 +190,7 @@ impl MitigateArgs {
             return Ok(flags);
         };
         let mut cfg = MitigateConfig::read(path)?;
-        self.model.over(
-            &mut cfg.model,
-            &mut cfg.dtype,
-            &mut cfg.allow_download,
-            given,
-        );
+        flags_over_file!(given, cfg, flags; model, dtype, allow_download);
         self.train.over(&mut cfg.train, given);
         Ok(cfg)
     }

@@ -247,13 +247,19 @@ fn read_baseline<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
-/// The paired before/after table.
-fn change_markdown(rows: Vec<Row>) -> String {
+/// The paired before/after table against `baseline`'s records, when there is a baseline.
+fn paired_change<B>(
+    baseline: Option<&B>,
+    compare: impl FnOnce(&B) -> fairlm_bias::Result<Vec<Row>>,
+) -> Result<Option<String>> {
+    let Some(before) = baseline else {
+        return Ok(None);
+    };
     let c = Comparison {
-        rows,
+        rows: compare(before)?,
         gates: Vec::new(),
     };
-    fairlm_bias::compare::markdown(&c)
+    Ok(Some(fairlm_bias::compare::markdown(&c)))
 }
 
 fn run_pairs(
@@ -361,15 +367,9 @@ fn run_holistic(
         t0.elapsed().as_secs_f64()
     ));
     let table = holistic::holistic_table(&records, cfg.bootstrap, cfg.seed);
-    let change = match &baseline {
-        Some(before) => Some(change_markdown(holistic::compare_holistic(
-            &before.records,
-            &records,
-            cfg.bootstrap,
-            cfg.seed,
-        )?)),
-        None => None,
-    };
+    let change = paired_change(baseline.as_ref(), |before| {
+        holistic::compare_holistic(&before.records, &records, cfg.bootstrap, cfg.seed)
+    })?;
     let markdown = holistic::markdown(&table);
     let results = holistic::HolisticResults {
         schema_version: 1,
@@ -436,16 +436,9 @@ fn run_bold(
     sampling.finish_and_clear();
     scored.finish_and_clear();
     let table = bold::bold_table(&records, cfg.tau, cfg.bootstrap, cfg.seed);
-    let change = match &baseline {
-        Some(before) => Some(change_markdown(bold::compare_bold(
-            &before.records,
-            &records,
-            cfg.tau,
-            cfg.bootstrap,
-            cfg.seed,
-        )?)),
-        None => None,
-    };
+    let change = paired_change(baseline.as_ref(), |before| {
+        bold::compare_bold(&before.records, &records, cfg.tau, cfg.bootstrap, cfg.seed)
+    })?;
     let markdown = bold::markdown(&table);
     let results = bold::BoldResults {
         schema_version: 1,
@@ -500,15 +493,9 @@ fn run_bbq(
     )?;
     pb.finish_and_clear();
     let table = bbq::bbq_table(&records, cfg.bootstrap, cfg.seed);
-    let change = match &baseline {
-        Some(before) => Some(change_markdown(bbq::compare_bbq(
-            &before.records,
-            &records,
-            cfg.bootstrap,
-            cfg.seed,
-        )?)),
-        None => None,
-    };
+    let change = paired_change(baseline.as_ref(), |before| {
+        bbq::compare_bbq(&before.records, &records, cfg.bootstrap, cfg.seed)
+    })?;
     let markdown = bbq::markdown(&table);
     let results = bbq::BbqResults {
         schema_version: 1,
