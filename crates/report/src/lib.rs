@@ -5,6 +5,7 @@
 // No unwrap/expect outside tests: a user's input or the file system must not be able to make
 // fairlm panic (issue 16). Invariants that cannot fail carry an allow with the reason.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![warn(missing_docs)]
 
 use fairlm_bias::audit::AuditResults;
 use fairlm_bias::compare::Comparison;
@@ -190,6 +191,10 @@ fn benchmark_tables(before: &AuditResults, after: Option<&AuditResults>) -> Stri
     h
 }
 
+/// The page of one audit (`before`), or of a before/after pair with their comparison: headline
+/// cards, per-axis bias with CI whiskers, Δ histograms, detectors, benchmarks, the comparison's
+/// table and gates, the flagged samples and the config — one HTML string with nothing
+/// fetched.
 pub fn render(
     before: &AuditResults,
     after: Option<&AuditResults>,
