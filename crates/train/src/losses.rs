@@ -5,6 +5,8 @@
 //! original's counterfactual average; the sequence-level counterfactual log-ratio; the
 //! adversary's loss.
 
+use std::collections::BTreeMap;
+
 use candle_core::{Device, Tensor, D};
 use fairlm_model::fused::log_softmax;
 use fairlm_model::ops::{softmax_last_dim, Kernels};
@@ -153,6 +155,43 @@ pub struct LossParts {
     pub sequence: f64,
     pub adversary: f64,
     pub adversary_accuracy: f64,
+}
+
+impl LossParts {
+    /// Every part, in declaration order.
+    fn fields_mut(&mut self) -> [&mut f64; 10] {
+        [
+            &mut self.total,
+            &mut self.ce,
+            &mut self.consistency,
+            &mut self.equalising,
+            &mut self.attribute,
+            &mut self.anchor,
+            &mut self.pair_anchor,
+            &mut self.sequence,
+            &mut self.adversary,
+            &mut self.adversary_accuracy,
+        ]
+    }
+}
+
+impl std::ops::AddAssign for LossParts {
+    fn add_assign(&mut self, mut other: LossParts) {
+        for (sum, part) in self.fields_mut().into_iter().zip(other.fields_mut()) {
+            *sum += *part;
+        }
+    }
+}
+
+impl std::ops::Div<f64> for LossParts {
+    type Output = LossParts;
+    /// Every part divided by `m`: a micro-batch's share of a step's mean.
+    fn div(mut self, m: f64) -> LossParts {
+        for part in self.fields_mut() {
+            *part /= m;
+        }
+        self
+    }
 }
 
 /// Per forward call cost in padded-token equivalents, weighed against padding when rows are
@@ -326,7 +365,248 @@ struct TableRows {
     frozen_twin: Vec<u32>,
 }
 
-/// Runs the model on `batch` and returns the weighted total loss and its parts.
+/// The trained model's one forward pass over a batch, which every loss reads: rows are the
+/// pairs' sentences, their twins, the neutral sentences, then the plain ones.
+struct Forward<'a> {
+    batch: &'a Batch,
+    /// Hidden states, [n, hidden]; row r's position `pos` is at `start[r] + pos`.
+    hidden: Tensor,
+    start: Vec<usize>,
+    /// Log-softmax at every position that has a next token: row r's position `pos` is
+    /// compact row `offsets[r] + pos`.
+    logp: Tensor,
+    offsets: Vec<usize>,
+    /// Each compact position's log-probability of the token that follows it, [n_pos, 1].
+    token_logp: Tensor,
+    /// The compact positions the cross-entropy reads (those not given).
+    predicted: Vec<u32>,
+    /// The pairs' aligned positions, grouped by class table and all together.
+    by_table: BTreeMap<usize, TableRows>,
+    all_sentence: Vec<u32>,
+    all_twin: Vec<u32>,
+    /// The frozen model and its hidden states of the pairs' rows, for the pair anchor.
+    pair_anchor: Option<(&'a dyn CausalLm, Tensor)>,
+}
+
+impl<'a> Forward<'a> {
+    fn run(
+        model: &dyn CausalLm,
+        frozen: Option<&'a dyn CausalLm>,
+        batch: &'a Batch,
+        weights: &LossWeights,
+    ) -> Result<Self> {
+        let p = batch.pairs.len();
+        let rows = batch_rows(batch);
+        let given: Vec<usize> = (batch.pairs.iter().map(|x| x.given_a))
+            .chain(batch.pairs.iter().map(|x| x.given_b))
+            .chain(batch.neutral.iter().chain(&batch.plain).map(|s| s.given))
+            .collect();
+        let (hidden, start) = bucketed_hidden(model, &rows)?;
+        let frozen_pairs = match frozen {
+            Some(f) if weights.pair_anchor > 0.0 && p > 0 => {
+                Some((f, bucketed_hidden(f, &rows[..2 * p])?))
+            }
+            _ => None,
+        };
+        // Logits only where a next token exists: padding and each row's last position never
+        // reach the vocabulary-sized work.
+        let mut offsets = Vec::with_capacity(rows.len());
+        let mut compact = Vec::new();
+        for (r, row) in rows.iter().enumerate() {
+            offsets.push(compact.len());
+            compact.extend((0..row.len().saturating_sub(1)).map(|pos| (start[r] + pos) as u32));
+        }
+        let at = |r: usize, pos: usize| (offsets[r] + pos) as u32;
+        let n_pos = compact.len();
+        let logp = log_softmax(&model.logits(&hidden.index_select(&index(&compact)?, 0)?)?)?;
+        let mut targets = Vec::with_capacity(n_pos);
+        let mut predicted = Vec::with_capacity(n_pos);
+        for (r, row) in rows.iter().enumerate() {
+            targets.extend_from_slice(row.get(1..).unwrap_or_default());
+            // Position pos predicts token pos + 1.
+            predicted
+                .extend((given[r].max(1) - 1..row.len().saturating_sub(1)).map(|pos| at(r, pos)));
+        }
+        let targets = Tensor::from_vec(targets, (n_pos, 1), &Device::Cpu)?;
+        let token_logp = logp.gather(&targets, 1)?;
+
+        let mut by_table: BTreeMap<usize, TableRows> = Default::default();
+        let (mut all_sentence, mut all_twin) = (Vec::new(), Vec::new());
+        for (i, item) in batch.pairs.iter().enumerate() {
+            let e = by_table.entry(item.table).or_default();
+            for &(ka, kb) in &item.aligned {
+                let (fa, fb) = (at(i, ka), at(p + i, kb));
+                e.sentence.push(fa);
+                e.twin.push(fb);
+                if let Some((_, (_, frozen_start))) = &frozen_pairs {
+                    e.frozen_sentence.push((frozen_start[i] + ka) as u32);
+                    e.frozen_twin.push((frozen_start[p + i] + kb) as u32);
+                }
+                all_sentence.push(fa);
+                all_twin.push(fb);
+            }
+            e.every
+                .extend((0..item.a.len().saturating_sub(1)).map(|pos| at(i, pos)));
+            e.every
+                .extend((0..item.b.len().saturating_sub(1)).map(|pos| at(p + i, pos)));
+        }
+        Ok(Forward {
+            batch,
+            hidden,
+            start,
+            logp,
+            offsets,
+            token_logp,
+            predicted,
+            by_table,
+            all_sentence,
+            all_twin,
+            pair_anchor: frozen_pairs.map(|(f, (h, _))| (f, h)),
+        })
+    }
+
+    /// Compact position of row r's position `pos`.
+    fn at(&self, r: usize, pos: usize) -> u32 {
+        (self.offsets[r] + pos) as u32
+    }
+
+    /// Rows of `logp` at compact positions `ix`.
+    fn logp_at(&self, ix: &[u32]) -> Result<Tensor> {
+        Ok(self.logp.index_select(&index(ix)?, 0)?)
+    }
+}
+
+/// The batch's rows in the order of [`Forward`].
+fn batch_rows(batch: &Batch) -> Vec<&Vec<u32>> {
+    let mut rows: Vec<&Vec<u32>> = Vec::new();
+    rows.extend(batch.pairs.iter().map(|x| &x.a));
+    rows.extend(batch.pairs.iter().map(|x| &x.b));
+    rows.extend(batch.neutral.iter().map(|s| &s.ids));
+    rows.extend(batch.plain.iter().map(|s| &s.ids));
+    rows
+}
+
+/// Mean negative log-likelihood of every next token of every sentence that is not given.
+fn cross_entropy(f: &Forward) -> Result<Tensor> {
+    Ok((f
+        .token_logp
+        .index_select(&index(&f.predicted)?, 0)?
+        .sum_all()?
+        * (-1.0 / f.predicted.len().max(1) as f64))?)
+}
+
+/// Swap-aware symmetric KL between each sentence and its twin at aligned positions, averaged
+/// over aligned positions; `None` when the batch has none.
+fn consistency(f: &Forward, tables: &[Option<ClassTable>]) -> Result<Option<Tensor>> {
+    let mut sum: Option<Tensor> = None;
+    for (&key, rows) in &f.by_table {
+        if rows.sentence.is_empty() {
+            continue;
+        }
+        let kl = swap_aware_sym_kl(
+            &f.logp_at(&rows.sentence)?,
+            &f.logp_at(&rows.twin)?,
+            tables[key].as_ref(),
+        )?;
+        accumulate(&mut sum, kl)?;
+    }
+    sum.map(|s| Ok((s / f.all_sentence.len() as f64)?))
+        .transpose()
+}
+
+/// KL from the original model's counterfactual average to each side of a pair at aligned
+/// positions, averaged over both sides' positions.
+fn pair_anchor(
+    f: &Forward,
+    frozen: &dyn CausalLm,
+    frozen_hidden: &Tensor,
+    tables: &[Option<ClassTable>],
+) -> Result<Option<Tensor>> {
+    let mut sum: Option<Tensor> = None;
+    for (&key, rows) in &f.by_table {
+        if rows.sentence.is_empty() {
+            continue;
+        }
+        let original = |ix: &[u32]| -> Result<Tensor> {
+            let h = frozen_hidden.index_select(&index(ix)?, 0)?;
+            Ok(log_softmax(&frozen.logits(&h)?)?.detach())
+        };
+        let (qa, qb) = counterfactual_average(
+            &original(&rows.frozen_sentence)?,
+            &original(&rows.frozen_twin)?,
+            tables[key].as_ref(),
+        )?;
+        let kl =
+            (kl_from(&qa, &f.logp_at(&rows.sentence)?)? + kl_from(&qb, &f.logp_at(&rows.twin)?)?)?;
+        accumulate(&mut sum, kl)?;
+    }
+    sum.map(|s| Ok((s / (2 * f.all_sentence.len()) as f64)?))
+        .transpose()
+}
+
+/// Mean absolute log-ratio of each class's own form to its counterpart over every position of
+/// the pairs; `None` when no pair has a class table.
+fn equalising(f: &Forward, tables: &[Option<ClassTable>]) -> Result<Option<Tensor>> {
+    let mut sum: Option<Tensor> = None;
+    let mut n = 0usize;
+    for (&key, rows) in &f.by_table {
+        let Some(table) = &tables[key] else { continue };
+        let q = f
+            .logp_at(&rows.every)?
+            .index_select(&table.tokens, 1)?
+            .exp()?
+            .matmul(&table.map_g)?;
+        let lq = safe_log(&q)?;
+        let gap = (lq.narrow(1, 0, table.k)? - lq.narrow(1, table.k, table.k)?)?.abs()?;
+        n += rows.every.len() * table.k;
+        accumulate(&mut sum, gap.sum_all()?)?;
+    }
+    sum.map(|s| Ok((s / n.max(1) as f64)?)).transpose()
+}
+
+/// Mean absolute gap of the attribute words' log-probs between sentence and twin at aligned
+/// positions.
+fn attribute_gap(f: &Forward, attribute_tokens: &Tensor) -> Result<Tensor> {
+    let la = f
+        .logp_at(&f.all_sentence)?
+        .index_select(attribute_tokens, 1)?;
+    let lb = f.logp_at(&f.all_twin)?.index_select(attribute_tokens, 1)?;
+    Ok((la - lb)?.abs()?.mean_all()?)
+}
+
+/// KL(model ‖ original) on the neutral sentences, per position.
+fn neutral_anchor(f: &Forward, frozen: &dyn CausalLm) -> Result<Tensor> {
+    let neutral: Vec<&Vec<u32>> = f.batch.neutral.iter().map(|s| &s.ids).collect();
+    let neutral_start = 2 * f.batch.pairs.len();
+    let (nids, nt) = padded(&neutral)?;
+    let ref_hidden = frozen.hidden(&nids, &mut KvCache::new(frozen.info().n_layers))?;
+    let ref_hidden = ref_hidden.reshape((neutral.len() * nt, f.hidden.dim(D::Minus1)?))?;
+    let (mut own, mut reference) = (Vec::new(), Vec::new());
+    for (r, row) in neutral.iter().enumerate() {
+        for pos in 0..row.len().saturating_sub(1) {
+            own.push(f.at(neutral_start + r, pos));
+            reference.push((r * nt + pos) as u32);
+        }
+    }
+    let lp0 =
+        log_softmax(&frozen.logits(&ref_hidden.index_select(&index(&reference)?, 0)?)?)?.detach();
+    let lp = f.logp_at(&own)?;
+    let kl = (lp.exp()? * (&lp - lp0)?)?.sum_all()?;
+    Ok((kl / own.len().max(1) as f64)?)
+}
+
+/// The adversary's loss on the pairs' pooled hidden states behind a gradient-reversal layer,
+/// and its accuracy.
+fn adversary_loss(f: &Forward, adversary: &Adversary, lambda: f64) -> Result<(Tensor, f64)> {
+    let pooled = pool_aligned(&f.hidden, f.batch, &f.start)?;
+    // Gradient reversal: the value is the hidden state, the gradient reaching the model is
+    // −λ times the adversary's.
+    let reversed = ((pooled.detach() * (1.0 + lambda))? - (&pooled * lambda)?)?;
+    adversary.loss(&reversed, &pair_labels(f.batch))
+}
+
+/// Runs the model on `batch` once and returns the weighted total of the losses `weights`
+/// turns on, and each part's value before weighting.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_loss(
     model: &dyn CausalLm,
@@ -337,201 +617,70 @@ pub fn batch_loss(
     weights: &LossWeights,
     adversary: Option<&Adversary>,
 ) -> Result<(Tensor, LossParts)> {
-    let p = batch.pairs.len();
-    let mut rows: Vec<&Vec<u32>> = Vec::new();
-    rows.extend(batch.pairs.iter().map(|x| &x.a));
-    rows.extend(batch.pairs.iter().map(|x| &x.b));
-    let neutral_start = rows.len();
-    rows.extend(batch.neutral.iter().map(|s| &s.ids));
-    rows.extend(batch.plain.iter().map(|s| &s.ids));
-    let given: Vec<usize> = (batch.pairs.iter().map(|x| x.given_a))
-        .chain(batch.pairs.iter().map(|x| x.given_b))
-        .chain(batch.neutral.iter().chain(&batch.plain).map(|s| s.given))
-        .collect();
-    let (hidden, start) = bucketed_hidden(model, &rows)?;
-    let pair_anchor = match frozen {
-        Some(f) if weights.pair_anchor > 0.0 && p > 0 => {
-            Some((f, bucketed_hidden(f, &rows[..2 * p])?))
-        }
-        _ => None,
-    };
-    let hidden_size = hidden.dim(D::Minus1)?;
-    // Logits only where a next token exists: padding and each row's last position never
-    // reach the vocabulary-sized work. Row r's position `pos` is compact row offsets[r] + pos.
-    let mut offsets = Vec::with_capacity(rows.len());
-    let mut compact = Vec::new();
-    for (r, row) in rows.iter().enumerate() {
-        offsets.push(compact.len());
-        compact.extend((0..row.len().saturating_sub(1)).map(|pos| (start[r] + pos) as u32));
-    }
-    let at = |r: usize, pos: usize| (offsets[r] + pos) as u32;
-    let n_pos = compact.len();
-    let logp = log_softmax(&model.logits(&hidden.index_select(&index(&compact)?, 0)?)?)?;
-
-    // Cross-entropy over every next token of every sentence that is not given.
-    let mut targets = Vec::with_capacity(n_pos);
-    let mut predicted = Vec::with_capacity(n_pos);
-    for (r, row) in rows.iter().enumerate() {
-        targets.extend_from_slice(row.get(1..).unwrap_or_default());
-        // Position pos predicts token pos + 1.
-        predicted.extend((given[r].max(1) - 1..row.len().saturating_sub(1)).map(|pos| at(r, pos)));
-    }
-    let targets = Tensor::from_vec(targets, (n_pos, 1), &Device::Cpu)?;
-    // Each position's log-probability of the token that follows it.
-    let token_logp = logp.gather(&targets, 1)?;
-    let ce = (token_logp.index_select(&index(&predicted)?, 0)?.sum_all()?
-        * (-1.0 / predicted.len().max(1) as f64))?;
-    let mut parts = LossParts {
-        ce: ce.to_scalar::<f32>()? as f64,
-        ..Default::default()
-    };
+    let f = Forward::run(model, frozen, batch, weights)?;
+    let has_pairs = !batch.pairs.is_empty();
+    let has_aligned = !f.all_sentence.is_empty();
+    let mut parts = LossParts::default();
+    let ce = cross_entropy(&f)?;
+    parts.ce = scalar(&ce)?;
     let mut total = (&ce * weights.ce)?;
-
-    // Aligned rows of each pair, grouped by class table.
-    let mut by_table: std::collections::BTreeMap<usize, TableRows> = Default::default();
-    let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
-    for (i, item) in batch.pairs.iter().enumerate() {
-        let e = by_table.entry(item.table).or_default();
-        for &(ka, kb) in &item.aligned {
-            let (fa, fb) = (at(i, ka), at(p + i, kb));
-            e.sentence.push(fa);
-            e.twin.push(fb);
-            if let Some((_, (_, frozen_start))) = &pair_anchor {
-                e.frozen_sentence.push((frozen_start[i] + ka) as u32);
-                e.frozen_twin.push((frozen_start[p + i] + kb) as u32);
-            }
-            all_a.push(fa);
-            all_b.push(fb);
+    // Adds a term's weighted value to the total and records its unweighted value.
+    let mut add = |loss: Option<Tensor>, weight: f64, part: &mut f64| -> Result<()> {
+        if let Some(loss) = loss {
+            *part = scalar(&loss)?;
+            total = (&total + (loss * weight)?)?;
         }
-        // Every position of both sentences, for the equalising loss.
-        e.every
-            .extend((0..item.a.len().saturating_sub(1)).map(|pos| at(i, pos)));
-        e.every
-            .extend((0..item.b.len().saturating_sub(1)).map(|pos| at(p + i, pos)));
+        Ok(())
+    };
+    if has_aligned && weights.consistency > 0.0 {
+        add(
+            consistency(&f, tables)?,
+            weights.consistency,
+            &mut parts.consistency,
+        )?;
     }
-    let n_aligned = all_a.len();
-    if n_aligned > 0 && weights.consistency > 0.0 {
-        let mut sum: Option<Tensor> = None;
-        for (
-            &key,
-            TableRows {
-                sentence: ia,
-                twin: ib,
-                ..
-            },
-        ) in &by_table
-        {
-            if ia.is_empty() {
-                continue;
-            }
-            let lpa = logp.index_select(&index(ia)?, 0)?;
-            let lpb = logp.index_select(&index(ib)?, 0)?;
-            let kl = swap_aware_sym_kl(&lpa, &lpb, tables[key].as_ref())?;
-            accumulate(&mut sum, kl)?;
-        }
-        if let Some(s) = sum {
-            let loss = (s / n_aligned as f64)?;
-            parts.consistency = loss.to_scalar::<f32>()? as f64;
-            total = (total + (loss * weights.consistency)?)?;
-        }
+    if let (Some((frozen, frozen_hidden)), true) = (&f.pair_anchor, has_aligned) {
+        let loss = pair_anchor(&f, *frozen, frozen_hidden, tables)?;
+        add(loss, weights.pair_anchor, &mut parts.pair_anchor)?;
     }
-    if let (Some((frozen, (frozen_hidden, _))), true) = (&pair_anchor, n_aligned > 0) {
-        let mut sum: Option<Tensor> = None;
-        for (&key, rows) in &by_table {
-            if rows.sentence.is_empty() {
-                continue;
-            }
-            let original = |ix: &[u32]| -> Result<Tensor> {
-                let h = frozen_hidden.index_select(&index(ix)?, 0)?;
-                Ok(log_softmax(&frozen.logits(&h)?)?.detach())
-            };
-            let (qa, qb) = counterfactual_average(
-                &original(&rows.frozen_sentence)?,
-                &original(&rows.frozen_twin)?,
-                tables[key].as_ref(),
-            )?;
-            let lpa = logp.index_select(&index(&rows.sentence)?, 0)?;
-            let lpb = logp.index_select(&index(&rows.twin)?, 0)?;
-            let kl = (kl_from(&qa, &lpa)? + kl_from(&qb, &lpb)?)?;
-            accumulate(&mut sum, kl)?;
-        }
-        if let Some(s) = sum {
-            let loss = (s / (2 * n_aligned) as f64)?;
-            parts.pair_anchor = loss.to_scalar::<f32>()? as f64;
-            total = (total + (loss * weights.pair_anchor)?)?;
-        }
-    }
-    if let (Some(frozen), true) = (frozen, weights.sequence > 0.0 && p > 0) {
-        let loss = sequence_loss(frozen, batch, &token_logp, &offsets)?;
-        parts.sequence = loss.to_scalar::<f32>()? as f64;
-        total = (total + (loss * weights.sequence)?)?;
+    if let (Some(frozen), true) = (frozen, weights.sequence > 0.0 && has_pairs) {
+        let loss = sequence_loss(frozen, batch, &f.token_logp, &f.offsets)?;
+        add(Some(loss), weights.sequence, &mut parts.sequence)?;
     }
     if weights.equalising > 0.0 {
-        let mut sum: Option<Tensor> = None;
-        let mut n = 0usize;
-        for (&key, TableRows { every, .. }) in &by_table {
-            let Some(table) = &tables[key] else { continue };
-            let q = logp
-                .index_select(&index(every)?, 0)?
-                .index_select(&table.tokens, 1)?
-                .exp()?
-                .matmul(&table.map_g)?;
-            let lq = safe_log(&q)?;
-            let gap = (lq.narrow(1, 0, table.k)? - lq.narrow(1, table.k, table.k)?)?.abs()?;
-            n += every.len() * table.k;
-            let s = gap.sum_all()?;
-            accumulate(&mut sum, s)?;
-        }
-        if let Some(s) = sum {
-            let loss = (s / n.max(1) as f64)?;
-            parts.equalising = loss.to_scalar::<f32>()? as f64;
-            total = (total + (loss * weights.equalising)?)?;
-        }
+        add(
+            equalising(&f, tables)?,
+            weights.equalising,
+            &mut parts.equalising,
+        )?;
     }
-    if let (Some(attr), true) = (attribute_tokens, weights.attribute > 0.0 && n_aligned > 0) {
-        let la = logp
-            .index_select(&index(&all_a)?, 0)?
-            .index_select(attr, 1)?;
-        let lb = logp
-            .index_select(&index(&all_b)?, 0)?
-            .index_select(attr, 1)?;
-        let loss = (la - lb)?.abs()?.mean_all()?;
-        parts.attribute = loss.to_scalar::<f32>()? as f64;
-        total = (total + (loss * weights.attribute)?)?;
+    if let (Some(attr), true) = (attribute_tokens, weights.attribute > 0.0 && has_aligned) {
+        add(
+            Some(attribute_gap(&f, attr)?),
+            weights.attribute,
+            &mut parts.attribute,
+        )?;
     }
     if let (Some(frozen), true) = (frozen, weights.anchor > 0.0 && !batch.neutral.is_empty()) {
-        let neutral: Vec<&Vec<u32>> = batch.neutral.iter().map(|s| &s.ids).collect();
-        let (nids, nt) = padded(&neutral)?;
-        let ref_hidden = frozen.hidden(&nids, &mut KvCache::new(frozen.info().n_layers))?;
-        let ref_hidden = ref_hidden.reshape((neutral.len() * nt, hidden_size))?;
-        let (mut own, mut reference) = (Vec::new(), Vec::new());
-        for (r, row) in neutral.iter().enumerate() {
-            for pos in 0..row.len().saturating_sub(1) {
-                own.push(at(neutral_start + r, pos));
-                reference.push((r * nt + pos) as u32);
-            }
-        }
-        let lp0 = log_softmax(&frozen.logits(&ref_hidden.index_select(&index(&reference)?, 0)?)?)?
-            .detach();
-        let lp = logp.index_select(&index(&own)?, 0)?;
-        let kl = (lp.exp()? * (&lp - lp0)?)?.sum_all()?;
-        let loss = (kl / own.len().max(1) as f64)?;
-        parts.anchor = loss.to_scalar::<f32>()? as f64;
-        total = (total + (loss * weights.anchor)?)?;
+        add(
+            Some(neutral_anchor(&f, frozen)?),
+            weights.anchor,
+            &mut parts.anchor,
+        )?;
     }
-    if let (Some(adv), true) = (adversary, weights.adversary > 0.0 && p > 0) {
-        let pooled = pool_aligned(&hidden, batch, &start)?;
-        // Gradient reversal: the value is the hidden state, the gradient reaching the model
-        // is −λ times the adversary's.
-        let reversed =
-            ((pooled.detach() * (1.0 + weights.adversary))? - (&pooled * weights.adversary)?)?;
-        let (loss, acc) = adv.loss(&reversed, &pair_labels(batch))?;
-        parts.adversary = loss.to_scalar::<f32>()? as f64;
-        parts.adversary_accuracy = acc;
-        total = (total + loss)?;
+    if let (Some(adv), true) = (adversary, weights.adversary > 0.0 && has_pairs) {
+        let (loss, accuracy) = adversary_loss(&f, adv, weights.adversary)?;
+        parts.adversary_accuracy = accuracy;
+        // The reversal layer carries λ; the adversary's own loss is added unweighted.
+        add(Some(loss), 1.0, &mut parts.adversary)?;
     }
-    parts.total = total.to_scalar::<f32>()? as f64;
+    parts.total = scalar(&total)?;
     Ok((total, parts))
+}
+
+/// A scalar tensor's value, for the logged parts.
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_scalar::<f32>()? as f64)
 }
 
 /// Where a pair's sentence and twin part: the first token they differ at, and the end of the

@@ -212,17 +212,7 @@ pub fn train(
                 grads_s = tg.elapsed().as_secs_f64(),
                 "micro-batch"
             );
-            let m = cfg.accumulation as f64;
-            parts.total += p.total / m;
-            parts.ce += p.ce / m;
-            parts.consistency += p.consistency / m;
-            parts.equalising += p.equalising / m;
-            parts.attribute += p.attribute / m;
-            parts.anchor += p.anchor / m;
-            parts.pair_anchor += p.pair_anchor / m;
-            parts.sequence += p.sequence / m;
-            parts.adversary += p.adversary / m;
-            parts.adversary_accuracy += p.adversary_accuracy / m;
+            parts += p / cfg.accumulation as f64;
         }
         if stopped_early.is_some() {
             break;
