@@ -15,6 +15,7 @@ pub mod classes;
 pub mod corpus;
 mod discriminator;
 pub mod error;
+mod forward;
 pub mod losses;
 pub mod optim;
 pub mod params;
