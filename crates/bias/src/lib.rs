@@ -4,6 +4,7 @@
 
 // No unwrap/expect outside tests: a user's input or the file system must not be able to make
 // fairlm panic (issue 16). Invariants that cannot fail carry an allow with the reason.
+#![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod audit;

@@ -9,6 +9,7 @@ use crate::lm::CausalLm;
 use crate::score::{score_items, ScoreItem};
 use crate::tokenizer::Tokenizer;
 
+/// Where log-probabilities and samples come from: a model in this process, or a served one (`served`), behind one interface for the audit and the benchmarks.
 pub trait Backend: Sync {
     /// The longest sequence, in tokens, the model takes.
     fn context_length(&self) -> usize;

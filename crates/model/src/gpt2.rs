@@ -8,21 +8,32 @@ use crate::lm::{CausalLm, KvCache, ModelInfo};
 use crate::ops::{self, Kernels, Linear};
 use crate::weights::Weights;
 
+/// GPT-2's config.json (the keys fairlm reads).
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct Gpt2Config {
+    /// Vocabulary size.
     pub vocab_size: usize,
+    /// Context length (learned positions).
     pub n_positions: usize,
+    /// Hidden size.
     pub n_embd: usize,
+    /// Transformer blocks.
     pub n_layer: usize,
+    /// Attention heads.
     pub n_head: usize,
+    /// MLP inner size (`None`: 4 × hidden).
     #[serde(default)]
     pub n_inner: Option<usize>,
+    /// Layer-norm epsilon.
     #[serde(default = "default_eps")]
     pub layer_norm_epsilon: f64,
+    /// The MLP's activation (`gelu_new` and kin).
     #[serde(default = "default_activation")]
     pub activation_function: String,
+    /// Beginning-of-text token, if the config names one.
     #[serde(default)]
     pub bos_token_id: Option<u32>,
+    /// End-of-text token, if the config names one.
     #[serde(default)]
     pub eos_token_id: Option<u32>,
 }
@@ -107,6 +118,7 @@ struct Block {
     mlp_proj: Linear,
 }
 
+/// GPT-2 (learned positions, pre-norm blocks, Conv1D weights stored [in, out]).
 pub struct Gpt2 {
     wte: Tensor,
     /// The tied output layer (wte, laid out once for the product; see `Linear::dense`).
@@ -122,6 +134,7 @@ pub struct Gpt2 {
 }
 
 impl Gpt2 {
+    /// Builds the model from its config and weights on the given kernels.
     pub fn new(cfg: &Gpt2Config, w: &Weights, kernels: Kernels) -> crate::Result<Self> {
         let e = cfg.n_embd;
         if cfg.n_head == 0 || !e.is_multiple_of(cfg.n_head) {

@@ -13,7 +13,9 @@ const DEFAULT_REVISION: &str = "main";
 /// A model id on the hub and the revision asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubId {
+    /// The repository id (`owner/name`).
     pub id: String,
+    /// A branch, tag or commit (`main` when not given).
     pub revision: String,
 }
 

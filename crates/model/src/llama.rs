@@ -15,9 +15,12 @@ use crate::weights::Weights;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
+    /// Llama and SmolLM2.
     #[default]
     Llama,
+    /// Qwen2/Qwen2.5: q/k/v projections with bias.
     Qwen2,
+    /// Mistral: sliding-window attention.
     Mistral,
 }
 
@@ -41,28 +44,41 @@ impl Family {
     }
 }
 
+/// The config.json of the Llama family (Llama, SmolLM2, Qwen2, Mistral): the keys fairlm reads.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
 pub struct LlamaConfig {
     /// Set by the loader from the checkpoint's architecture, never read from config.json.
     #[serde(skip_deserializing)]
     pub family: Family,
+    /// Vocabulary size.
     pub vocab_size: usize,
+    /// Hidden size.
     pub hidden_size: usize,
+    /// MLP inner size.
     pub intermediate_size: usize,
+    /// Transformer blocks.
     pub num_hidden_layers: usize,
+    /// Query heads.
     pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention; `None`: as many as query heads).
     #[serde(default)]
     pub num_key_value_heads: Option<usize>,
+    /// RMSNorm epsilon.
     #[serde(default = "default_rms_eps")]
     pub rms_norm_eps: f64,
+    /// Rotary base.
     #[serde(default = "default_rope_theta")]
     pub rope_theta: f64,
+    /// Context length.
     #[serde(default = "default_max_positions")]
     pub max_position_embeddings: usize,
+    /// The output projection is the embedding matrix.
     #[serde(default)]
     pub tie_word_embeddings: bool,
+    /// Beginning-of-text token, if the config names one.
     #[serde(default)]
     pub bos_token_id: Option<u32>,
+    /// End-of-text token, if the config names one.
     #[serde(default)]
     pub eos_token_id: Option<u32>,
     /// Per-head width when it is not hidden_size / heads (Mistral, Qwen configs may say).
@@ -93,14 +109,18 @@ pub struct LlamaConfig {
     /// transformers 4's name for a non-default rotary scheme.
     #[serde(default, skip_serializing)]
     pub rope_scaling: Option<RopeParameters>,
+    /// The MLP's activation (only SiLU loads; read to refuse others).
     #[serde(default, skip_serializing)]
     pub hidden_act: Option<String>,
 }
 
+/// `rope_scaling` / `rope_parameters` of newer configs (read to refuse scaled RoPE).
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct RopeParameters {
+    /// A rotary base given here instead of at the top level.
     #[serde(default)]
     pub rope_theta: Option<f64>,
+    /// The scaling type (`default` is the only one that loads).
     #[serde(default, alias = "type")]
     pub rope_type: Option<String>,
 }
@@ -232,9 +252,11 @@ impl LlamaConfig {
         }
         None
     }
+    /// Key/value heads (query heads when the config leaves it out).
     pub fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
+    /// Dimension of one attention head.
     pub fn head_dim(&self) -> usize {
         self.head_dim
             .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
@@ -367,6 +389,7 @@ struct Block {
     mlp: Mlp,
 }
 
+/// The Llama family's decoder (RMSNorm, rotary positions, grouped-query attention, SwiGLU MLP).
 pub struct Llama {
     embed: Tensor,
     blocks: Vec<Block>,

@@ -5,6 +5,7 @@ use candle_core::{Result, Tensor};
 
 /// What every architecture exposes to scoring, sampling and training.
 pub trait CausalLm: Send + Sync {
+    /// The model's shape and where it came from.
     fn info(&self) -> &ModelInfo;
 
     /// `ids` is [batch, seq]; its first position is `cache.len()`. Returns the final hidden
@@ -23,24 +24,34 @@ pub trait CausalLm: Send + Sync {
         Ok(Output { logits, hidden })
     }
 
+    /// An empty key/value cache for this model.
     fn new_cache(&self) -> KvCache {
         KvCache::new(self.info().n_layers)
     }
 }
 
+/// Logits and hidden states of one forward pass.
 pub struct Output {
+    /// [batch, seq, vocab].
     pub logits: Tensor,
+    /// [batch, seq, hidden] after the last norm.
     pub hidden: Tensor,
 }
 
+/// A loaded model's shape and provenance, as results.json records it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelInfo {
     /// The file the weights came from (named in errors about what the model computes).
     pub source: std::path::PathBuf,
+    /// `llama`, `qwen2`, `mistral` or `gpt2`.
     pub architecture: String,
+    /// Vocabulary size.
     pub vocab_size: usize,
+    /// Context length in tokens.
     pub context_length: usize,
+    /// Transformer blocks.
     pub n_layers: usize,
+    /// Hidden size.
     pub hidden_size: usize,
     /// `f32` or `quantized`.
     pub numeric_path: String,
@@ -92,6 +103,7 @@ impl LayerCache {
 const CACHE_HEADROOM: usize = 64;
 
 impl KvCache {
+    /// An empty cache for a model of `n_layers` blocks.
     pub fn new(n_layers: usize) -> Self {
         KvCache {
             layers: (0..n_layers).map(|_| None).collect(),
@@ -106,6 +118,7 @@ impl KvCache {
             .map_or(0, |l| l.len)
     }
 
+    /// No position cached yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -47,14 +47,17 @@ pub const ARCHITECTURES: [&str; 4] = ["llama", "qwen2", "mistral", "gpt2"];
 
 /// What loads from where, for `fairlm models --list-architectures`.
 pub struct Support {
+    /// The architecture's name (config.json `model_type`).
     pub architecture: &'static str,
     /// A Hugging Face directory (config.json `model_type`), on the f32 path.
     pub hf_dir: bool,
     /// GGUF `general.architecture` that loads as this one, if any.
     pub gguf: Option<&'static str>,
+    /// What else a user should know (quantizations, limits).
     pub notes: &'static str,
 }
 
+/// Every architecture that loads, and from where.
 pub const SUPPORT: [Support; 4] = [
     Support {
         architecture: "llama",
@@ -107,17 +110,23 @@ fn supported_gguf_type(dtype: GgmlDType) -> bool {
     )
 }
 
+/// The file format the weights came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// A GGUF file (quantized or not).
     Gguf,
+    /// A Hugging Face directory of config.json and safetensors.
     Safetensors,
 }
 
+/// The architecture and its config.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "model_type", rename_all = "lowercase")]
 pub enum ArchConfig {
+    /// The Llama family (Llama, SmolLM2, Qwen2, Mistral).
     Llama(LlamaConfig),
+    /// GPT-2.
     Gpt2(Gpt2Config),
 }
 
@@ -136,16 +145,22 @@ pub type Trainable = (Box<dyn CausalLm>, Vec<(String, Var)>);
 
 /// A checkpoint's config, weights and tokenizer; builds inference or trainable models.
 pub struct Checkpoint {
+    /// The file or directory it was opened from.
     pub path: PathBuf,
+    /// Its format.
     pub format: Format,
+    /// Its architecture's config.
     pub config: ArchConfig,
+    /// Its weights, as stored.
     pub weights: Weights,
+    /// Its tokenizer.
     pub tokenizer: Tokenizer,
     /// Q/K rows in llama.cpp's interleaved rotary order (quantized GGUF path only).
     interleaved_rope: bool,
 }
 
 impl Checkpoint {
+    /// Opens a GGUF file or a Hugging Face directory on the given numeric path (`f32` dequantizes, `quantized` keeps the file's types).
     pub fn open(path: &Path, numeric: NumericPath) -> Result<Self> {
         if !path.exists() {
             return Err(Error::file(path, "no such file or directory"));
@@ -164,6 +179,7 @@ impl Checkpoint {
         self.build_with(Kernels::Fused)
     }
 
+    /// A model for inference on the given kernels.
     pub fn build_with(&self, kernels: Kernels) -> Result<Box<dyn CausalLm>> {
         self.build_on(&self.weights, kernels)
     }

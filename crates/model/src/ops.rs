@@ -19,6 +19,7 @@ pub enum Kernels {
     Differentiable,
 }
 
+/// RMSNorm over the last dimension.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, k: Kernels) -> Result<Tensor> {
     match k {
         Kernels::Fused => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
@@ -26,6 +27,7 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, k: Kernels) -> Result<Ten
     }
 }
 
+/// LayerNorm over the last dimension (with bias).
 pub fn layer_norm(
     x: &Tensor,
     weight: &Tensor,
@@ -39,6 +41,7 @@ pub fn layer_norm(
     }
 }
 
+/// Softmax over the last dimension.
 pub fn softmax_last_dim(x: &Tensor, k: Kernels) -> Result<Tensor> {
     match k {
         Kernels::Fused => candle_nn::ops::softmax_last_dim(x),
@@ -63,6 +66,7 @@ pub struct Rotary {
 }
 
 impl Rotary {
+    /// Tables of cos/sin for positions up to `max_positions`.
     pub fn new(
         head_dim: usize,
         max_positions: usize,
@@ -175,17 +179,25 @@ pub fn round_to_f16(t: Tensor, round: bool) -> Result<Tensor> {
 pub enum Linear {
     /// `weight` is [out, in] (PyTorch Linear) or, when `in_out`, [in, out] (GPT-2 Conv1D).
     Dense {
+        /// The weight matrix.
         weight: Tensor,
+        /// An added bias, if the layer has one.
         bias: Option<Tensor>,
+        /// `weight` is stored [in, out].
         in_out: bool,
     },
+    /// A quantized matrix through candle's quantized matmul.
     Quantized {
+        /// The quantized matrix.
         weight: QMatMul,
+        /// An added bias, if the layer has one.
         bias: Option<Tensor>,
     },
     /// Q4_1 blocks through this crate's kernel (candle's is scalar on x86).
     Q4_1 {
+        /// The Q4_1 matrix.
         weight: Arc<Q4_1Matrix>,
+        /// An added bias, if the layer has one.
         bias: Option<Tensor>,
     },
 }
@@ -212,6 +224,7 @@ impl Linear {
         })
     }
 
+    /// A quantized layer: Q4_1 through this crate's kernel, other types through candle's.
     pub fn quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
         if let Some(matrix) = Q4_1Matrix::from_qtensor(&weight)? {
             return Ok(Linear::Q4_1 {
@@ -225,6 +238,7 @@ impl Linear {
         })
     }
 
+    /// x · Wᵀ (+ bias) over the last dimension.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let (rows, features) = (

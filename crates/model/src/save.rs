@@ -144,13 +144,18 @@ pub fn save_hf(
 /// Tensor types a saved GGUF can use for its matrices (vectors stay F32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GgufType {
+    /// 32-bit floats.
     F32,
+    /// 16-bit floats.
     F16,
+    /// 8-bit blocks of 32 with a scale.
     Q8_0,
+    /// 4-bit blocks of 32 with a scale and a minimum.
     Q4_1,
 }
 
 impl GgufType {
+    /// Reads `f32`, `f16`, `q8_0` or `q4_1` (any case).
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s.to_ascii_lowercase().as_str() {
             "f32" => GgufType::F32,

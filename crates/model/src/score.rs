@@ -12,7 +12,9 @@ use crate::lm::CausalLm;
 /// One sequence to score: `tokens[first_scored..]` are scored given everything before.
 #[derive(Debug, Clone)]
 pub struct ScoreItem {
+    /// The whole sequence, context included.
     pub tokens: Vec<u32>,
+    /// The first position whose token is scored.
     pub first_scored: usize,
 }
 
@@ -36,11 +38,14 @@ pub struct TextScore {
     /// `mean`: mean token log-probability (log of the geometric-mean token probability),
     /// the first token scored from the context token alone (bias-bench's convention).
     pub logprob_mean: f64,
+    /// Tokens scored.
     pub n_tokens: usize,
+    /// Each scored token's log-probability.
     pub token_logprobs: Vec<f64>,
 }
 
 impl TextScore {
+    /// Both conventions from the tokens' log-probabilities.
     pub fn from_logprobs(token_logprobs: Vec<f64>) -> Self {
         let sum: f64 = token_logprobs.iter().sum();
         let n = token_logprobs.len();
@@ -322,6 +327,7 @@ pub fn score_continuations(
 /// One pass of `score_prompted`: prompts of one token length, and the items that follow each
 /// (indexes into the caller's items, with the pass's prompt number).
 pub struct PromptPass<'a> {
+    /// The pass's prompts, all of one token length.
     pub prompts: Vec<&'a [u32]>,
     /// (prompt number in `prompts`, item index), prompt by prompt.
     pub items: Vec<(usize, usize)>,

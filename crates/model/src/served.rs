@@ -53,12 +53,15 @@ pub struct RequestStats {
     pub answered: AtomicU64,
     /// Completions answered from the response cache.
     pub cached: AtomicU64,
+    /// Requests sent and not yet answered.
     pub in_flight: AtomicU64,
+    /// Requests sent again after a failure.
     pub retries: AtomicU64,
     /// Tokens in the server's answers (its `usage.total_tokens`).
     pub tokens: AtomicU64,
 }
 
+/// A model behind an OpenAI-compatible completions server (llama.cpp's, vLLM's): log-probabilities through `echo` + `logprobs`, continuations through sampling with a seed.
 pub struct ServedModel {
     /// The base URL, ending in `/v1`.
     url: String,
@@ -155,10 +158,12 @@ impl ServedModel {
         Ok(this)
     }
 
+    /// The base URL, ending in `/v1`.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The model name the server reports.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -173,6 +178,7 @@ impl ServedModel {
         Arc::clone(&self.stats)
     }
 
+    /// The local tokenizer the server's tokens are checked against.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }

@@ -35,24 +35,35 @@ pub fn instruction_set() -> String {
     }
 }
 
+/// One timed piece of work.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Timing {
+    /// What was timed.
     pub work: String,
+    /// Tokens per run.
     pub tokens: usize,
+    /// Median wall time of the runs.
     pub median_s: f64,
+    /// Every run's wall time.
     pub runs_s: Vec<f64>,
+    /// Tokens per second at the median.
     pub tokens_per_s: f64,
 }
 
+/// What `fairlm speed` measured on this machine.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SpeedReport {
+    /// `f32` or `quantized`.
     pub numeric_path: String,
+    /// Threads the kernels ran on.
     pub threads: usize,
     /// The instruction-set level the kernels dispatch to on this CPU (`instruction_set`).
     pub instruction_set: String,
     /// The scored batch (rows of token ids), so reference tools can run the same work.
     pub score_ids: Vec<Vec<u32>>,
+    /// The sampling prompt's ids.
     pub prompt_ids: Vec<u32>,
+    /// Each piece of work's timing.
     pub timings: Vec<Timing>,
 }
 

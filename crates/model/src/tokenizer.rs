@@ -19,6 +19,7 @@ use tokenizers::{AddedToken, PreTokenizerWrapper};
 
 use crate::error::{Error, Result};
 
+/// A model's tokenizer (Hugging Face `tokenizer.json`, GPT-2's vocab/merges, or GGUF's embedded vocabulary) and its special tokens.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// Bytes that have no token of their own in the byte-level alphabet.
@@ -220,6 +221,7 @@ impl Tokenizer {
         Ok(ids)
     }
 
+    /// Text of token ids (special tokens dropped).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner
             .decode(ids, false)
@@ -233,10 +235,12 @@ impl Tokenizer {
             .collect()
     }
 
+    /// The id of a token string, if it is in the vocabulary.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
 
+    /// Vocabulary size, special tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
@@ -249,10 +253,12 @@ impl Tokenizer {
         })
     }
 
+    /// The token a document starts with for scoring (BOS, else end-of-text), if the tokenizer has one.
     pub fn document_start(&self) -> Option<u32> {
         self.document_start
     }
 
+    /// End-of-sequence token, if the tokenizer has one.
     pub fn eos(&self) -> Option<u32> {
         self.eos
     }

@@ -11,6 +11,7 @@ use candle_core::{Tensor, Var};
 use crate::error::{Error, Result};
 use crate::ops::Linear;
 
+/// A checkpoint's tensors by name, dense and quantized.
 pub struct Weights {
     path: PathBuf,
     dense: HashMap<String, Tensor>,
@@ -18,6 +19,7 @@ pub struct Weights {
 }
 
 impl Weights {
+    /// Tensors read from `path` (named in errors).
     pub fn new(
         path: &Path,
         dense: HashMap<String, Tensor>,
@@ -30,14 +32,17 @@ impl Weights {
         }
     }
 
+    /// The file the tensors came from.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Whether a tensor of this name exists.
     pub fn contains(&self, name: &str) -> bool {
         self.dense.contains_key(name) || self.quantized.contains_key(name)
     }
 
+    /// Whether any matrix is kept quantized.
     pub fn is_quantized(&self) -> bool {
         !self.quantized.is_empty()
     }
@@ -104,6 +109,7 @@ impl Weights {
         )?)
     }
 
+    /// The error for a tensor the architecture needs and the file lacks.
     pub fn missing(&self, name: &str) -> Error {
         Error::MissingTensor {
             path: self.path.clone(),
