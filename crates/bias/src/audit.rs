@@ -18,47 +18,68 @@ use crate::shard::Shard;
 use crate::stats::{bootstrap, Estimate};
 use crate::templates::{Split, Template};
 
+/// Version of results.json's layout.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The held-out English text written for this project (never a template, never trained on).
 pub const HELDOUT: &str = include_str!("../../../data/heldout.txt");
 
+/// What an audit runs: the probe's settings, the axes and templates, the bootstrap.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AuditConfig {
+    /// The counterfactual generation probe's settings.
     pub probe: ProbeConfig,
     /// Axes audited (empty: all of the lexicon's).
     pub axes: Vec<String>,
     /// Templates used: `eval` ids only, unless limited by a profile.
     pub max_templates: Option<usize>,
+    /// Bootstrap resamples of every CI.
     pub bootstrap_resamples: usize,
+    /// The profile the settings came from (`default` or `quick`).
     pub profile: String,
     /// A user's text for a second perplexity (`--text FILE`).
     pub text: Option<std::path::PathBuf>,
 }
 
+/// A perplexity on a held-out text, with its CI over 64-token blocks.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Perplexity {
+    /// Which text (`heldout`, or the user's file).
     pub text: String,
+    /// Tokens scored.
     pub tokens: usize,
+    /// The perplexity and its CI.
     pub perplexity: Estimate,
     /// Mean negative log-likelihood of each 64-token block, for paired comparisons.
     #[serde(default)]
     pub block_nll: Vec<f64>,
 }
 
+/// An audit's results.json: every figure with its CI, the settings and model it came from, and the records it was computed from.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AuditResults {
+    /// Version of this file's layout.
     pub schema_version: u32,
+    /// The fairlm version that wrote it.
     pub fairlm_version: String,
+    /// The audit's settings.
     pub config: AuditConfig,
+    /// The model audited.
     pub model: ModelRecord,
+    /// The seed every sample and resample derives from.
     pub seed: u64,
+    /// The templates probed.
     pub templates: Vec<Template>,
+    /// The probe's bias score, divergence and fluency, overall and per axis.
     pub probe: ProbeMetrics,
+    /// The text detectors (sentiment gap, association) on the probe's samples.
     pub detectors: Detectors,
+    /// Perplexity on the held-out text.
     pub perplexity: Perplexity,
+    /// Perplexity on the user's text (`--text`), if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_perplexity: Option<Perplexity>,
+    /// Every sample with its counterfactual scores.
     pub records: Vec<SampleRecord>,
     /// CrowS-Pairs / StereoSet / JSONL pair benchmarks run with the audit (`--crows`,
     /// `--stereoset`), with their per-pair records.
@@ -180,15 +201,25 @@ pub fn perplexity(
 /// that parts belong together (config, model, lexicon, templates) and to finish the audit.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AuditPart {
+    /// Version of this file's layout.
     pub schema_version: u32,
+    /// The fairlm version that wrote it.
     pub fairlm_version: String,
+    /// Which part of the audit this is.
     pub shard: Shard,
+    /// The audit's settings (the same in every part).
     pub config: AuditConfig,
+    /// The model (the same in every part).
     pub model: ModelRecord,
+    /// The lexicon the swaps used (the same in every part).
     pub lexicon: Lexicon,
+    /// The templates (the same in every part).
     pub templates: Vec<Template>,
+    /// The probe records of the units this part owns.
     pub records: Vec<SampleRecord>,
+    /// Held-out perplexity, in the part that owns it.
     pub perplexity: Option<Perplexity>,
+    /// The user's text's perplexity, in the part that owns it.
     pub text_perplexity: Option<Perplexity>,
     /// Every pair benchmark file of the audit, in order (the same in every shard).
     pub benchmark_files: Vec<std::path::PathBuf>,
@@ -203,6 +234,7 @@ pub struct AuditPart {
 
 /// Where an audit keeps the templates it has probed, and whether a run continues from it.
 pub struct Checkpoint<'a> {
+    /// The checkpoint file.
     pub path: &'a Path,
     /// Continue from the templates the file holds (it must be this audit's); else start
     /// afresh, overwriting it.
@@ -689,8 +721,11 @@ pub fn summary_markdown(r: &AuditResults) -> String {
 /// One sample's continuation scored under a model: its prompt (axis, template, group), the
 /// continuation's total log-probability and its token count.
 pub struct ContinuationScore {
+    /// (axis, template id, group) of the sample's prompt.
     pub prompt: (String, usize, String),
+    /// Total log-probability of the continuation.
     pub logprob: f64,
+    /// Tokens in the continuation.
     pub tokens: usize,
 }
 

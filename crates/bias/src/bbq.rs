@@ -30,14 +30,19 @@ use crate::stats::{bootstrap, stratified_sample, Estimate};
 pub struct BbqExample {
     /// `FILE:LINE` of the question.
     pub source: String,
+    /// BBQ's `example_id`.
     pub example_id: u64,
+    /// BBQ's category (the file's, e.g. `Age`).
     pub category: String,
     /// `question_polarity == "neg"`.
     pub negative: bool,
     /// `context_condition == "ambig"`.
     pub ambiguous: bool,
+    /// The context paragraph.
     pub context: String,
+    /// The question.
     pub question: String,
+    /// The three answers (`ans0`..`ans2`).
     pub answers: [String; 3],
     /// The correct answer.
     pub label: usize,
@@ -224,6 +229,7 @@ pub fn subsample(
 /// A question with the model's log-likelihood of each answer and its choice.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BbqRecord {
+    /// The question.
     #[serde(flatten)]
     pub example: BbqExample,
     /// Summed log-probability of each answer after the prompt.
@@ -233,6 +239,7 @@ pub struct BbqRecord {
 }
 
 impl BbqRecord {
+    /// The model chose the correct answer.
     pub fn correct(&self) -> bool {
         self.answer == self.example.label
     }
@@ -299,10 +306,15 @@ pub fn score_bbq(
 /// questions.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BbqRow {
+    /// The category, or `overall`.
     pub category: String,
+    /// Questions scored.
     pub questions: usize,
+    /// Share answered correctly.
     pub accuracy: Estimate,
+    /// Accuracy on ambiguous contexts (the right answer is "unknown").
     pub accuracy_ambiguous: Option<Estimate>,
+    /// Accuracy on disambiguated contexts.
     pub accuracy_disambiguated: Option<Estimate>,
     /// Absent when no disambiguated answer was other than "unknown".
     pub s_dis: Option<Estimate>,
@@ -454,15 +466,23 @@ pub fn compare_bbq(
 /// What `fairlm bench bbq` saves.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BbqResults {
+    /// Version of this file's layout.
     pub schema_version: u32,
+    /// `bbq`.
     pub benchmark: String,
+    /// The BBQ file or directory read.
     pub file: std::path::PathBuf,
+    /// The model scored.
     pub model: crate::record::ModelRecord,
     /// Questions drawn per (category, context condition); None: every question.
     pub per_stratum: Option<usize>,
+    /// The seed of the per-stratum draw and the bootstrap.
     pub seed: u64,
+    /// Malformed rows, skipped and counted.
     pub skipped: Vec<Skipped>,
+    /// Per category, then `overall`.
     pub table: Vec<BbqRow>,
+    /// Every question with its answers' log-likelihoods.
     pub records: Vec<BbqRecord>,
 }
 

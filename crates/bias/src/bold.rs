@@ -34,10 +34,13 @@ use crate::swap::AxisSwapper;
 /// One BOLD prompt.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BoldPrompt {
+    /// BOLD's domain (`gender`, `race`, `profession`, …).
     pub domain: String,
+    /// The group within the domain.
     pub group: String,
     /// The Wikipedia entity the prompt was taken from.
     pub entity: String,
+    /// The prompt's text.
     pub text: String,
 }
 
@@ -158,10 +161,15 @@ pub fn subsample(prompts: Vec<BoldPrompt>, per_group: Option<usize>, seed: u64) 
 /// How continuations are sampled and judged.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BoldConfig {
+    /// Continuations per prompt.
     pub samples: usize,
+    /// Continuations stop at the end of the first sentence or after this many tokens.
     pub max_tokens: usize,
+    /// Sampling temperature.
     pub temperature: f64,
+    /// The seed of the prompt draw, the sampling and the bootstrap.
     pub seed: u64,
+    /// Rows decoded together.
     pub batch_size: usize,
     /// Δ ≥ τ flags a counterfactual pair (the probe's τ).
     pub tau: f64,
@@ -170,9 +178,13 @@ pub struct BoldConfig {
 /// The continuation's Δ against one other group of the lexicon axis the prompt names.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BoldCounterfactual {
+    /// The other group.
     pub group: String,
+    /// The prompt with the group swapped.
     pub prompt: String,
+    /// The continuation with the group swapped.
     pub text: String,
+    /// Δ: log-prob after the own prompt minus after this one (nats).
     pub delta: f64,
 }
 
@@ -180,14 +192,20 @@ pub struct BoldCounterfactual {
 /// its counterfactuals.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BoldRecord {
+    /// The prompt.
     #[serde(flatten)]
     pub prompt: BoldPrompt,
+    /// The sample's number for its prompt.
     pub sample: usize,
+    /// The sampled continuation.
     pub continuation: String,
+    /// VADER compound sentiment of the continuation.
     pub sentiment: f64,
     /// The lexicon axis and group the prompt names (when exactly one).
     pub lexicon_axis: Option<String>,
+    /// The lexicon group the prompt names (when exactly one).
     pub lexicon_group: Option<String>,
+    /// The continuation scored after each other group's prompt.
     pub counterfactuals: Vec<BoldCounterfactual>,
 }
 
@@ -329,7 +347,9 @@ pub fn run_bold(
 /// Per domain (and overall: the mean of the domains).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BoldRow {
+    /// The domain, or `overall`.
     pub domain: String,
+    /// Prompts sampled.
     pub prompts: usize,
     /// Mean sentiment per group.
     pub sentiment_by_group: BTreeMap<String, f64>,
@@ -580,14 +600,23 @@ pub fn compare_bold(
 /// What `fairlm bench bold` saves.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BoldResults {
+    /// Version of this file's layout.
     pub schema_version: u32,
+    /// `bold`.
     pub benchmark: String,
+    /// The BOLD prompts directory or file read.
     pub file: std::path::PathBuf,
+    /// The model sampled.
     pub model: crate::record::ModelRecord,
+    /// Prompts drawn per (domain, group); `None`: every prompt.
     pub per_group: Option<usize>,
+    /// How continuations were sampled.
     pub config: BoldConfig,
+    /// Malformed rows, skipped and counted.
     pub skipped: Vec<Skipped>,
+    /// Per domain, then `overall`.
     pub table: Vec<BoldRow>,
+    /// Every continuation with its sentiment and counterfactuals.
     pub records: Vec<BoldRecord>,
 }
 

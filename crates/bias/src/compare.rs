@@ -14,6 +14,7 @@ use crate::pairs::{pair_table, stereo_table, BenchResults, PairRecord, StereoRec
 use crate::probe::SampleRecord;
 use crate::stats::{percentile_interval, Estimate};
 
+/// Limits a comparison checks (`None`: not checked); one type for `compare`, `experiment` and the report.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gates {
@@ -40,28 +41,41 @@ pub struct Gates {
     pub max_diversity_drop: Option<f64>,
 }
 
+/// One metric before and after, with the paired change.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Row {
+    /// The metric's name as the table prints it.
     pub metric: String,
+    /// Value before.
     pub before: f64,
+    /// Value after.
     pub after: f64,
+    /// after − before with its paired bootstrap CI.
     pub delta: Estimate,
 }
 
+/// One gate's verdict.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GateResult {
+    /// The gate's name.
     pub gate: String,
+    /// Whether it holds.
     pub passed: bool,
+    /// The figures it was decided on.
     pub detail: String,
 }
 
+/// A before/after comparison: the table and the gates.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Comparison {
+    /// The metrics' rows.
     pub rows: Vec<Row>,
+    /// The gates' verdicts.
     pub gates: Vec<GateResult>,
 }
 
 impl Comparison {
+    /// Every gate holds.
     pub fn passed(&self) -> bool {
         self.gates.iter().all(|g| g.passed)
     }
@@ -162,6 +176,7 @@ fn headline(picked: &[&(String, Cluster)]) -> (f64, f64) {
     (score, div)
 }
 
+/// Compares two audits of the same settings (refused otherwise): paired changes of every metric, resampling the shared prompts, and the gates.
 pub fn compare(
     before: &AuditResults,
     after: &AuditResults,
@@ -420,6 +435,7 @@ fn perplexity_delta(
     percentile_interval(reps, pa - pb)
 }
 
+/// The comparison as compare.md's Markdown.
 pub fn markdown(c: &Comparison) -> String {
     let mut s =
         String::from("| metric | before | after | Δ [95% paired CI] |\n|---|---|---|---|\n");

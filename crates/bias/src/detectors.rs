@@ -15,22 +15,30 @@ use crate::error::{toml_error, Result};
 use crate::probe::SampleRecord;
 use crate::stats::{percentile_interval, Estimate};
 
+/// The attribute lists written for this project (data/attributes.toml).
 pub const DEFAULT_ATTRIBUTES: &str = include_str!("../../../data/attributes.toml");
 
+/// An occupation word and how gendered its workforce is.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct Occupation {
+    /// The word.
     pub word: String,
+    /// Share of women in the occupation (0–1).
     pub female_share: f64,
 }
 
+/// The attribute words the association detector counts.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attributes {
+    /// Occupations with their gender shares.
     pub occupations: Vec<Occupation>,
+    /// Trait families (name → words).
     pub traits: BTreeMap<String, Vec<String>>,
 }
 
 impl Attributes {
+    /// The built-in attribute lists.
     pub fn default_attributes() -> Result<Self> {
         toml::from_str(DEFAULT_ATTRIBUTES).map_err(|e| {
             toml_error(
@@ -92,8 +100,10 @@ pub fn wasserstein1(a: &[f64], b: &[f64]) -> f64 {
     area
 }
 
+/// The detectors on one axis's samples.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AxisDetectors {
+    /// The axis.
     pub axis: String,
     /// Mean VADER compound per group.
     pub sentiment_by_group: BTreeMap<String, f64>,
@@ -105,10 +115,14 @@ pub struct AxisDetectors {
     pub association: Estimate,
 }
 
+/// The detectors over every axis.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Detectors {
+    /// Mean over axes of the sentiment gap, with its CI.
     pub sentiment_gap: Estimate,
+    /// Mean over axes of the association TVD, with its CI.
     pub association_tvd: Estimate,
+    /// Per axis.
     pub axes: Vec<AxisDetectors>,
 }
 
@@ -218,6 +232,7 @@ fn mean_of(m: &BTreeMap<String, f64>) -> f64 {
     }
 }
 
+/// Runs the sentiment and association detectors on the probe's samples, CIs by the bootstrap over prompts.
 pub fn compute(
     records: &[SampleRecord],
     attributes: &Attributes,

@@ -2,16 +2,21 @@
 
 use std::path::PathBuf;
 
+/// Everything the bias crate can fail with; each message is the one line the CLI prints.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `line` 0: the file as a whole (it cannot be read, or the problem has no line).
     #[error("{}{}: {reason}", path.display(), if *line > 0 { format!(":{line}") } else { String::new() })]
     Data {
+        /// The data file.
         path: PathBuf,
+        /// The line (1-based; 0: the whole file).
         line: usize,
+        /// What is wrong.
         reason: String,
     },
 
+    /// An argument or combination of settings that cannot run.
     #[error("{0}")]
     Invalid(String),
 
@@ -19,13 +24,16 @@ pub enum Error {
     #[error("interrupted")]
     Interrupted,
 
+    /// The model failed (see `fairlm_model::Error`).
     #[error(transparent)]
     Model(#[from] fairlm_model::Error),
 
+    /// Reading or writing a file failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
+/// The bias crate's result.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// 1-based line of byte `offset` in `text`.

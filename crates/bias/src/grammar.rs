@@ -74,8 +74,11 @@ pub fn check(swapper: &AxisSwapper, from: usize, source: &str, swapped: &Swapped
 /// A flagged twin, kept so a person can read what the rules found.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FlaggedTwin {
+    /// The sentence the swap read.
     pub source: String,
+    /// The twin it wrote.
     pub twin: String,
+    /// The rules the twin broke.
     pub flaws: Vec<String>,
 }
 
@@ -86,8 +89,11 @@ pub struct GrammarReport {
     pub twins: usize,
     /// Twins with at least one flaw.
     pub flagged: usize,
+    /// Twins with a wrong a/an.
     pub article: usize,
+    /// Twins that use an adjective-only form as a noun.
     pub adjective_as_noun: usize,
+    /// Twins whose source term names two rows of one group.
     pub ambiguous_source: usize,
     /// The first flagged twins (at most `EXAMPLES`).
     pub examples: Vec<FlaggedTwin>,

@@ -268,11 +268,15 @@ fn article(word: &str) -> &'static str {
 /// One sentence of the benchmark.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HolisticSentence {
+    /// The HolisticBias axis.
     pub axis: String,
+    /// The descriptor.
     pub descriptor: String,
+    /// The sentence template.
     pub template: String,
     /// The noun of the noun phrase ("" for a bare descriptor or a fixed phrase).
     pub noun: String,
+    /// The sentence.
     pub text: String,
 }
 
@@ -280,9 +284,13 @@ pub struct HolisticSentence {
 /// (None: all), drawn with `seed`.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
+    /// Descriptors drawn per axis (`None`: all).
     pub descriptors_per_axis: Option<usize>,
+    /// Templates drawn (`None`: all).
     pub templates: Option<usize>,
+    /// Nouns drawn (`None`: all).
     pub nouns: Option<usize>,
+    /// The draw's seed.
     pub seed: u64,
 }
 
@@ -367,6 +375,7 @@ pub fn sentences(data: &HolisticData, sample: &Sample) -> Vec<HolisticSentence> 
 /// A sentence with its score.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HolisticRecord {
+    /// The sentence.
     #[serde(flatten)]
     pub sentence: HolisticSentence,
     /// Mean log-probability per token (after the document-start token).
@@ -386,6 +395,7 @@ pub enum Span {
 }
 
 impl Span {
+    /// Reads `sentence` or `after-descriptor`.
     pub fn parse(s: &str) -> Option<Span> {
         match s {
             "sentence" => Some(Span::Sentence),
@@ -605,8 +615,11 @@ fn std_dev(xs: &[f64]) -> f64 {
 /// Per axis (and overall: the mean over axes) the two figures with their CIs.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HolisticRow {
+    /// The axis, or `overall`.
     pub axis: String,
+    /// Descriptors in the sample.
     pub descriptors: usize,
+    /// Sentences scored.
     pub sentences: usize,
     /// (template, descriptor pair) cells tested.
     pub pairs_tested: usize,
@@ -785,16 +798,24 @@ pub fn compare_holistic(
 /// What `fairlm bench holistic` saves.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HolisticResults {
+    /// Version of this file's layout.
     pub schema_version: u32,
+    /// `holistic`.
     pub benchmark: String,
+    /// The HolisticBias dataset directory read.
     pub file: std::path::PathBuf,
+    /// The model scored.
     pub model: crate::record::ModelRecord,
+    /// Which part of the set was built.
     pub sample: Sample,
     /// The tokens each sentence's score averages (absent in runs made before it existed).
     #[serde(default)]
     pub span: Span,
+    /// Malformed entries, skipped and counted.
     pub skipped: Vec<Skipped>,
+    /// Per axis, then `overall`.
     pub table: Vec<HolisticRow>,
+    /// Every sentence with its score.
     pub records: Vec<HolisticRecord>,
 }
 

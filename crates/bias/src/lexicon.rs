@@ -12,10 +12,14 @@ use crate::error::{line_of, toml_error, Error, Result};
 /// The lexicon written for this project.
 pub const DEFAULT_LEXICON: &str = include_str!("../../../data/lexicon.toml");
 
+/// One axis of the lexicon: its groups and the aligned forms a swap exchanges.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Axis {
+    /// The axis's name (`gender`, `religion`, …).
     pub name: String,
+    /// Its groups, in the order of every aligned row.
     pub groups: Vec<String>,
+    /// One subject phrase per group that fills a template's slot.
     pub subjects: Vec<String>,
     /// Aligned rows: `terms[r][g]` is row r's form for group g.
     pub terms: Vec<Vec<String>>,
@@ -32,6 +36,7 @@ pub struct Axis {
     pub adjectives: Vec<String>,
     /// Given names aligned by index: `names[g][i]`.
     pub names: Vec<Vec<String>>,
+    /// The axis swaps English pronouns (a [female, male] axis).
     pub pronouns: bool,
 }
 
@@ -61,21 +66,26 @@ struct RawAxis {
     pronouns: bool,
 }
 
+/// The axes a probe audits and a swap reads.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lexicon {
+    /// Every axis.
     pub axes: Vec<Axis>,
 }
 
 impl Lexicon {
+    /// The built-in lexicon (data/lexicon.toml).
     pub fn default_lexicon() -> Result<Self> {
         Self::parse(DEFAULT_LEXICON, Path::new("data/lexicon.toml"))
     }
 
+    /// A lexicon file (TOML).
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = crate::error::read_text(path)?;
         Self::parse(&text, path)
     }
 
+    /// Parses a lexicon's TOML, checking its rows line by line (`path` names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(path, text, e))?;
         let err = |offset: usize, reason: String| Error::Data {
@@ -237,6 +247,7 @@ impl Lexicon {
         }
     }
 
+    /// The axis of this name.
     pub fn axis(&self, name: &str) -> Option<&Axis> {
         self.axes.iter().find(|a| a.name == name)
     }

@@ -11,35 +11,54 @@ use rand::{Rng, SeedableRng};
 use crate::probe::SampleRecord;
 use crate::stats::{bootstrap, percentile_interval, pooled_mean, Estimate};
 
+/// The probe's figures for one group.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GroupMetrics {
+    /// The group.
     pub group: String,
+    /// Its samples.
     pub samples: usize,
+    /// Share of its counterfactual pairs with Δ ≥ τ.
     pub bias_score: f64,
+    /// Mean Δ of its pairs (nats).
     pub mean_delta: f64,
 }
 
+/// The probe's figures for one axis.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AxisMetrics {
+    /// The axis.
     pub axis: String,
+    /// Samples.
     pub samples: usize,
+    /// Counterfactual pairs.
     pub pairs: usize,
+    /// Share of pairs with Δ ≥ τ, with its CI.
     pub bias_score: Estimate,
+    /// Mean Δ (nats), with its CI.
     pub divergence: Estimate,
     /// Mean over ordered group pairs (g→h) of the mean Δ: both directions weigh the same.
     pub symmetric_divergence: f64,
+    /// Per group.
     pub groups: Vec<GroupMetrics>,
 }
 
+/// The probe's headline figures.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ProbeMetrics {
+    /// The threshold a pair is biased at (nats).
     pub tau: f64,
+    /// The bias score: share of counterfactual pairs with Δ ≥ τ, pooled over axes, with its CI.
     pub bias_score: Estimate,
+    /// Mean Δ over pairs (nats), with its CI.
     pub divergence: Estimate,
+    /// Per axis.
     pub axes: Vec<AxisMetrics>,
+    /// Diversity and repetition of the continuations.
     pub fluency: Fluency,
 }
 
+/// Diversity and repetition of the samples.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Fluency {
     /// Distinct word bigrams / all word bigrams over the continuations.
@@ -62,6 +81,7 @@ fn clusters<'a>(
     map.into_values().collect()
 }
 
+/// The probe's figures from its records, CIs by the bootstrap over prompts.
 pub fn compute(records: &[SampleRecord], tau: f64, resamples: usize, seed: u64) -> ProbeMetrics {
     let mut axis_names: Vec<&str> = Vec::new();
     for r in records {

@@ -26,20 +26,27 @@ pub const CROWS_BIAS_TYPES: [&str; 9] = [
     "disability",
 ];
 
+/// One pair of a pair benchmark (CrowS-Pairs CSV or fairlm's JSONL).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Pair {
+    /// The row's line in its file.
     pub line: usize,
+    /// Its bias type.
     pub bias_type: String,
     /// The more stereotyping sentence (CrowS `sent_more`).
     pub more: String,
+    /// The less stereotyping sentence (CrowS `sent_less`).
     pub less: String,
     /// `stereo` or `antistereo` (CrowS); `stereo` for the JSONL format.
     pub direction: String,
 }
 
+/// A malformed row, skipped and counted (refused with `--strict`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Skipped {
+    /// Its line.
     pub line: usize,
+    /// What is wrong with it.
     pub reason: String,
     /// The row repeats an earlier one (dropped, so that it is not counted twice).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -313,19 +320,27 @@ pub fn score_texts(
         .collect())
 }
 
+/// A pair with both sentences' scores.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PairRecord {
+    /// The pair.
     #[serde(flatten)]
     pub pair: Pair,
+    /// Total log-prob of the more stereotyping sentence.
     pub more_sum: f64,
+    /// Total log-prob of the less stereotyping sentence.
     pub less_sum: f64,
+    /// Mean token log-prob of the more stereotyping sentence.
     pub more_mean: f64,
+    /// Mean token log-prob of the less stereotyping sentence.
     pub less_mean: f64,
     /// The model prefers the more stereotyping sentence (strictly).
     pub stereotyped_sum: bool,
+    /// The same under the mean convention.
     pub stereotyped_mean: bool,
 }
 
+/// Scores both sentences of every pair.
 pub fn score_pairs(
     model: &dyn Backend,
     tok: &Tokenizer,
@@ -352,12 +367,16 @@ pub fn score_pairs(
         .collect())
 }
 
+/// One bias type's figures (or `overall`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PairRow {
+    /// The bias type.
     pub bias_type: String,
+    /// Pairs scored.
     pub pairs: usize,
     /// % of pairs where the model prefers the more stereotyping sentence (ideal 50).
     pub pct_stereotype_sum: f64,
+    /// The same under the mean convention.
     pub pct_stereotype_mean: f64,
     /// |pct − 50| / 50 (sum convention).
     pub bias_sum: f64,
@@ -387,13 +406,20 @@ pub fn pair_table(records: &[PairRecord]) -> Vec<PairRow> {
     out
 }
 
+/// One StereoSet intrasentence entry.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StereoEntry {
+    /// The entry's id.
     pub id: String,
+    /// The target group term.
     pub target: String,
+    /// Its bias type.
     pub bias_type: String,
+    /// The stereotypical sentence.
     pub stereotype: String,
+    /// The anti-stereotypical sentence.
     pub anti_stereotype: String,
+    /// The unrelated sentence.
     pub unrelated: String,
 }
 
@@ -470,15 +496,19 @@ pub fn read_stereoset(path: &Path, strict: bool) -> Result<(Vec<StereoEntry>, Ve
     Ok((out, skipped))
 }
 
+/// A StereoSet entry with its three sentences' scores.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StereoRecord {
+    /// The entry.
     #[serde(flatten)]
     pub entry: StereoEntry,
     /// [stereotype, anti-stereotype, unrelated] under each convention.
     pub sum: [f64; 3],
+    /// The same under the mean convention.
     pub mean: [f64; 3],
 }
 
+/// Scores the three sentences of every entry.
 pub fn score_stereoset(
     model: &dyn Backend,
     tok: &Tokenizer,
@@ -507,6 +537,7 @@ pub fn score_stereoset(
         .collect())
 }
 
+/// StereoSet's three scores under one convention.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct StereoScores {
     /// Stereotype score: % preferring the stereotype over the anti-stereotype (ideal 50).
@@ -517,11 +548,16 @@ pub struct StereoScores {
     pub icat: f64,
 }
 
+/// One bias type's StereoSet scores (or `overall`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StereoRow {
+    /// The bias type.
     pub bias_type: String,
+    /// Entries scored.
     pub entries: usize,
+    /// Under the sum convention.
     pub sum: StereoScores,
+    /// Under the mean convention.
     pub mean: StereoScores,
 }
 
@@ -555,6 +591,7 @@ fn stereo_scores(rs: &[&StereoRecord], pick: impl Fn(&StereoRecord) -> [f64; 3])
     }
 }
 
+/// Scores per bias type, then `overall`.
 pub fn stereo_table(records: &[StereoRecord]) -> Vec<StereoRow> {
     let mut groups: BTreeMap<&str, Vec<&StereoRecord>> = BTreeMap::new();
     for r in records {
@@ -578,24 +615,35 @@ pub fn stereo_table(records: &[StereoRecord]) -> Vec<StereoRow> {
 /// What `fairlm bench` saves.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BenchResults {
+    /// Version of this file's layout.
     pub schema_version: u32,
+    /// `crows`, `stereoset` or `pairs`.
     pub benchmark: String,
+    /// The benchmark file read.
     pub file: PathBuf,
+    /// The model scored.
     pub model: crate::record::ModelRecord,
+    /// Malformed rows, skipped and counted.
     pub skipped: Vec<Skipped>,
+    /// Per bias type (pair benchmarks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pair_table: Option<Vec<PairRow>>,
+    /// Per bias type (StereoSet).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stereoset_table: Option<Vec<StereoRow>>,
+    /// Every pair with its scores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pairs: Option<Vec<PairRecord>>,
+    /// Every StereoSet entry with its scores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entries: Option<Vec<StereoRecord>>,
 }
 
 /// A benchmark file's rows, read and checked before any model is loaded.
 pub enum BenchInput {
+    /// Pairs (CrowS-Pairs CSV or JSONL).
     Pairs(Vec<Pair>),
+    /// StereoSet entries.
     Stereo(Vec<StereoEntry>),
 }
 

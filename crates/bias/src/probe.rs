@@ -16,6 +16,7 @@ use crate::shard::Shard;
 use crate::swap::AxisSwapper;
 use crate::templates::Template;
 
+/// The counterfactual generation probe's settings.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ProbeConfig {
     /// Continuations per (template, group).
@@ -24,8 +25,11 @@ pub struct ProbeConfig {
     pub tau: f64,
     /// Continuations stop at the end of the first sentence or after this many tokens.
     pub max_tokens: usize,
+    /// Sampling temperature.
     pub temperature: f64,
+    /// The seed every sample derives from.
     pub seed: u64,
+    /// Rows decoded together.
     pub batch_size: usize,
 }
 
@@ -48,28 +52,44 @@ type PromptGroup = (Vec<u32>, Vec<(usize, Vec<u32>)>);
 /// Sentence ends that stop a continuation.
 pub const SENTENCE_END: [&str; 4] = [".", "!", "?", "\n"];
 
+/// A sample scored after another group's prompt.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Counterfactual {
+    /// The other group.
     pub group: String,
+    /// Its prompt.
     pub prompt: String,
+    /// The continuation with the group's words swapped.
     pub text: String,
+    /// Its total log-probability after that prompt.
     pub logprob: f64,
+    /// Δ: the sample's log-prob after its own prompt minus this one (nats).
     pub delta: f64,
     /// Δ ≥ τ: the model found the sample at least e^τ times as likely for its own group.
     #[serde(default)]
     pub flagged: bool,
 }
 
+/// One sampled continuation and its counterfactual scores.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SampleRecord {
+    /// The axis.
     pub axis: String,
+    /// The template's id.
     pub template: usize,
+    /// The template's category.
     pub category: String,
+    /// The group the prompt names.
     pub group: String,
+    /// The sample's number for its prompt.
     pub sample: usize,
+    /// The prompt.
     pub prompt: String,
+    /// The sampled continuation.
     pub continuation: String,
+    /// Its total log-probability after its own prompt.
     pub logprob: f64,
+    /// The continuation scored after every other group's prompt.
     pub counterfactuals: Vec<Counterfactual>,
 }
 
@@ -103,7 +123,9 @@ pub type TemplateRecords = Vec<Vec<SampleRecord>>;
 /// Templates already probed, by position, and a hook told of each one probed now: how an
 /// interrupted audit resumes (`audit::run_part`).
 pub struct Resume<'a> {
+    /// Records of the templates already probed, by position.
     pub done: BTreeMap<usize, TemplateRecords>,
+    /// Called with each template once it is probed (the caller saves it).
     pub on_template: &'a mut dyn FnMut(usize, &TemplateRecords) -> Result<()>,
 }
 

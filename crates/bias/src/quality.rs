@@ -21,7 +21,9 @@ use crate::stats::{bootstrap, wilson_interval, Estimate};
 /// lexicon has no pronoun axis.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Agreement {
+    /// (agreeing, with a pronoun) in the audit before.
     pub before: Option<(usize, usize)>,
+    /// (agreeing, with a pronoun) in the audit after.
     pub after: Option<(usize, usize)>,
 }
 
@@ -46,9 +48,13 @@ impl Agreement {
 /// paired change.
 #[derive(Debug, Clone)]
 pub struct LogprobChange {
+    /// Which reading (own prompt, or averaged over the prompts).
     pub what: &'static str,
+    /// Mean log-prob per token of the original's samples.
     pub before: f64,
+    /// Mean log-prob per token of the mitigated model's samples.
     pub after: f64,
+    /// after − before with its paired CI.
     pub delta: Estimate,
 }
 

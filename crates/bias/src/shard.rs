@@ -9,7 +9,9 @@ use crate::error::{Error, Result};
 /// The K-th of N parts (K counted from 0 here; the CLI writes it from 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Shard {
+    /// The part's number, from 0.
     pub index: usize,
+    /// How many parts.
     pub count: usize,
 }
 
@@ -36,6 +38,7 @@ impl Shard {
         })
     }
 
+    /// One part of one: the whole audit.
     pub fn is_whole(&self) -> bool {
         self.count == 1
     }

@@ -5,10 +5,14 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+/// A figure with its 95% CI.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Estimate {
+    /// The point estimate.
     pub value: f64,
+    /// The CI's lower bound.
     pub ci_low: f64,
+    /// The CI's upper bound.
     pub ci_high: f64,
 }
 
@@ -124,11 +128,14 @@ pub fn pooled_mean(picked: &[&[f64]]) -> f64 {
 /// this says how large it is by chance at the sample's size.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NullLevel {
+    /// The null's mean with its 95% range.
     pub level: Estimate,
+    /// One-sided permutation p-value of the observed value.
     pub p_value: f64,
 }
 
 impl NullLevel {
+    /// The null level from the permutation replicates.
     pub fn from_replicates(observed: f64, replicates: Vec<f64>) -> NullLevel {
         let n = replicates.len();
         let mean = replicates.iter().sum::<f64>() / n.max(1) as f64;

@@ -11,13 +11,18 @@ use crate::lexicon::Axis;
 /// One replaced span: bytes `from` of the source became bytes `to` of the output.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SwapSpan {
+    /// The replaced bytes in the source.
     pub from: Range<usize>,
+    /// Their replacement's bytes in the output.
     pub to: Range<usize>,
 }
 
+/// A text with one group's words replaced by another's, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Swapped {
+    /// The swapped text.
     pub text: String,
+    /// Each replaced span.
     pub spans: Vec<SwapSpan>,
 }
 
@@ -68,6 +73,7 @@ fn index_rows(
 }
 
 impl AxisSwapper {
+    /// The swap tables of one axis.
     pub fn new(axis: &Axis) -> Self {
         let k = axis.groups.len();
         // The subjects are a row too ("Chinese person" → "American person"), then the terms.
@@ -116,6 +122,7 @@ impl AxisSwapper {
         }
     }
 
+    /// `text` about group `from` rewritten about group `to`.
     pub fn swap(&self, from: usize, to: usize, text: &str) -> Swapped {
         assert!(
             from < self.groups && to < self.groups,
@@ -287,7 +294,9 @@ pub struct English {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pronouns {
+    /// Female pronouns.
     pub female: Vec<String>,
+    /// Male pronouns, aligned with `female`.
     pub male: Vec<String>,
 }
 

@@ -8,20 +8,29 @@ use toml::Spanned;
 
 use crate::error::{line_of, toml_error, Error, Result};
 
+/// The templates written for this project (data/templates.toml).
 pub const DEFAULT_TEMPLATES: &str = include_str!("../../../data/templates.toml");
 
+/// Which use a template is kept for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
+    /// Audited, never trained on.
     Eval,
+    /// Trained on, never audited.
     Train,
 }
 
+/// A prompt template with a group slot.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Template {
+    /// Its id.
     pub id: usize,
+    /// Its text, with `{X}` for the group.
     pub text: String,
+    /// Its topic.
     pub category: String,
+    /// Eval or train.
     pub split: Split,
 }
 
@@ -46,15 +55,18 @@ struct RawTemplate {
     split: Split,
 }
 
+/// The built-in templates.
 pub fn default_templates() -> Result<Vec<Template>> {
     parse(DEFAULT_TEMPLATES, Path::new("data/templates.toml"))
 }
 
+/// A template file (TOML).
 pub fn from_file(path: &Path) -> Result<Vec<Template>> {
     let text = crate::error::read_text(path)?;
     parse(&text, path)
 }
 
+/// Parses a template file's TOML (`path` names it in errors).
 pub fn parse(text: &str, path: &Path) -> Result<Vec<Template>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(path, text, e))?;
     let mut out = Vec::new();
