@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use crate::error::Result;
 use crate::optim::{AdamW, AdamWConfig, GradSum};
 
+/// Hidden units of the adversary's one hidden layer.
 pub const HIDDEN_UNITS: usize = 64;
 
 /// One MLP head per axis: hidden → 64 (ReLU) → groups.
@@ -48,6 +49,7 @@ impl Adversary {
         Ok(Adversary { heads })
     }
 
+    /// The adversary's trainable weights, named.
     pub fn vars(&self) -> Vec<(String, Var)> {
         self.heads
             .iter()

@@ -13,6 +13,7 @@ use crate::settings::{StepLog, TrainConfig};
 
 /// Checkpoint files: tensors (parameters, optimiser moments, adversary) and the JSON state.
 const CHECKPOINT_TENSORS: &str = "state.safetensors";
+/// The file in a checkpoint directory that records where training stands.
 pub const CHECKPOINT_STATE: &str = "state.json";
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -11,10 +11,12 @@ use fairlm_model::Tokenizer;
 /// Token classes aligned between two groups; no token is in two classes.
 #[derive(Debug, Clone, Default)]
 pub struct ClassPairs {
+    /// (tokens of group g's class, tokens of group h's counterpart).
     pub pairs: Vec<(Vec<u32>, Vec<u32>)>,
 }
 
 impl ClassPairs {
+    /// No class aligned.
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }

@@ -21,21 +21,29 @@ pub const NEUTRAL_PROMPTS: &str = include_str!("../../../data/neutral-prompts.tx
 /// A sentence about group `group` of lexicon axis `axis`, with its twins.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CdaSet {
+    /// The lexicon axis.
     pub axis: usize,
+    /// The group the sentence is about.
     pub group: usize,
+    /// The sentence.
     pub text: String,
     /// For each other group h: (h, swapped text, spans from `text` to it).
     pub twins: Vec<Twin>,
 }
 
+/// One counterfactual twin of a sentence.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Twin {
+    /// The group it is about.
     pub group: usize,
+    /// Its text.
     pub text: String,
+    /// (from start, from end, to start, to end) of each replaced byte span.
     pub spans: Vec<(usize, usize, usize, usize)>,
 }
 
 impl Twin {
+    /// The replaced spans as the swap reports them.
     pub fn spans(&self) -> Vec<SwapSpan> {
         self.spans
             .iter()
@@ -47,6 +55,7 @@ impl Twin {
     }
 }
 
+/// The training corpus: sentences about one group with their twins, neutral sentences and mixed ones.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Corpus {
     /// Sentences that mention exactly one group of one axis, with their twins.
@@ -146,8 +155,11 @@ pub fn augment(lexicon: &Lexicon, sentences: &[String]) -> Corpus {
 
 /// A sentence whose group is known from its prompt (the template's subject).
 pub struct Labelled {
+    /// The lexicon axis.
     pub axis: usize,
+    /// The group its prompt named.
     pub group: usize,
+    /// The sentence (prompt and continuation).
     pub text: String,
 }
 
@@ -218,8 +230,11 @@ pub struct SampleCorpusConfig {
     pub per_template: usize,
     /// Continuations per neutral prompt.
     pub per_neutral: usize,
+    /// Continuations stop at the end of the first sentence or after this many tokens.
     pub max_tokens: usize,
+    /// The seed the samples derive from.
     pub seed: u64,
+    /// Rows decoded together.
     pub batch_rows: usize,
 }
 

@@ -16,12 +16,18 @@ use crate::error::Result;
 pub use crate::forward::bucketed_hidden;
 use crate::forward::{index, padded, Forward};
 
+/// Weights of the loss terms (0 turns a term off).
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct LossWeights {
+    /// LM cross-entropy on every sentence.
     pub ce: f64,
+    /// Swap-aware counterfactual consistency (symmetric KL at aligned positions).
     pub consistency: f64,
+    /// Equalising: the group-word classes' log-ratio at every position.
     pub equalising: f64,
+    /// Attribute-gap penalty (needs attribute words).
     pub attribute: f64,
+    /// KL to the frozen original on neutral sentences.
     pub anchor: f64,
     /// KL to the original model's counterfactual average at the pairs' aligned positions.
     #[serde(default)]
@@ -59,6 +65,7 @@ pub struct ClassTable {
 }
 
 impl ClassTable {
+    /// The class table of aligned classes on the device (`None` when none is aligned).
     pub fn new(classes: &ClassPairs) -> Result<Option<ClassTable>> {
         if classes.is_empty() {
             return Ok(None);
@@ -93,16 +100,23 @@ impl ClassTable {
 /// A sentence about group g and its twin about h, tokenised with the context token first;
 /// `aligned` are prefix lengths (sequence positions whose next-token distributions correspond).
 pub struct PairItem {
+    /// The sentence's tokens.
     pub a: Vec<u32>,
+    /// The twin's tokens.
     pub b: Vec<u32>,
+    /// (prefix length in `a`, prefix length in `b`) of corresponding positions.
     pub aligned: Vec<(usize, usize)>,
     /// Leading tokens of `a` and of `b` that are given rather than predicted (see `Sentence`).
     pub given_a: usize,
+    /// As `given_a`, for `b`.
     pub given_b: usize,
     /// Index of the (axis, g, h) class table.
     pub table: usize,
+    /// The lexicon axis.
     pub axis: usize,
+    /// The sentence's group.
     pub group_a: usize,
+    /// The twin's group.
     pub group_b: usize,
 }
 
@@ -112,12 +126,16 @@ pub struct PairItem {
 /// cross-entropy that taught them leaked their phrases into the model's own text (RESULTS.md).
 #[derive(Debug, Clone, Default)]
 pub struct Sentence {
+    /// The tokens, context token first.
     pub ids: Vec<u32>,
+    /// Leading tokens given rather than predicted.
     pub given: usize,
 }
 
+/// One micro-batch: counterfactual pairs, neutral sentences and plain ones.
 #[derive(Default)]
 pub struct Batch {
+    /// Sentence–twin pairs: every loss.
     pub pairs: Vec<PairItem>,
     /// Neutral sentences: cross-entropy and the anchor.
     pub neutral: Vec<Sentence>,
@@ -126,6 +144,7 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Tokens in the batch.
     pub fn tokens(&self) -> usize {
         self.pairs
             .iter()
@@ -143,17 +162,27 @@ impl Batch {
 /// Each loss part's value (before weighting) for logging.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct LossParts {
+    /// The weighted total.
     pub total: f64,
+    /// Cross-entropy.
     pub ce: f64,
+    /// Counterfactual consistency.
     pub consistency: f64,
+    /// Equalising loss.
     pub equalising: f64,
+    /// Attribute-gap penalty.
     pub attribute: f64,
+    /// Neutral anchor.
     pub anchor: f64,
+    /// Pair anchor.
     #[serde(default)]
     pub pair_anchor: f64,
+    /// Sequence-level counterfactual term.
     #[serde(default)]
     pub sequence: f64,
+    /// The adversary's loss.
     pub adversary: f64,
+    /// The adversary's accuracy on the batch.
     pub adversary_accuracy: f64,
 }
 

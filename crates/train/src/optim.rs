@@ -21,10 +21,12 @@ pub fn learning_rate(step: usize, total: usize, warmup: usize, peak: f64) -> f64
 
 /// Gradients of a parameter list, summed over micro-batches.
 pub struct GradSum {
+    /// One flat sum per parameter.
     pub sums: Vec<Vec<f32>>,
 }
 
 impl GradSum {
+    /// Zero sums shaped like `vars`.
     pub fn new(vars: &[(String, Var)]) -> Self {
         GradSum {
             sums: vars
@@ -49,6 +51,7 @@ impl GradSum {
         Ok(())
     }
 
+    /// Global L2 norm of the summed gradients.
     pub fn norm(&self) -> f64 {
         self.sums
             .iter()
@@ -59,11 +62,16 @@ impl GradSum {
     }
 }
 
+/// AdamW's hyper-parameters.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
+    /// First-moment decay.
     pub beta1: f64,
+    /// Second-moment decay.
     pub beta2: f64,
+    /// Added to the second moment's root.
     pub eps: f64,
+    /// Decoupled weight decay.
     pub weight_decay: f64,
 }
 
@@ -79,14 +87,20 @@ impl Default for AdamWConfig {
     }
 }
 
+/// AdamW (decoupled weight decay, bias-corrected moments) over flat f32 buffers.
 pub struct AdamW {
+    /// Its hyper-parameters.
     pub cfg: AdamWConfig,
+    /// Steps taken.
     pub step: usize,
+    /// First moments, one buffer per parameter.
     pub m: Vec<Vec<f32>>,
+    /// Second moments, one buffer per parameter.
     pub v: Vec<Vec<f32>>,
 }
 
 impl AdamW {
+    /// A fresh optimiser for `vars`.
     pub fn new(vars: &[(String, Var)], cfg: AdamWConfig) -> Self {
         AdamW {
             cfg,

@@ -12,12 +12,21 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 
+/// Which weights train.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    /// Every weight.
     Full,
+    /// The last k transformer blocks and the final norm.
     LastK(usize),
-    Lora { rank: usize, alpha: f64 },
+    /// Low-rank adapters on every matrix of the transformer blocks, merged into the weights on save.
+    Lora {
+        /// The adapters' rank.
+        rank: usize,
+        /// Their scale numerator (scale alpha / rank).
+        alpha: f64,
+    },
 }
 
 impl Mode {
@@ -49,6 +58,7 @@ fn is_final_norm(name: &str) -> bool {
     name.starts_with("model.norm.") || name.starts_with("transformer.ln_f.")
 }
 
+/// The trainable parameters over a checkpoint's frozen base.
 pub struct Params {
     base: HashMap<String, Tensor>,
     /// Trainable tensors: weight names (full, last-k) or `{weight}.lora_a` / `.lora_b`.
@@ -57,6 +67,7 @@ pub struct Params {
 }
 
 impl Params {
+    /// The trainable parameters of `ck` in `mode` (LoRA adapters initialised from `seed`).
     pub fn new(ck: &Checkpoint, mode: Mode, seed: u64) -> Result<Params> {
         if ck.weights.is_quantized() {
             return Err(Error::Invalid(
@@ -120,6 +131,7 @@ impl Params {
         Ok(Params { base, vars, mode })
     }
 
+    /// Number of trainable scalars.
     pub fn n_trainable(&self) -> usize {
         self.vars.iter().map(|(_, v)| v.elem_count()).sum()
     }

@@ -66,9 +66,11 @@ fn snapshot(t: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
     t.iter().map(|(k, v)| Ok((k.clone(), v.copy()?))).collect()
 }
 
+/// The trained weights and the report.
 pub struct Trained {
     /// The kept weights under the input's names.
     pub tensors: HashMap<String, Tensor>,
+    /// What the run did.
     pub report: TrainReport,
 }
 
