@@ -2,6 +2,25 @@
 //! models on candle,
 //! loading from GGUF and Hugging Face directories, batched scoring, seeded sampling, and the
 //! default model's fetch. It knows nothing of bias metrics or training loops.
+//!
+//! A checkpoint (a GGUF file or a Hugging Face directory) opens on a numeric path and builds a
+//! [`CausalLm`]; scoring reads per-token log-probabilities off it. Here, the repository's tiny
+//! test model:
+//!
+//! ```
+//! use fairlm_model::score::{score_items, ScoreItem};
+//! use fairlm_model::{Checkpoint, NumericPath};
+//!
+//! let ck = Checkpoint::open("../../fixtures/tiny-llama".as_ref(), NumericPath::F32)?;
+//! let model = ck.build()?;
+//! let ids = ck.tokenizer.encode("The nurse said that she was tired.")?;
+//! let context = [ck.tokenizer.document_start().unwrap_or(ids[0])];
+//! let item = ScoreItem::after_context(&context, &ids);
+//! let logprobs = score_items(model.as_ref(), &[item], 8, |_| {})?;
+//! assert_eq!(logprobs[0].len(), ids.len());
+//! assert!(logprobs[0].iter().all(|lp| lp.is_finite() && *lp <= 0.0));
+//! # Ok::<(), fairlm_model::Error>(())
+//! ```
 
 // No unwrap/expect outside tests: a user's input or the file system must not be able to make
 // fairlm panic (issue 16). Invariants that cannot fail carry an allow with the reason.

@@ -237,7 +237,7 @@ fn score_long(
     Ok((out, Some(greedy_next(&last))))
 }
 
-/// log softmax(row)[target], with the sum of exponentials accumulated in f64.
+/// `log softmax(row)[target]`, with the sum of exponentials accumulated in f64.
 pub fn target_logprob(row: &[f32], target: usize) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f64 = row.iter().map(|&x| f64::from((x - max).exp())).sum();

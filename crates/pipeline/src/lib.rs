@@ -23,7 +23,7 @@
 //! # Ok::<(), fairlm_pipeline::Error>(())
 //! ```
 //!
-//! [`audit`], [`mitigate`], [`experiment`] and [`bench::bench`] run the same way from their
+//! [`audit()`], [`mitigate()`], [`experiment()`] and [`bench::bench`] run the same way from their
 //! configs ([`AuditConfig`], [`MitigateConfig`], [`ExperimentConfig`],
 //! [`bench::BenchConfig`]), writing the files the CLI writes into the directory they are given.
 

@@ -1,6 +1,47 @@
 //! fairlm's HTML report: one self-contained page (inline CSS, inline SVG, a few lines of
 //! vanilla JS for the flagged-sample table) rendered from audit results. Every figure is
 //! recomputed from the per-sample records; this crate formats, it does not measure.
+//!
+//! An audit's results in, one HTML string out; here, a one-template audit of the repository's
+//! tiny test model:
+//!
+//! ```
+//! use fairlm_bias::audit::{assemble, run_part, AuditConfig};
+//! use fairlm_bias::lexicon::Lexicon;
+//! use fairlm_bias::probe::ProbeConfig;
+//! use fairlm_bias::record::ModelRecord;
+//! use fairlm_bias::shard::Shard;
+//! use fairlm_bias::templates::default_templates;
+//! use fairlm_model::backend::Local;
+//! use fairlm_model::{Checkpoint, NumericPath};
+//!
+//! let ck = Checkpoint::open("../../fixtures/tiny-gpt2".as_ref(), NumericPath::F32)?;
+//! let model = ck.build()?;
+//! let cfg = AuditConfig {
+//!     probe: ProbeConfig { samples: 1, max_tokens: 4, ..ProbeConfig::default() },
+//!     axes: vec!["gender".into()],
+//!     max_templates: Some(1),
+//!     bootstrap_resamples: 50,
+//!     profile: "example".into(),
+//!     text: None,
+//! };
+//! let record = ModelRecord {
+//!     path: "tiny-gpt2".into(),
+//!     sha256: String::new(),
+//!     architecture: "gpt2".into(),
+//!     numeric_path: "f32".into(),
+//!     served: None,
+//! };
+//! let (lexicon, templates) = (Lexicon::default_lexicon()?, default_templates()?);
+//! let part = run_part(
+//!     &Local(model.as_ref()), &ck.tokenizer, record, &lexicon, &templates, &cfg,
+//!     Shard::WHOLE, None, &|| false,
+//! )?;
+//! let results = assemble(vec![part], &[])?;
+//! let page = fairlm_report::render(&results, None, None);
+//! assert!(page.starts_with("<!doctype html>") && page.contains("fairlm report"));
+//! # Ok::<(), fairlm_bias::Error>(())
+//! ```
 
 // No unwrap/expect outside tests: a user's input or the file system must not be able to make
 // fairlm panic (issue 16). Invariants that cannot fail carry an allow with the reason.
