@@ -175,7 +175,7 @@ pub fn perplexity(
     seed: u64,
 ) -> Result<Perplexity> {
     let ids = tok.encode(text)?;
-    let (_, lps) = fairlm_model::score::perplexity(model, &ids, None)?;
+    let (_, lps) = fairlm_model::perplexity::perplexity(model, &ids, None)?;
     let blocks: Vec<Vec<f64>> = lps
         .chunks(64)
         .map(|c| c.iter().map(|x| -x).collect())

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fairlm_model::generate::{BatchPlan, SamplingConfig};
-use fairlm_model::score::perplexity_window;
+use fairlm_model::perplexity::perplexity_window;
 use fairlm_model::{fetch, Checkpoint, NumericPath};
 use fairlm_pipeline::model::{ModelSpec, ScoringModel, ServedSpec};
 use fairlm_pipeline::ScoreConfig;
@@ -259,8 +259,9 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
     let (default_window, _) = perplexity_window(model.context_length());
     let window = a.window.unwrap_or(default_window);
     let stride = a.stride.unwrap_or((window / 2).max(1));
-    let (ppl, lps) = fairlm_model::score::perplexity(model.as_ref(), &ids, Some((window, stride)))
-        .with_context(|| name.clone())?;
+    let (ppl, lps) =
+        fairlm_model::perplexity::perplexity(model.as_ref(), &ids, Some((window, stride)))
+            .with_context(|| name.clone())?;
     let (nll, n) = (-lps.iter().sum::<f64>(), lps.len());
     let line = serde_json::json!({
         "text": name, "n_tokens": ids.len(), "n_predicted": n, "nll_sum": nll,

@@ -129,17 +129,6 @@ pub fn whole_items(items: &[(&[u32], &[u32])]) -> Vec<ScoreItem> {
         .collect()
 }
 
-/// The order and the batches in which `score_items` scores `items`: indexes sorted by length,
-/// longest first (ties in input order), cut into chunks of `batch_size`.
-pub fn batches(items: &[ScoreItem], batch_size: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(items[i].tokens.len()));
-    order
-        .chunks(batch_size.max(1))
-        .map(|c| c.to_vec())
-        .collect()
-}
-
 impl<T: Backend + ?Sized> Backend for &T {
     fn context_length(&self) -> usize {
         (**self).context_length()

@@ -34,7 +34,7 @@ pub enum Error {
     },
 
     /// An architecture fairlm has no implementation of.
-    #[error("{path}: unsupported architecture `{arch}` (fairlm supports {})", crate::loader::ARCHITECTURES.join(", "))]
+    #[error("{path}: unsupported architecture `{arch}` (fairlm supports {})", crate::support::ARCHITECTURES.join(", "))]
     UnknownArchitecture {
         /// The config.json or GGUF file.
         path: PathBuf,
@@ -43,7 +43,7 @@ pub enum Error {
     },
 
     /// A tensor stored in a type no numeric path reads.
-    #[error("{path}: tensor `{tensor}` has type {dtype}, which fairlm does not support (supported: {})", crate::loader::GGUF_TYPES.join(", "))]
+    #[error("{path}: tensor `{tensor}` has type {dtype}, which fairlm does not support (supported: {})", crate::support::GGUF_TYPES.join(", "))]
     UnsupportedTensorType {
         /// The weights file.
         path: PathBuf,

@@ -39,11 +39,13 @@ pub mod llama;
 pub mod lm;
 pub mod loader;
 pub mod ops;
+pub mod perplexity;
 pub mod q4_1;
 pub mod save;
 pub mod score;
 pub mod served;
 pub mod speed;
+pub mod support;
 pub mod tokenizer;
 pub mod weights;
 

@@ -94,7 +94,7 @@ fn score_all(
     check_items(items, model.info().context_length)?;
     let mut out: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
     let mut next: Vec<Option<Next>> = vec![None; items.len()];
-    for chunk in crate::backend::batches(items, batch_size) {
+    for chunk in batches(items, batch_size) {
         let rows: Vec<&ScoreItem> = chunk.iter().map(|&i| &items[i]).collect();
         let (scores, greedy) = score_batch(model, &rows, want_next)?;
         for ((&i, s), g) in chunk.iter().zip(scores).zip(greedy) {
@@ -244,73 +244,15 @@ pub fn target_logprob(row: &[f32], target: usize) -> f64 {
     f64::from(row[target] - max) - sum.ln()
 }
 
-/// Log-probabilities of every token after the first of a long sequence, with a sliding
-/// window of `window` positions advanced by `stride` (Hugging Face's perplexity recipe):
-/// each token is predicted once, with up to `window - stride` tokens of extra context.
-pub fn sliding_logprobs(
-    model: &dyn crate::backend::Backend,
-    ids: &[u32],
-    window: usize,
-    stride: usize,
-    mut on_window: impl FnMut(usize),
-) -> Result<Vec<f64>> {
-    if ids.len() < 2 {
-        return Err(Error::Invalid(
-            "perplexity needs at least two tokens".into(),
-        ));
-    }
-    if window < 2 || window > model.context_length() {
-        return Err(Error::Invalid(format!(
-            "window {window} must be in 2..={} (the model's context)",
-            model.context_length()
-        )));
-    }
-    if stride == 0 || stride > window {
-        return Err(Error::Invalid(format!(
-            "stride {stride} must be in 1..={window}"
-        )));
-    }
-    let mut items = Vec::new();
-    let mut predicted_to = 1; // tokens [0, predicted_to) are done
-    let mut begin = 0;
-    while predicted_to < ids.len() {
-        let end = (begin + window).min(ids.len());
-        items.push(ScoreItem {
-            tokens: ids[begin..end].to_vec(),
-            first_scored: predicted_to - begin,
-        });
-        predicted_to = end;
-        begin += stride;
-        if begin >= predicted_to {
-            begin = predicted_to - 1;
-        }
-    }
-    Ok(model
-        .score(&items, 1, &mut on_window)?
-        .into_iter()
-        .flatten()
-        .collect())
-}
-
-/// The sliding window of every perplexity fairlm reports unless told otherwise: the model's
-/// context up to 1,024 tokens, advanced by half of it (window, stride).
-pub fn perplexity_window(context_length: usize) -> (usize, usize) {
-    let window = context_length.min(1024);
-    (window, (window / 2).max(1))
-}
-
-/// Perplexity of `ids` under `model`: exp of the mean negative log-probability per predicted
-/// token, [`sliding_logprobs`] over `window` (default: [`perplexity_window`]); with the
-/// log-probabilities it averaged.
-pub fn perplexity(
-    model: &dyn crate::backend::Backend,
-    ids: &[u32],
-    window: Option<(usize, usize)>,
-) -> Result<(f64, Vec<f64>)> {
-    let (window, stride) = window.unwrap_or(perplexity_window(model.context_length()));
-    let lps = sliding_logprobs(model, ids, window, stride, |_| {})?;
-    let ppl = (-lps.iter().sum::<f64>() / lps.len().max(1) as f64).exp();
-    Ok((ppl, lps))
+/// The order and the batches in which `score_items` scores `items`: indexes sorted by length,
+/// longest first (ties in input order), cut into chunks of `batch_size`.
+pub fn batches(items: &[ScoreItem], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(items[i].tokens.len()));
+    order
+        .chunks(batch_size.max(1))
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 /// Log-probabilities of several continuations of one prompt (see `score_after_prompts`).

@@ -17,10 +17,10 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::{json, Value};
 
-use crate::backend::{batches, whole_items, Backend};
+use crate::backend::{whole_items, Backend};
 use crate::error::{Error, Result};
 use crate::generate::{sample_seed, BatchPlan, Generation, SamplingConfig};
-use crate::score::{check_items, ScoreItem};
+use crate::score::{batches, check_items, ScoreItem};
 use crate::tokenizer::Tokenizer;
 
 /// How to talk to the server.

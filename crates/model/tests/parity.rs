@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
 use fairlm_model::generate::{generate, SamplingConfig};
-use fairlm_model::score::{score_items, sliding_logprobs, ScoreItem};
+use fairlm_model::perplexity::sliding_logprobs;
+use fairlm_model::score::{score_items, ScoreItem};
 use fairlm_model::{fetch, CausalLm, Checkpoint, NumericPath};
 use serde_json::Value;
 

@@ -1,6 +1,6 @@
 //! The trained model's one forward pass over a batch, which every loss of `losses` reads:
 //! rows run in length buckets, log-softmax only where a next token exists, and the pairs'
-//! aligned positions indexed by class table.
+//! aligned positions indexed by class table; and the batch it reads.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,68 @@ use fairlm_model::fused::log_softmax;
 use fairlm_model::{CausalLm, KvCache};
 
 use crate::error::Result;
-use crate::losses::{Batch, LossWeights};
+
+/// A sentence about group g and its twin about h, tokenised with the context token first;
+/// `aligned` are prefix lengths (sequence positions whose next-token distributions correspond).
+pub struct PairItem {
+    /// The sentence's tokens.
+    pub a: Vec<u32>,
+    /// The twin's tokens.
+    pub b: Vec<u32>,
+    /// (prefix length in `a`, prefix length in `b`) of corresponding positions.
+    pub aligned: Vec<(usize, usize)>,
+    /// Leading tokens of `a` and of `b` that are given rather than predicted (see `Sentence`).
+    pub given_a: usize,
+    /// As `given_a`, for `b`.
+    pub given_b: usize,
+    /// Index of the (axis, g, h) class table.
+    pub table: usize,
+    /// The lexicon axis.
+    pub axis: usize,
+    /// The sentence's group.
+    pub group_a: usize,
+    /// The twin's group.
+    pub group_b: usize,
+}
+
+/// A sentence's tokens and how many leading ones are given rather than predicted: the context
+/// token and, for a sentence sampled from the model, the prompt it was sampled from. The
+/// prompts are the trainer's scaffolding (the `train` templates, the neutral prompts): the
+/// cross-entropy that taught them leaked their phrases into the model's own text (RESULTS.md).
+#[derive(Debug, Clone, Default)]
+pub struct Sentence {
+    /// The tokens, context token first.
+    pub ids: Vec<u32>,
+    /// Leading tokens given rather than predicted.
+    pub given: usize,
+}
+
+/// One micro-batch: counterfactual pairs, neutral sentences and plain ones.
+#[derive(Default)]
+pub struct Batch {
+    /// Sentence–twin pairs: every loss.
+    pub pairs: Vec<PairItem>,
+    /// Neutral sentences: cross-entropy and the anchor.
+    pub neutral: Vec<Sentence>,
+    /// Sentences that mention several groups: cross-entropy only.
+    pub plain: Vec<Sentence>,
+}
+
+impl Batch {
+    /// Tokens in the batch.
+    pub fn tokens(&self) -> usize {
+        self.pairs
+            .iter()
+            .map(|p| p.a.len() + p.b.len())
+            .sum::<usize>()
+            + self
+                .neutral
+                .iter()
+                .chain(&self.plain)
+                .map(|s| s.ids.len())
+                .sum::<usize>()
+    }
+}
 
 /// Compact logit rows of the pairs that share one class table.
 #[derive(Default)]
@@ -52,7 +113,7 @@ impl<'a> Forward<'a> {
         model: &dyn CausalLm,
         frozen: Option<&'a dyn CausalLm>,
         batch: &'a Batch,
-        weights: &LossWeights,
+        with_pair_anchor: bool,
     ) -> Result<Self> {
         let p = batch.pairs.len();
         let rows = batch_rows(batch);
@@ -62,9 +123,7 @@ impl<'a> Forward<'a> {
             .collect();
         let (hidden, start) = bucketed_hidden(model, &rows)?;
         let frozen_pairs = match frozen {
-            Some(f) if weights.pair_anchor > 0.0 && p > 0 => {
-                Some((f, bucketed_hidden(f, &rows[..2 * p])?))
-            }
+            Some(f) if with_pair_anchor && p > 0 => Some((f, bucketed_hidden(f, &rows[..2 * p])?)),
             _ => None,
         };
         // Logits only where a next token exists: padding and each row's last position never

@@ -13,7 +13,7 @@ use fairlm_model::{CausalLm, KvCache};
 use crate::adversary::Adversary;
 use crate::classes::ClassPairs;
 use crate::error::Result;
-pub use crate::forward::bucketed_hidden;
+pub use crate::forward::{bucketed_hidden, Batch, PairItem, Sentence};
 use crate::forward::{index, padded, Forward};
 
 /// Weights of the loss terms (0 turns a term off).
@@ -94,68 +94,6 @@ impl ClassTable {
             map_h: Tensor::from_vec(map_h, (n, 2 * k), &Device::Cpu)?,
             k,
         }))
-    }
-}
-
-/// A sentence about group g and its twin about h, tokenised with the context token first;
-/// `aligned` are prefix lengths (sequence positions whose next-token distributions correspond).
-pub struct PairItem {
-    /// The sentence's tokens.
-    pub a: Vec<u32>,
-    /// The twin's tokens.
-    pub b: Vec<u32>,
-    /// (prefix length in `a`, prefix length in `b`) of corresponding positions.
-    pub aligned: Vec<(usize, usize)>,
-    /// Leading tokens of `a` and of `b` that are given rather than predicted (see `Sentence`).
-    pub given_a: usize,
-    /// As `given_a`, for `b`.
-    pub given_b: usize,
-    /// Index of the (axis, g, h) class table.
-    pub table: usize,
-    /// The lexicon axis.
-    pub axis: usize,
-    /// The sentence's group.
-    pub group_a: usize,
-    /// The twin's group.
-    pub group_b: usize,
-}
-
-/// A sentence's tokens and how many leading ones are given rather than predicted: the context
-/// token and, for a sentence sampled from the model, the prompt it was sampled from. The
-/// prompts are the trainer's scaffolding (the `train` templates, the neutral prompts): the
-/// cross-entropy that taught them leaked their phrases into the model's own text (RESULTS.md).
-#[derive(Debug, Clone, Default)]
-pub struct Sentence {
-    /// The tokens, context token first.
-    pub ids: Vec<u32>,
-    /// Leading tokens given rather than predicted.
-    pub given: usize,
-}
-
-/// One micro-batch: counterfactual pairs, neutral sentences and plain ones.
-#[derive(Default)]
-pub struct Batch {
-    /// Sentence–twin pairs: every loss.
-    pub pairs: Vec<PairItem>,
-    /// Neutral sentences: cross-entropy and the anchor.
-    pub neutral: Vec<Sentence>,
-    /// Sentences that mention several groups: cross-entropy only.
-    pub plain: Vec<Sentence>,
-}
-
-impl Batch {
-    /// Tokens in the batch.
-    pub fn tokens(&self) -> usize {
-        self.pairs
-            .iter()
-            .map(|p| p.a.len() + p.b.len())
-            .sum::<usize>()
-            + self
-                .neutral
-                .iter()
-                .chain(&self.plain)
-                .map(|s| s.ids.len())
-                .sum::<usize>()
     }
 }
 
@@ -432,7 +370,7 @@ pub fn batch_loss(
     weights: &LossWeights,
     adversary: Option<&Adversary>,
 ) -> Result<(Tensor, LossParts)> {
-    let f = Forward::run(model, frozen, batch, weights)?;
+    let f = Forward::run(model, frozen, batch, weights.pair_anchor > 0.0)?;
     let has_pairs = !batch.pairs.is_empty();
     let has_aligned = !f.all_sentence.is_empty();
     let mut parts = LossParts::default();
@@ -634,7 +572,7 @@ pub fn pool_aligned(hidden: &Tensor, batch: &Batch, start: &[usize]) -> Result<T
 /// Perplexity of `model` on `ids` as the audit computes it (sliding window, half stride).
 pub fn perplexity(model: &dyn CausalLm, ids: &[u32]) -> Result<f64> {
     let local = fairlm_model::backend::Local(model);
-    Ok(fairlm_model::score::perplexity(&local, ids, None)?.0)
+    Ok(fairlm_model::perplexity::perplexity(&local, ids, None)?.0)
 }
 
 #[cfg(test)]
