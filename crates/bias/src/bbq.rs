@@ -22,7 +22,7 @@ use fairlm_model::backend::Backend;
 use fairlm_model::Tokenizer;
 
 use crate::error::{Error, Result};
-use crate::pairs::{data_err, reject, Skipped};
+use crate::rows::{data_err, reject, Skipped};
 use crate::stats::{bootstrap, stratified_sample, Estimate};
 
 /// One BBQ question with its three answers.
@@ -206,7 +206,7 @@ pub fn read_bbq(path: &Path, strict: bool) -> Result<(Vec<BbqExample>, Vec<Skipp
         }
     }
     if out.is_empty() {
-        return Err(crate::pairs::nothing_usable(path, "BBQ question", &skipped));
+        return Err(crate::rows::nothing_usable(path, "BBQ question", &skipped));
     }
     Ok((out, skipped))
 }

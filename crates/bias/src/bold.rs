@@ -26,8 +26,8 @@ use serde_json::Value;
 use crate::detectors::{mean_pairwise_w1, sentiment_scores};
 use crate::error::{Error, Result};
 use crate::lexicon::Lexicon;
-use crate::pairs::{data_err, reject, Skipped};
 use crate::probe::first_sentence_sampling;
+use crate::rows::{data_err, reject, Skipped};
 use crate::stats::{bootstrap, permuted, stratified_sample, Estimate, NullLevel};
 use crate::swap::AxisSwapper;
 
@@ -142,7 +142,7 @@ pub fn read_bold(path: &Path, strict: bool) -> Result<(Vec<BoldPrompt>, Vec<Skip
         }
     }
     if out.is_empty() {
-        return Err(crate::pairs::nothing_usable(path, "BOLD prompt", &skipped));
+        return Err(crate::rows::nothing_usable(path, "BOLD prompt", &skipped));
     }
     Ok((out, skipped))
 }

@@ -10,9 +10,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::audit::AuditResults;
 use crate::error::{Error, Result};
-use crate::pairs::{pair_table, stereo_table, BenchResults, PairRecord, StereoRecord};
+use crate::pairs::{pair_table, BenchResults, PairRecord};
 use crate::probe::SampleRecord;
 use crate::stats::{percentile_interval, Estimate};
+use crate::stereoset::{stereo_table, StereoRecord};
 
 /// Limits a comparison checks (`None`: not checked); one type for `compare`, `experiment` and the report.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]

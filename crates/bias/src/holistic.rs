@@ -26,7 +26,7 @@ use rand::SeedableRng;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::pairs::{data_err, reject, score_texts, Skipped};
+use crate::rows::{data_err, reject, score_texts, Skipped};
 use crate::stats::{bootstrap, Estimate};
 
 /// A descriptor of an axis, or a standalone noun phrase (then `phrase` holds its singular and

@@ -47,8 +47,10 @@ pub mod pairs;
 pub mod probe;
 pub mod quality;
 pub mod record;
+pub mod rows;
 pub mod shard;
 pub mod stats;
+pub mod stereoset;
 pub mod swap;
 pub mod templates;
 

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use fairlm_bias::audit::write_atomic;
 use fairlm_bias::compare::{Comparison, Row};
-use fairlm_bias::pairs::{self, Skipped};
+use fairlm_bias::pairs;
 use fairlm_bias::probe::progress;
+use fairlm_bias::rows::Skipped;
 use fairlm_bias::{bbq, bold, holistic};
 use fairlm_model::NumericPath;
 

@@ -51,8 +51,9 @@
 use fairlm_bias::audit::AuditResults;
 use fairlm_bias::compare::Comparison;
 use fairlm_bias::metrics::{self, ProbeMetrics};
-use fairlm_bias::pairs::{pair_table, stereo_table};
+use fairlm_bias::pairs::pair_table;
 use fairlm_bias::stats::Estimate;
+use fairlm_bias::stereoset::stereo_table;
 
 /// At most this many flagged samples are embedded; the rest stay in results.json.
 pub const MAX_EMBEDDED_SAMPLES: usize = 2000;

@@ -179,7 +179,7 @@ proptest! {
         let p = write(&d, "p.jsonl", &bytes);
         bounded(bytes.len(), || {
             let _ = fairlm_bias::pairs::read_pairs_jsonl(&p, strict);
-            let _ = fairlm_bias::pairs::read_stereoset(&p, strict);
+            let _ = fairlm_bias::stereoset::read_stereoset(&p, strict);
         })?;
     }
 
