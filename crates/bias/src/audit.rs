@@ -1,6 +1,9 @@
 //! `fairlm audit`: the probe on the `eval` templates, probe metrics with CIs, and held-out
 //! perplexity with a block-bootstrap CI, saved as a versioned `results.json` (config, model
 //! hash, seed, metrics, every sample) and a `summary.md`. Outputs are written atomically.
+//!
+//! Over 600 lines because results.json is one format: its types, the run by shards with its
+//! checkpoint and resume, the merge of shards and summary.md change together.
 
 use std::collections::BTreeMap;
 use std::path::Path;

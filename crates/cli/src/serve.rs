@@ -8,6 +8,9 @@
 //! of one request are scored as one batch, so a client that sends the batches `score_items`
 //! would form gets the numbers this process computes, bit for bit. SIGINT and SIGTERM stop
 //! accepting connections, finish the requests in flight and exit 0.
+//!
+//! Over 600 lines because it is one protocol's server (routes, request checks, the answers'
+//! shapes); it holds no metric and no default the library also holds.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

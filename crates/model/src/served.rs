@@ -9,6 +9,9 @@
 //! Requests run `concurrency` at a time, each retried with exponential backoff and jitter on
 //! connection errors, 429 and 5xx (a `Retry-After` is honoured), up to a cap. The API key
 //! goes only to the given host: redirects are not followed.
+//!
+//! Over 600 lines because it is one protocol's client: the requests, their retries and
+//! response cache, and the checks that every answer is what was asked belong together.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
