@@ -1,5 +1,5 @@
-//! `fairlm compare BEFORE AFTER`: argument handling and printing; the work is
-//! `fairlm_bias::compare`. Returns whether every gate passed.
+//! `fairlm compare BEFORE AFTER`: argument handling and printing; the work and its defaults
+//! are `fairlm_pipeline::compare`'s. Returns whether every gate passed.
 
 use std::path::PathBuf;
 
@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use fairlm_bias::audit::{write_atomic, AuditResults};
 use fairlm_bias::compare::{self, Gates};
+use fairlm_pipeline::CompareConfig;
 
 /// Gates a before/after pair must hold (shared by `compare` and `report`).
 #[derive(Args)]
@@ -50,9 +51,9 @@ pub struct CompareArgs {
     /// Also write the table here (Markdown).
     #[arg(value_parser = crate::args::path, long)]
     pub out: Option<PathBuf>,
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 1000)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = CompareConfig::default().bootstrap)]
     pub bootstrap: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = CompareConfig::default().seed)]
     pub seed: u64,
 }
 
@@ -61,7 +62,12 @@ pub fn run(a: CompareArgs) -> Result<bool> {
         AuditResults::read(&a.before)?,
         AuditResults::read(&a.after)?,
     );
-    let c = compare::compare(&before, &after, &a.gates.gates(), a.bootstrap, a.seed)?;
+    let cfg = CompareConfig {
+        gates: a.gates.gates(),
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+    };
+    let c = fairlm_pipeline::compare(&before, &after, &cfg)?;
     let md = compare::markdown(&c);
     outln!("{md}")?;
     if let Some(out) = &a.out {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use fairlm_model::generate::{BatchPlan, SamplingConfig};
-use fairlm_model::perplexity::perplexity_window;
+use fairlm_model::perplexity::{default_stride, perplexity_window};
 use fairlm_model::{fetch, Checkpoint, NumericPath};
 use fairlm_pipeline::model::{ModelSpec, ScoringModel, ServedSpec};
 use fairlm_pipeline::ScoreConfig;
@@ -258,7 +258,7 @@ pub fn perplexity(a: PerplexityArgs) -> Result<()> {
         .with_context(|| name.clone())?;
     let (default_window, _) = perplexity_window(model.context_length());
     let window = a.window.unwrap_or(default_window);
-    let stride = a.stride.unwrap_or((window / 2).max(1));
+    let stride = a.stride.unwrap_or(default_stride(window));
     let (ppl, lps) =
         fairlm_model::perplexity::perplexity(model.as_ref(), &ids, Some((window, stride)))
             .with_context(|| name.clone())?;

@@ -57,7 +57,12 @@ pub fn sliding_logprobs(
 /// context up to 1,024 tokens, advanced by half of it (window, stride).
 pub fn perplexity_window(context_length: usize) -> (usize, usize) {
     let window = context_length.min(1024);
-    (window, (window / 2).max(1))
+    (window, default_stride(window))
+}
+
+/// The stride of a window given without one: half of it.
+pub fn default_stride(window: usize) -> usize {
+    (window / 2).max(1)
 }
 
 /// Perplexity of `ids` under `model`: exp of the mean negative log-probability per predicted

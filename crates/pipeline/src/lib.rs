@@ -33,6 +33,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod compare;
 pub mod config;
 pub mod error;
 pub mod experiment;
@@ -42,6 +43,7 @@ mod provenance;
 pub mod score;
 
 pub use audit::{audit, AuditConfig};
+pub use compare::{compare, CompareConfig};
 pub use error::{Error, Result};
 pub use experiment::{experiment, Experiment, ExperimentConfig};
 pub use mitigate::{mitigate, MitigateConfig, Mitigation, TrainSettings};

@@ -8,10 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use fairlm_bias::audit::AuditResults;
-use fairlm_bias::compare::Gates;
 use fairlm_pipeline::audit::Output;
 use fairlm_pipeline::bench::{BenchConfig, Benchmark};
-use fairlm_pipeline::{AuditConfig, ExperimentConfig, MitigateConfig, ScoreConfig};
+use fairlm_pipeline::{AuditConfig, CompareConfig, ExperimentConfig, MitigateConfig, ScoreConfig};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
 use pyo3::prelude::*;
@@ -201,23 +200,16 @@ fn results(which: &str, json: &str) -> PyResult<AuditResults> {
     Ok(r)
 }
 
-/// Before/after comparison of two audits' results (JSON) under `gates` (JSON): the table's
-/// rows with paired bootstrap CIs, and each gate's verdict.
+/// Before/after comparison of two audits' results (JSON) under `config` (JSON, over the
+/// defaults of `fairlm compare`: gates, bootstrap, seed): the table's rows with paired
+/// bootstrap CIs, and each gate's verdict.
 #[pyfunction]
-#[pyo3(signature = (before, after, gates, resamples=1000, seed=0))]
-fn compare(
-    py: Python<'_>,
-    before: &str,
-    after: &str,
-    gates: &str,
-    resamples: usize,
-    seed: u64,
-) -> PyResult<String> {
+fn compare(py: Python<'_>, before: &str, after: &str, config: &str) -> PyResult<String> {
     let (before, after) = (results("before", before)?, results("after", after)?);
-    let gates: Gates = config("gates", gates)?;
+    let cfg: CompareConfig = over_default("compare", &CompareConfig::default(), config)?;
     let comparison = py
-        .detach(|| fairlm_bias::compare::compare(&before, &after, &gates, resamples, seed))
-        .map_err(|e| to_py(e.into()))?;
+        .detach(|| fairlm_pipeline::compare(&before, &after, &cfg))
+        .map_err(to_py)?;
     to_json(&comparison)
 }
 

@@ -80,18 +80,22 @@ def _results_json(value, which):
         raise DataError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def compare(before, after, *, resamples=1000, seed=0, **gates):
+def compare(before, after, *, resamples=None, seed=None, **gates):
     """``fairlm compare``: every headline metric before and after with a paired bootstrap 95%
     CI of its change, and the gates given (``max_bias``, ``max_bias_ratio``,
-    ``max_ppl_increase``, ``min_lms``). ``before`` and ``after`` are results.json paths or
-    the dicts ``audit`` returns. Returns ``{"rows": [...], "gates": [...], "passed": bool}``."""
+    ``max_ppl_increase``, ``min_lms``, ...). ``before`` and ``after`` are results.json paths
+    or the dicts ``audit`` returns; ``resamples`` and ``seed`` default to the command's.
+    Returns ``{"rows": [...], "gates": [...], "passed": bool}``."""
+    options = {"gates": {k: v for k, v in gates.items() if v is not None}}
+    if resamples is not None:
+        options["bootstrap"] = resamples
+    if seed is not None:
+        options["seed"] = seed
     comparison = json.loads(
         _fairlm.compare(
             _results_json(before, "before"),
             _results_json(after, "after"),
-            _config(gates),
-            resamples,
-            seed,
+            json.dumps(options),
         )
     )
     comparison["passed"] = all(g["passed"] for g in comparison["gates"])
