@@ -168,13 +168,13 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// 0 is greedy.
-    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = 1.0)]
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = SamplingConfig::default().temperature)]
     pub temperature: f64,
     #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long)]
     pub top_k: Option<usize>,
     #[arg(long)]
     pub top_p: Option<f64>,
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 32)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = SamplingConfig::default().max_new_tokens)]
     pub max_tokens: usize,
     /// Stop a sample once its text contains this string (repeatable).
     #[arg(long)]
@@ -365,10 +365,10 @@ pub struct SpeedArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Timed runs per piece of work (after one warm-up); the median is reported.
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = 3)]
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = fairlm_model::speed::DEFAULT_RUNS)]
     pub runs: usize,
     /// Batch sizes for the sampling measurement.
-    #[arg(long, value_delimiter = ',', default_value = "16,32")]
+    #[arg(long, value_delimiter = ',', default_values_t = fairlm_model::speed::DEFAULT_SAMPLE_BATCHES)]
     pub sample_batches: Vec<usize>,
     /// Time a full fine-tuning step instead (8×32 held-out tokens, cross-entropy, AdamW, f32).
     #[arg(long)]

@@ -92,6 +92,12 @@ fn timing(work: &str, tokens: usize, mut runs: Vec<f64>) -> Timing {
     }
 }
 
+/// Timed runs per piece of work unless told otherwise (after one warm-up; the median counts).
+pub const DEFAULT_RUNS: usize = 3;
+
+/// Batch sizes of the sampling measurement unless told otherwise.
+pub const DEFAULT_SAMPLE_BATCHES: [usize; 2] = [16, 32];
+
 /// Runs each piece of work `runs` times after a warm-up. `text` supplies the scored tokens.
 pub fn measure(
     model: &dyn CausalLm,
