@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use crate::audit::AuditResults;
 use crate::error::{Error, Result};
 use crate::pairs::{pair_table, BenchResults, PairRecord};
 use crate::probe::SampleRecord;
-use crate::stats::{percentile_interval, Estimate};
+use crate::stats::{percentile_interval, replicates, Estimate};
 use crate::stereoset::{stereo_table, StereoRecord};
 
 /// Limits a comparison checks (`None`: not checked); one type for `compare`, `experiment` and the report.
@@ -208,15 +208,13 @@ pub fn compare(
     let (bs, bd) = side(&every, true);
     let (as_, ad) = side(&every, false);
     let mut rng = StdRng::seed_from_u64(seed);
-    let (mut d_score, mut d_div) = (Vec::with_capacity(resamples), Vec::with_capacity(resamples));
-    for _ in 0..resamples {
-        let pick: Vec<usize> = (0..all.len())
-            .map(|_| rng.random_range(0..all.len()))
-            .collect();
-        let (x, y) = (side(&pick, true), side(&pick, false));
-        d_score.push(y.0 - x.0);
-        d_div.push(y.1 - x.1);
-    }
+    let (d_score, d_div): (Vec<f64>, Vec<f64>) =
+        replicates(&mut rng, all.len(), resamples, |pick| {
+            let (x, y) = (side(pick, true), side(pick, false));
+            (y.0 - x.0, y.1 - x.1)
+        })
+        .into_iter()
+        .unzip();
     let mut rows = vec![
         Row {
             metric: "bias score".into(),
@@ -239,13 +237,10 @@ pub fn compare(
             continue;
         }
         let (x, y) = (side(&idx, true).0, side(&idx, false).0);
-        let mut reps = Vec::with_capacity(resamples);
-        for _ in 0..resamples {
-            let pick: Vec<usize> = (0..idx.len())
-                .map(|_| idx[rng.random_range(0..idx.len())])
-                .collect();
-            reps.push(side(&pick, false).0 - side(&pick, true).0);
-        }
+        let reps = replicates(&mut rng, idx.len(), resamples, |pick| {
+            let pick: Vec<usize> = pick.iter().map(|&i| idx[i]).collect();
+            side(&pick, false).0 - side(&pick, true).0
+        });
         rows.push(Row {
             metric: format!("bias score: {axis}"),
             before: x,
@@ -377,11 +372,12 @@ fn benchmark_rows(
         }
         let (fb, fa) = (bench_figures(b, None), bench_figures(a, None));
         let mut reps: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); fb.len()];
-        for _ in 0..resamples {
-            let pick: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
-            let (xb, xa) = (bench_figures(b, Some(&pick)), bench_figures(a, Some(&pick)));
-            for (k, r) in reps.iter_mut().enumerate() {
-                r.push(xa[k] - xb[k]);
+        for change in replicates(rng, n, resamples, |pick| {
+            let (xb, xa) = (bench_figures(b, Some(pick)), bench_figures(a, Some(pick)));
+            xa.iter().zip(&xb).map(|(a, b)| a - b).collect::<Vec<f64>>()
+        }) {
+            for (r, d) in reps.iter_mut().zip(change) {
+                r.push(d);
             }
         }
         let names: &[&str] = if b.pairs.is_some() {
@@ -422,17 +418,14 @@ fn perplexity_delta(
         };
     }
     let n = xb.len();
-    let reps = (0..resamples)
-        .map(|_| {
-            let (mut sb, mut sa) = (0.0, 0.0);
-            for _ in 0..n {
-                let i = rng.random_range(0..n);
-                sb += xb[i];
-                sa += xa[i];
-            }
-            (sa / n as f64).exp() - (sb / n as f64).exp()
-        })
-        .collect();
+    let reps = replicates(rng, n, resamples, |pick| {
+        let (mut sb, mut sa) = (0.0, 0.0);
+        for &i in pick {
+            sb += xb[i];
+            sa += xa[i];
+        }
+        (sa / n as f64).exp() - (sb / n as f64).exp()
+    });
     percentile_interval(reps, pa - pb)
 }
 

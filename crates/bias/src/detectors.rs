@@ -7,13 +7,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde::Deserialize;
 use vader_sentiment::SentimentIntensityAnalyzer;
 
 use crate::error::{toml_error, Result};
 use crate::probe::SampleRecord;
-use crate::stats::{percentile_interval, Estimate};
+use crate::stats::{percentile_interval, replicates, Estimate};
 
 /// The attribute lists written for this project (data/attributes.toml).
 pub const DEFAULT_ATTRIBUTES: &str = include_str!("../../../data/attributes.toml");
@@ -295,16 +295,17 @@ pub fn compute(
         let all: Vec<usize> = d.by_template.keys().copied().collect();
         let gap = sentiment_gap(d, &all);
         let assoc = association(d, &all, &families);
-        let mut gaps = Vec::with_capacity(resamples);
-        let mut assocs = Vec::with_capacity(resamples);
-        for r in 0..resamples {
-            let pick: Vec<usize> = (0..all.len())
-                .map(|_| all[rng.random_range(0..all.len())])
-                .collect();
-            let g = sentiment_gap(d, &pick);
-            let a = mean_of(&association(d, &pick, &families));
-            gaps.push(g);
-            assocs.push(a);
+        let (gaps, assocs): (Vec<f64>, Vec<f64>) =
+            replicates(&mut rng, all.len(), resamples, |pick| {
+                let pick: Vec<usize> = pick.iter().map(|&i| all[i]).collect();
+                (
+                    sentiment_gap(d, &pick),
+                    mean_of(&association(d, &pick, &families)),
+                )
+            })
+            .into_iter()
+            .unzip();
+        for (r, (&g, &a)) in gaps.iter().zip(&assocs).enumerate() {
             gap_reps[r].push(g);
             assoc_reps[r].push(a);
         }

@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use crate::probe::SampleRecord;
-use crate::stats::{bootstrap, percentile_interval, pooled_mean, Estimate};
+use crate::stats::{bootstrap, percentile_interval, pooled_mean, resample, Estimate};
 
 /// The probe's figures for one group.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -186,13 +186,10 @@ fn equal_weight_bootstrap(per_axis: &[Vec<Vec<f64>>], resamples: usize, seed: u6
             let pick: Vec<Vec<&[f64]>> = full
                 .iter()
                 .map(|a| {
-                    if a.is_empty() {
-                        Vec::new()
-                    } else {
-                        (0..a.len())
-                            .map(|_| a[rng.random_range(0..a.len())])
-                            .collect()
-                    }
+                    resample(&mut rng, a.len())
+                        .into_iter()
+                        .map(|i| a[i])
+                        .collect()
                 })
                 .collect();
             stat(&pick)

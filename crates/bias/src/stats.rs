@@ -79,15 +79,31 @@ pub fn bootstrap<T>(
         };
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let stats: Vec<f64> = (0..resamples)
-        .map(|_| {
-            let pick: Vec<&[T]> = (0..clusters.len())
-                .map(|_| all[rng.random_range(0..clusters.len())])
-                .collect();
-            statistic(&pick)
-        })
-        .collect();
+    let stats = replicates(&mut rng, clusters.len(), resamples, |pick| {
+        let picked: Vec<&[T]> = pick.iter().map(|&i| all[i]).collect();
+        statistic(&picked)
+    });
     percentile_interval(stats, value)
+}
+
+/// One bootstrap resample of `n` clusters: `n` indexes drawn with replacement from `rng`.
+/// Every bootstrap of fairlm draws through here, so that one seed gives one stream of picks
+/// whichever figure reads them.
+pub fn resample(rng: &mut StdRng, n: usize) -> Vec<usize> {
+    (0..n).map(|_| rng.random_range(0..n)).collect()
+}
+
+/// `statistic` of `resamples` bootstrap resamples of `n` clusters drawn from `rng` in turn
+/// (a paired statistic reads both models' figures at the same picks).
+pub fn replicates<R>(
+    rng: &mut StdRng,
+    n: usize,
+    resamples: usize,
+    mut statistic: impl FnMut(&[usize]) -> R,
+) -> Vec<R> {
+    (0..resamples)
+        .map(|_| statistic(&resample(rng, n)))
+        .collect()
 }
 
 /// The 2.5% and 97.5% percentiles of bootstrap replicates (non-finite ones dropped) around
