@@ -40,12 +40,13 @@ def _config(options):
     return json.dumps({k: _fspath(v) for k, v in options.items() if v is not None})
 
 
-def audit(model="smollm2", *, quick=False, seed=0, out=None, resume=False, **options):
+def audit(model=None, *, quick=False, seed=None, out=None, resume=False, **options):
     """Runs ``fairlm audit``: the counterfactual probe, perplexity and any pair benchmarks.
 
-    ``model`` is ``"smollm2"`` (the default model), a GGUF file, a Hugging Face directory, a
-    Hugging Face hub id (``"owner/name"`` or ``"owner/name@revision"``, read from the local
-    Hugging Face cache; ``allow_download=True`` fetches one it lacks) or a served model's URL.
+    ``model`` is ``"smollm2"`` (the default model, also when left out), a GGUF file, a
+    Hugging Face directory, a Hugging Face hub id (``"owner/name"`` or
+    ``"owner/name@revision"``, read from the local Hugging Face cache; ``allow_download=True``
+    fetches one it lacks) or a served model's URL.
     Further options: ``samples``, ``tau``, ``axes`` (a list), ``lexicon``,
     ``templates``, ``bootstrap``, ``text``, ``crows``, ``stereoset``, ``dtype``, ``served``
     (a dict: ``tokenizer``, ``name``, ``concurrency``, ``timeout_s``, ``max_retries``,
@@ -58,7 +59,7 @@ def audit(model="smollm2", *, quick=False, seed=0, out=None, resume=False, **opt
     return json.loads(_fairlm.audit(config, out, resume))
 
 
-def score(texts, model="smollm2", **options):
+def score(texts, model=None, **options):
     """Log-probability of each text (``fairlm score``): a list of dicts with ``text``,
     ``logprob_sum``, ``logprob_mean`` and ``n_tokens`` (and ``token_ids``,
     ``token_logprobs`` with ``per_token=True``). Options: ``context_token`` (``"auto"``,
@@ -102,7 +103,7 @@ def compare(before, after, *, resamples=None, seed=None, **gates):
     return comparison
 
 
-def bench(benchmark, file, model="smollm2", *, out=None, **options):
+def bench(benchmark, file, model=None, *, out=None, **options):
     """Runs ``fairlm bench BENCHMARK``: ``"crows"``, ``"stereoset"``, ``"pairs"``,
     ``"holistic"``, ``"bold"`` or ``"bbq"`` on your ``file`` (a directory for the last three).
     Options are the command's flags (``strict``, ``batch_size``, ``seed``, ``bootstrap``,
@@ -134,7 +135,7 @@ def _split(options, top_keys):
     return top, train
 
 
-def mitigate(model="smollm2", *, out, resume=False, **options):
+def mitigate(model=None, *, out, resume=False, **options):
     """Runs ``fairlm mitigate`` into the directory ``out``: the corpus, counterfactual
     augmentation, training, and the mitigated model written as ``out/model`` (and
     ``out/model.gguf`` for a GGUF input). Options are the command's flags (``steps``, ``lr``,
@@ -146,7 +147,7 @@ def mitigate(model="smollm2", *, out, resume=False, **options):
     return json.loads(_fairlm.mitigate(config, os.fspath(out), resume))
 
 
-def experiment(model="smollm2", *, out, quick=False, resume=False, **options):
+def experiment(model=None, *, out, quick=False, resume=False, **options):
     """Runs ``fairlm experiment`` into the directory ``out``: audit of the original, mitigation,
     audit of the mitigated model, comparison, quality gates and report.html. Options are the
     command's flags: the gates (``max_bias_ratio``, ``max_fluency_drop``, ...; as with the
@@ -161,10 +162,10 @@ def experiment(model="smollm2", *, out, quick=False, resume=False, **options):
     gates = {k: top.pop(k) for k in _GATE_KEYS if k in top}
     if "max_bias" in gates and "max_bias_ratio" not in gates:
         gates["max_bias_ratio"] = None
+    run = dict(top, model=model)
     config = json.dumps(
         dict(
-            {k: _fspath(v) for k, v in top.items() if v is not None},
-            model=_fspath(model),
+            {k: _fspath(v) for k, v in run.items() if v is not None},
             quick=quick,
             gates=gates,
             train=_strip(train),
