@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use fairlm_model::backend::Backend;
-use fairlm_model::Tokenizer;
+use fairlm_model::{Progress, Tokenizer};
 
 use crate::detectors::{self, Attributes, Detectors};
 use crate::error::{Error, Result};
@@ -284,8 +284,9 @@ fn read_checkpoint(
 /// The part of the audit `shard` owns: its probe units and, on the first shard, the
 /// perplexities. Pair benchmarks are added by the caller (`AuditPart::benchmark_files` and
 /// `benchmarks`). With a checkpoint, each template probed is saved to it (atomically) as it
-/// finishes, and a resumed run probes only the templates it lacks. `stop_requested` is polled
-/// after each template: `true` ends the run with `Error::Interrupted` (the checkpoint kept).
+/// finishes, and a resumed run probes only the templates it lacks. `progress` is told of each
+/// template done and polled after it: a stop ends the run with `Error::Interrupted` (the
+/// checkpoint kept).
 #[allow(clippy::too_many_arguments)]
 pub fn run_part(
     model: &dyn Backend,
@@ -296,7 +297,7 @@ pub fn run_part(
     cfg: &AuditConfig,
     shard: Shard,
     checkpoint: Option<Checkpoint>,
-    stop_requested: &dyn Fn() -> bool,
+    progress: &dyn Progress,
 ) -> Result<AuditPart> {
     let mut eval: Vec<Template> = templates
         .iter()
@@ -345,7 +346,7 @@ pub fn run_part(
                 .map_err(|e| Error::Invalid(format!("{}: {e}", c.path.display())))?;
             write_atomic(c.path, json.as_bytes())?;
         }
-        if stop_requested() {
+        if progress.stop_requested() {
             return Err(Error::Interrupted);
         }
         Ok(())
@@ -362,6 +363,7 @@ pub fn run_part(
             done,
             on_template: &mut save,
         },
+        progress,
     )?;
     let mut timings = BTreeMap::new();
     timings.insert("probe".to_string(), t0.elapsed().as_secs_f64());

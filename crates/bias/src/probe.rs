@@ -7,8 +7,7 @@ use fairlm_model::backend::Backend;
 use fairlm_model::generate::{BatchPlan, SamplingConfig};
 use std::collections::BTreeMap;
 
-use fairlm_model::Tokenizer;
-use indicatif::{ProgressBar, ProgressStyle};
+use fairlm_model::{Progress, Tokenizer};
 
 use crate::error::Result;
 use crate::lexicon::Lexicon;
@@ -93,18 +92,6 @@ pub struct SampleRecord {
     pub counterfactuals: Vec<Counterfactual>,
 }
 
-/// A progress bar in fairlm's style.
-pub fn progress(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_message(what.to_string());
-    pb
-}
-
 /// Ancestral sampling at `temperature` (no top-k/top-p) that stops at the end of the first
 /// sentence or after `max_tokens`: how the probe and `bench bold` sample continuations.
 pub fn first_sentence_sampling(temperature: f64, max_tokens: usize) -> SamplingConfig {
@@ -135,7 +122,8 @@ pub struct Resume<'a> {
 /// engine's rounding depends on what shares a batch, so this is what makes a shard's records
 /// the whole run's, bit for bit (and a resumed run's the uninterrupted one's). A prompt's
 /// sample streams are numbered by its place in the whole probe. Records are in axis, template,
-/// group, sample order.
+/// group, sample order. `progress` is told of each template done.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     model: &dyn Backend,
     tok: &Tokenizer,
@@ -144,6 +132,7 @@ pub fn run(
     cfg: &ProbeConfig,
     shard: Shard,
     resume: Resume,
+    progress: &dyn Progress,
 ) -> Result<Vec<SampleRecord>> {
     let Resume {
         mut done,
@@ -152,14 +141,14 @@ pub fn run(
     let owned: Vec<usize> = (0..templates.len())
         .filter(|&t| shard.owns_unit(t))
         .collect();
-    let pb = progress(owned.len() as u64, "templates");
+    let pb = progress.stage("templates", owned.len() as u64);
     let mut blocks: BTreeMap<usize, TemplateRecords> = BTreeMap::new();
     let mut todo = Vec::new();
     for &t in &owned {
         match done.remove(&t) {
             Some(block) if block.len() == lexicon.axes.len() => {
                 blocks.insert(t, block);
-                pb.inc(1);
+                pb.advance(1);
             }
             _ => todo.push(t),
         }
@@ -192,7 +181,7 @@ pub fn run(
             match block {
                 Ok(b) => {
                     blocks.insert(t, b);
-                    pb.inc(1);
+                    pb.advance(1);
                 }
                 Err(e) => {
                     failed.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -202,7 +191,7 @@ pub fn run(
         }
         Ok(())
     });
-    pb.finish_and_clear();
+    drop(pb);
     outcome?;
     // by_axis[a]: the records of axis a, template by template.
     let mut by_axis: Vec<Vec<SampleRecord>> = vec![Vec::new(); lexicon.axes.len()];

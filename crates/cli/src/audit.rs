@@ -12,7 +12,7 @@ use fairlm_pipeline::audit::{Output, SHARD_FILE};
 use fairlm_pipeline::{self as pipeline, AuditConfig};
 
 use crate::engine::ModelArgs;
-use crate::terminal::{finish, Terminal};
+use crate::terminal::{finish, terminal};
 
 #[derive(Args, Clone)]
 pub struct AuditArgs {
@@ -133,7 +133,7 @@ pub fn audit(a: &AuditArgs, given: &ArgMatches) -> Result<AuditResults> {
         dir: a.out.clone(),
         resume: a.resume,
     };
-    let results = pipeline::audit(&a.config(given)?, &out, Arc::new(Terminal))?;
+    let results = pipeline::audit(&a.config(given)?, &out, Arc::new(terminal()))?;
     finish(&results, a.out.as_deref())?;
     Ok(results)
 }
@@ -143,8 +143,13 @@ fn write_shard(a: &AuditArgs, given: &ArgMatches, shard: Shard) -> Result<()> {
     let Some(out) = &a.out else {
         anyhow::bail!("--shard {shard} needs --out DIR (the shard's part is merged from there)");
     };
-    let part =
-        pipeline::audit::audit_shard(&a.config(given)?, shard, out, a.resume, Arc::new(Terminal))?;
+    let part = pipeline::audit::audit_shard(
+        &a.config(given)?,
+        shard,
+        out,
+        a.resume,
+        Arc::new(terminal()),
+    )?;
     for b in &part.benchmarks {
         for line in pipeline::bench::skipped_lines(&b.file, &b.skipped) {
             eprintln!("fairlm: {line}");

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use fairlm_pipeline::bench::{self, BenchConfig, Benchmark};
 
 use crate::engine::ModelArgs;
-use crate::terminal::Terminal;
+use crate::terminal::terminal;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -193,7 +193,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         ),
     };
     let out = common.out.as_deref();
-    let run = bench::bench(benchmark, &cfg, out, Arc::new(Terminal))?;
+    let run = bench::bench(benchmark, &cfg, out, Arc::new(terminal()))?;
     out!("{}", run.markdown)?;
     if let Some(change) = &run.change {
         out!("\n{change}")?;

@@ -11,7 +11,7 @@ use fairlm_model::{fetch, Checkpoint, NumericPath};
 use fairlm_pipeline::model::{ModelSpec, ScoringModel, ServedSpec};
 use fairlm_pipeline::ScoreConfig;
 
-use crate::terminal::Terminal;
+use crate::terminal::terminal;
 
 use fairlm_bias::audit::HELDOUT;
 
@@ -65,7 +65,7 @@ pub fn open_model(m: &ModelArgs, s: &ServedArgs, out: Option<&Path>) -> Result<S
         &m.spec(),
         &s.spec(),
         out,
-        std::sync::Arc::new(Terminal),
+        std::sync::Arc::new(terminal()),
     )?)
 }
 
@@ -144,7 +144,7 @@ pub fn score(a: ScoreArgs) -> Result<()> {
         per_token: a.per_token,
         batch_size: a.batch_size,
     };
-    let scores = fairlm_pipeline::score(&texts, &cfg, std::sync::Arc::new(Terminal))?;
+    let scores = fairlm_pipeline::score(&texts, &cfg, std::sync::Arc::new(terminal()))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for s in scores {

@@ -12,7 +12,7 @@ use fairlm_pipeline::ExperimentConfig;
 use crate::compare::GateArgs;
 use crate::engine::ModelArgs;
 use crate::mitigate::TrainArgs;
-use crate::terminal::Terminal;
+use crate::terminal::terminal;
 
 #[derive(Args)]
 pub struct ExperimentArgs {
@@ -113,7 +113,7 @@ impl ExperimentArgs {
 }
 
 pub fn run(a: ExperimentArgs, given: &ArgMatches) -> Result<bool> {
-    let e = fairlm_pipeline::experiment(&a.config(given)?, &a.out, a.resume, Arc::new(Terminal))?;
+    let e = fairlm_pipeline::experiment(&a.config(given)?, &a.out, a.resume, Arc::new(terminal()))?;
     outln!("{}{}", e.compare_markdown, e.mitigation_markdown)?;
     eprintln!(
         "fairlm: wrote {0}/compare.md, {0}/mitigation.md and {0}/report.html",

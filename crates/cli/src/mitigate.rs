@@ -9,7 +9,7 @@ use clap::{ArgMatches, Args};
 use fairlm_pipeline::{MitigateConfig, TrainSettings};
 
 use crate::engine::ModelArgs;
-use crate::terminal::Terminal;
+use crate::terminal::terminal;
 
 #[derive(Args, Clone)]
 pub struct MitigateArgs {
@@ -197,6 +197,6 @@ impl MitigateArgs {
 }
 
 pub fn run(a: MitigateArgs, given: &ArgMatches) -> Result<()> {
-    fairlm_pipeline::mitigate(&a.config(given)?, &a.out, a.resume, Arc::new(Terminal))?;
+    fairlm_pipeline::mitigate(&a.config(given)?, &a.out, a.resume, Arc::new(terminal()))?;
     Ok(())
 }

@@ -40,6 +40,7 @@ pub mod lm;
 pub mod loader;
 pub mod ops;
 pub mod perplexity;
+pub mod progress;
 pub mod q4_1;
 pub mod save;
 pub mod score;
@@ -52,6 +53,7 @@ pub mod weights;
 pub use error::{Error, Result};
 pub use lm::{CausalLm, KvCache, ModelInfo, Output};
 pub use loader::{ArchConfig, Checkpoint, Format, NumericPath};
+pub use progress::{Progress, Stage, Unwatched};
 pub use tokenizer::Tokenizer;
 
 /// candle asks for its thread count before each parallel op, and without RAYON_NUM_THREADS

@@ -295,7 +295,7 @@ fn part(
             files.push(f.clone());
         }
     }
-    let stop = observer.clone();
+    let watcher = observer.clone();
     let scoring = ScoringModel::open(&cfg.model_spec(), &cfg.served, out.dir.as_deref(), observer)?;
     let model = scoring.scorer();
     let tokenizer = scoring.tokenizer();
@@ -313,7 +313,7 @@ fn part(
             path,
             resume: out.resume,
         }),
-        &|| stop.stop_requested(),
+        watcher.as_ref(),
     )?;
     part.benchmark_files = files;
     part.run_config =

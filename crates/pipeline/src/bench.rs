@@ -9,7 +9,6 @@ use std::sync::Arc;
 use fairlm_bias::audit::write_atomic;
 use fairlm_bias::compare::{Comparison, Row};
 use fairlm_bias::pairs;
-use fairlm_bias::probe::progress;
 use fairlm_bias::rows::Skipped;
 use fairlm_bias::{bbq, bold, holistic};
 use fairlm_model::NumericPath;
@@ -421,8 +420,8 @@ fn run_bold(
     };
     let scoring = cfg.open(out, observer)?;
     let model = scoring.scorer();
-    let sampling = progress((prompts.len() * cfg.samples) as u64, "sampling");
-    let scored = progress(0, "scoring");
+    let sampling = observer.stage("sampling", (prompts.len() * cfg.samples) as u64);
+    let scored = observer.stage("scoring", 0);
     let records = bold::run_bold(
         model.as_ref(),
         scoring.tokenizer(),
@@ -430,12 +429,11 @@ fn run_bold(
         &prompts,
         &bold_cfg,
         |stage, n| match stage {
-            "sampling" => sampling.inc(n as u64),
-            _ => scored.inc(n as u64),
+            "sampling" => sampling.advance(n as u64),
+            _ => scored.advance(n as u64),
         },
     )?;
-    sampling.finish_and_clear();
-    scored.finish_and_clear();
+    drop((sampling, scored));
     let table = bold::bold_table(&records, cfg.tau, cfg.bootstrap, cfg.seed);
     let change = paired_change(baseline.as_ref(), |before| {
         bold::compare_bold(&before.records, &records, cfg.tau, cfg.bootstrap, cfg.seed)
@@ -484,15 +482,15 @@ fn run_bbq(
         cfg.baseline.as_deref().map(read_baseline).transpose()?;
     let scoring = cfg.open(out, observer)?;
     let model = scoring.scorer();
-    let pb = progress(examples.len() as u64, "BBQ");
+    let pb = observer.stage("BBQ", examples.len() as u64);
     let records = bbq::score_bbq(
         model.as_ref(),
         scoring.tokenizer(),
         &examples,
         cfg.batch_size,
-        |n| pb.inc(n as u64),
+        |n| pb.advance(n as u64),
     )?;
-    pb.finish_and_clear();
+    drop(pb);
     let table = bbq::bbq_table(&records, cfg.bootstrap, cfg.seed);
     let change = paired_change(baseline.as_ref(), |before| {
         bbq::compare_bbq(&before.records, &records, cfg.bootstrap, cfg.seed)

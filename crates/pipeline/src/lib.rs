@@ -51,26 +51,24 @@ pub use model::{ModelSpec, ScoringModel, ServedSpec};
 pub use score::{score, ScoreConfig, ScoredText};
 
 use fairlm_model::served::RequestStats;
+pub use fairlm_model::{Progress, Stage};
 
-/// What a long run tells its caller while it works, and how the caller stops it. Every method
-/// has a default that does nothing, so an observer implements what it shows.
-pub trait Observer: Send + Sync {
+/// What a long run tells its caller while it works, and how the caller stops it: the stages'
+/// counts and the stop poll of [`Progress`], and the pipeline's own reports. Every method has a
+/// default that does nothing, so an observer implements what it shows.
+pub trait Observer: Progress {
     /// A served model's request counts, every few seconds while they change.
     fn requests(&self, _url: &str, _counts: &RequestCounts) {}
     /// A line saying what the run does next, or what it kept from an interrupted run.
     fn message(&self, _text: &str) {}
     /// An audit stage of an experiment finished: its results, written into `dir`.
     fn audit_finished(&self, _results: &fairlm_bias::audit::AuditResults, _dir: &std::path::Path) {}
-    /// Polled between units of work (a probe template, a training step); `true` ends the run with
-    /// [`Error::Interrupted`], its checkpoint holding what was done.
-    fn stop_requested(&self) -> bool {
-        false
-    }
 }
 
 /// An observer that shows nothing and never stops a run.
 pub struct Quiet;
 
+impl Progress for Quiet {}
 impl Observer for Quiet {}
 
 /// A served model's requests so far, and the tokens per second of the last interval.

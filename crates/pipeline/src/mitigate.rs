@@ -433,7 +433,6 @@ pub fn mitigate(
             corpus.prompts.len()
         ));
     }
-    let stop = || observer.stop_requested();
     let trained = train(
         &ck,
         &lexicon,
@@ -441,7 +440,7 @@ pub fn mitigate(
         &train_cfg,
         &checkpoint,
         resume,
-        &stop,
+        observer.as_ref(),
     )?;
     let r = &trained.report;
     let log: String = r
@@ -548,6 +547,7 @@ fn corpus(
                     seed: t.seed.wrapping_add(1),
                     ..Default::default()
                 },
+                observer,
             )?
         }
     };

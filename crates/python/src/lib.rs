@@ -60,19 +60,14 @@ fn to_json(value: &impl serde::Serialize) -> PyResult<String> {
     serde_json::to_string(value).map_err(|e| Error::new_err(e.to_string()))
 }
 
-/// Stops a run at its next unit of work when Python has a signal to handle (Ctrl-C): the run
-/// holds no GIL, so the handler runs when this asks for it.
-struct PythonSignals;
-
-impl fairlm_pipeline::Observer for PythonSignals {
-    fn stop_requested(&self) -> bool {
-        Python::attach(|py| py.check_signals().is_err())
-    }
-
-    /// The stage lines the CLI prints, on stderr as it prints them.
-    fn message(&self, text: &str) {
-        eprintln!("fairlm: {text}");
-    }
+/// The stderr display the CLI shows (bars and `fairlm:` lines), stopping a run at its next unit
+/// of work when Python has a signal to handle (Ctrl-C): the run holds no GIL, so the handler
+/// runs when the poll asks for it.
+fn python_terminal() -> Arc<fairlm_terminal::Terminal> {
+    Arc::new(
+        fairlm_terminal::Terminal::new()
+            .stopped_by(|| Python::attach(|py| py.check_signals().is_err())),
+    )
 }
 
 /// The audit `config` (AuditConfig as JSON) describes; its results.json as JSON. With `out`,
@@ -89,7 +84,7 @@ fn audit(
     let cfg: AuditConfig = config("audit", config_json)?;
     let output = Output { dir: out, resume };
     let results = py
-        .detach(|| fairlm_pipeline::audit(&cfg, &output, Arc::new(PythonSignals)))
+        .detach(|| fairlm_pipeline::audit(&cfg, &output, python_terminal()))
         .map_err(to_py)?;
     to_json(&results)
 }
@@ -100,7 +95,7 @@ fn audit(
 fn score(py: Python<'_>, texts: Vec<String>, config_json: &str) -> PyResult<String> {
     let cfg: ScoreConfig = config("score", config_json)?;
     let scores = py
-        .detach(|| fairlm_pipeline::score(&texts, &cfg, Arc::new(PythonSignals)))
+        .detach(|| fairlm_pipeline::score(&texts, &cfg, python_terminal()))
         .map_err(to_py)?;
     to_json(&scores)
 }
@@ -140,7 +135,7 @@ fn over_default<T: serde::Serialize + serde::de::DeserializeOwned>(
 #[pyo3(signature = (config_json, out, resume=false))]
 fn mitigate(py: Python<'_>, config_json: &str, out: PathBuf, resume: bool) -> PyResult<String> {
     let cfg: MitigateConfig = over_default("mitigate", &MitigateConfig::default(), config_json)?;
-    py.detach(|| fairlm_pipeline::mitigate(&cfg, &out, resume, Arc::new(PythonSignals)))
+    py.detach(|| fairlm_pipeline::mitigate(&cfg, &out, resume, python_terminal()))
         .map_err(to_py)?;
     let path = out.join("train.json");
     std::fs::read_to_string(&path)
@@ -156,7 +151,7 @@ fn experiment(py: Python<'_>, config_json: &str, out: PathBuf, resume: bool) -> 
     let cfg: ExperimentConfig =
         over_default("experiment", &ExperimentConfig::default(), config_json)?;
     let e = py
-        .detach(|| fairlm_pipeline::experiment(&cfg, &out, resume, Arc::new(PythonSignals)))
+        .detach(|| fairlm_pipeline::experiment(&cfg, &out, resume, python_terminal()))
         .map_err(to_py)?;
     to_json(&serde_json::json!({
         "rows": e.comparison.rows,
@@ -185,7 +180,7 @@ fn run_bench(
     let cfg: BenchConfig = over_default("bench", &BenchConfig::default(), config_json)?;
     let run = py
         .detach(|| {
-            fairlm_pipeline::bench::bench(benchmark, &cfg, out.as_deref(), Arc::new(PythonSignals))
+            fairlm_pipeline::bench::bench(benchmark, &cfg, out.as_deref(), python_terminal())
         })
         .map_err(to_py)?;
     to_json(&run.results)

@@ -35,7 +35,7 @@
 //! let (lexicon, templates) = (Lexicon::default_lexicon()?, default_templates()?);
 //! let part = run_part(
 //!     &Local(model.as_ref()), &ck.tokenizer, record, &lexicon, &templates, &cfg,
-//!     Shard::WHOLE, None, &|| false,
+//!     Shard::WHOLE, None, &fairlm_model::Unwatched,
 //! )?;
 //! let results = assemble(vec![part], &[])?;
 //! let page = fairlm_report::render(&results, None, None);

@@ -7,11 +7,11 @@ use std::path::Path;
 
 use fairlm_bias::grammar::GrammarReport;
 use fairlm_bias::lexicon::Lexicon;
-use fairlm_bias::probe::{progress, SENTENCE_END};
+use fairlm_bias::probe::SENTENCE_END;
 use fairlm_bias::swap::{AxisSwapper, SwapSpan, Swapped};
 use fairlm_bias::templates::Template;
 use fairlm_model::generate::{generate_batched, BatchPlan, SamplingConfig};
-use fairlm_model::{CausalLm, Tokenizer};
+use fairlm_model::{CausalLm, Progress, Tokenizer};
 
 use crate::error::{Error, Result};
 
@@ -252,13 +252,15 @@ impl Default for SampleCorpusConfig {
 
 /// Samples the default corpus: continuations of every `train` template for every group of
 /// every axis (labelled by the prompt's group) and of the neutral prompts, temperature 1, ending
-/// at the first sentence end. The caller passes only `train` templates.
+/// at the first sentence end. The caller passes only `train` templates. `progress` is told of
+/// each prompt sampled.
 pub fn sample_corpus(
     model: &dyn CausalLm,
     tok: &Tokenizer,
     lexicon: &Lexicon,
     templates: &[Template],
     cfg: &SampleCorpusConfig,
+    progress: &dyn Progress,
 ) -> Result<Corpus> {
     let ctx: Vec<u32> = tok.document_start().into_iter().collect();
     let encode = |p: &str| -> Result<Vec<u32>> {
@@ -294,7 +296,7 @@ pub fn sample_corpus(
         .enumerate()
         .map(|(i, p)| Ok((encode(p)?, 1_000_000 + i as u64)))
         .collect::<Result<_>>()?;
-    let pb = progress((prompts.len() + neutral_prompts.len()) as u64, "corpus");
+    let pb = progress.stage("corpus", (prompts.len() + neutral_prompts.len()) as u64);
     let gens = generate_batched(
         model,
         tok,
@@ -305,7 +307,7 @@ pub fn sample_corpus(
             seed: cfg.seed,
             batch_rows: cfg.batch_rows,
         },
-        |d| pb.inc(d as u64),
+        |d| pb.advance(d as u64),
     )?;
     let neutral_gens = generate_batched(
         model,
@@ -317,9 +319,9 @@ pub fn sample_corpus(
             seed: cfg.seed,
             batch_rows: cfg.batch_rows,
         },
-        |d| pb.inc(d as u64),
+        |d| pb.advance(d as u64),
     )?;
-    pb.finish_and_clear();
+    drop(pb);
     let labelled: Vec<Labelled> = labels
         .iter()
         .zip(&gens)

@@ -11,10 +11,9 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use fairlm_bias::audit::HELDOUT;
 use fairlm_bias::lexicon::Lexicon;
-use fairlm_bias::probe::progress;
 use fairlm_model::ops::Kernels;
 use fairlm_model::weights::Weights;
-use fairlm_model::{CausalLm, Checkpoint};
+use fairlm_model::{CausalLm, Checkpoint, Progress};
 
 use crate::adversary::Adversary;
 use crate::batches::{draw, prepare};
@@ -75,8 +74,9 @@ pub struct Trained {
 }
 
 /// Trains `ck` on `corpus`. Checkpoints go to `checkpoint_dir`; with `resume`, training
-/// continues from the checkpoint there. `stop` is polled after each step: `true` writes a
-/// checkpoint of that step and ends with [`Error::Interrupted`].
+/// continues from the checkpoint there. `progress` is told of each step (with its losses) and
+/// polled after it: a stop writes a checkpoint of that step and ends with
+/// [`Error::Interrupted`].
 pub fn train(
     ck: &Checkpoint,
     lexicon: &Lexicon,
@@ -84,7 +84,7 @@ pub fn train(
     cfg: &TrainConfig,
     checkpoint_dir: &Path,
     resume: bool,
-    stop: &dyn Fn() -> bool,
+    progress: &dyn Progress,
 ) -> Result<Trained> {
     let started = Instant::now();
     if cfg.steps == 0 || cfg.pairs_per_batch == 0 || cfg.accumulation == 0 {
@@ -174,7 +174,7 @@ pub fn train(
     // The held-out perplexity of `kept`, when it was measured (not after a resume).
     let mut kept_perplexity = None;
     let mut stopped_early = None;
-    let pb = progress((cfg.steps - start.min(cfg.steps)) as u64, "training");
+    let pb = progress.stage("training", (cfg.steps - start.min(cfg.steps)) as u64);
     let mut step = start;
     while step < cfg.steps {
         let t0 = Instant::now();
@@ -270,12 +270,12 @@ pub fn train(
             kept_step = step;
             kept_perplexity = Some(ppl);
         }
-        pb.set_message(progress_message(&parts, tokens as f64 / entry.seconds));
-        pb.inc(1);
+        pb.status(&progress_message(&parts, tokens as f64 / entry.seconds));
+        pb.advance(1);
         log.push(entry);
         // A stop asked for between steps keeps this step in the checkpoint, so a resume loses
         // nothing.
-        let stopping = stop() && step < cfg.steps;
+        let stopping = progress.stop_requested() && step < cfg.steps;
         if (step % cfg.checkpoint_every.max(1) == 0 || stopping) && step < cfg.steps {
             let state = CheckpointState {
                 config: cfg.clone(),
@@ -301,11 +301,10 @@ pub fn train(
             )?;
         }
         if stopping {
-            pb.finish_and_clear();
             return Err(Error::Interrupted);
         }
     }
-    pb.finish_and_clear();
+    drop(pb);
     let final_model = dense_model(ck, kept.clone(), Kernels::Fused)?;
     let final_perplexity = match kept_perplexity {
         Some(p) => p,
@@ -393,7 +392,7 @@ mod tests {
     use crate::classes::ClassPairs;
     use crate::corpus::augment;
     use crate::losses::{Batch, ClassTable, LossWeights, PairItem, Sentence};
-    use fairlm_model::NumericPath;
+    use fairlm_model::{NumericPath, Unwatched};
 
     /// Every loss off: tests switch on the ones they check.
     const NO_LOSS: LossWeights = LossWeights {
@@ -476,7 +475,7 @@ mod tests {
                 },
             ] {
                 let dir = tmp(&format!("{name}-modes"));
-                let t = train(&ck, &lex, &c, &config(mode, 2), &dir, false, &|| false).unwrap();
+                let t = train(&ck, &lex, &c, &config(mode, 2), &dir, false, &Unwatched).unwrap();
                 let r = &t.report;
                 assert_eq!(r.steps_done, 2, "{name} {mode:?}");
                 assert!(r
@@ -771,16 +770,16 @@ mod tests {
             &config(Mode::Full, 3),
             &tmp("whole"),
             false,
-            &|| false,
+            &Unwatched,
         )
         .unwrap();
         // A run leaves its last checkpoint at step 2 (as if interrupted during step 3);
         // resuming from it redoes step 3.
         let dir = tmp("resumed");
         let cfg = config(Mode::Full, 3);
-        train(&ck, &lex, &c, &cfg, &dir, false, &|| false).unwrap();
+        train(&ck, &lex, &c, &cfg, &dir, false, &Unwatched).unwrap();
         assert!(dir.join(CHECKPOINT_STATE).exists());
-        let resumed = train(&ck, &lex, &c, &cfg, &dir, true, &|| false).unwrap();
+        let resumed = train(&ck, &lex, &c, &cfg, &dir, true, &Unwatched).unwrap();
         // The checkpoint of step 2 was resumed: one more step was logged after it.
         assert_eq!(resumed.report.steps_done, 3);
         assert_eq!(resumed.report.log.len(), 3);
@@ -798,7 +797,7 @@ mod tests {
         cfg.learning_rate = 1e3;
         cfg.clip_norm = 1e9;
         cfg.perplexity_guard = 0.05;
-        let t = train(&ck, &lex, &c, &cfg, &tmp("diverge"), false, &|| false).unwrap();
+        let t = train(&ck, &lex, &c, &cfg, &tmp("diverge"), false, &Unwatched).unwrap();
         let why = t.report.stopped_early.clone().expect("should stop");
         assert!(
             why.contains("guard") || why.contains("loss") || why.contains("gradient"),
