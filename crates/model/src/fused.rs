@@ -67,6 +67,30 @@ fn map_chunks2(
     Ok(output(y, l))
 }
 
+/// Applies `f(out, row)` to every row (last dimension) of one f32 operand.
+fn map_rows(
+    op: &str,
+    s: &CpuStorage,
+    l: &Layout,
+    f: impl Fn(&mut [f32], &[f32]) + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    let x = f32_slice(s, l, op)?;
+    let n = last_dim(l, op)?;
+    Ok(map_chunks(x, l, n, f))
+}
+
+/// Applies `f(out, a, b)` to every row of two same-shaped f32 operands.
+fn map_rows2(
+    op: &str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    let (a, b) = (f32_slice(s1, l1, op)?, f32_slice(s2, l2, op)?);
+    let n = last_dim(l1, op)?;
+    map_chunks2(a, b, l1, n, op, f)
+}
+
 fn row_max(x: &[f32]) -> f32 {
     x.iter().copied().fold(f32::NEG_INFINITY, f32::max)
 }
@@ -80,15 +104,13 @@ impl CustomOp1 for LogSoftmax {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
-        let n = last_dim(l, self.name())?;
-        Ok(map_chunks(x, l, n, |y, x| {
+        map_rows(self.name(), s, l, |y, x| {
             let m = row_max(x);
             let lse = m + x.iter().map(|&v| (v - m).exp()).sum::<f32>().ln();
             for (y, &x) in y.iter_mut().zip(x) {
                 *y = x - lse;
             }
-        }))
+        })
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -113,12 +135,7 @@ impl CustomOp2 for LogSoftmaxGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (y, g) = (
-            f32_slice(s1, l1, self.name())?,
-            f32_slice(s2, l2, self.name())?,
-        );
-        let n = last_dim(l1, self.name())?;
-        map_chunks2(y, g, l1, n, self.name(), |dx, y, g| {
+        map_rows2(self.name(), (s1, l1), (s2, l2), |dx, y, g| {
             let total: f32 = g.iter().sum();
             for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
                 *dx = g - y.exp() * total;
@@ -136,9 +153,7 @@ impl CustomOp1 for Softmax {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s, l, self.name())?;
-        let n = last_dim(l, self.name())?;
-        Ok(map_chunks(x, l, n, |y, x| {
+        map_rows(self.name(), s, l, |y, x| {
             let m = row_max(x);
             let mut sum = 0f32;
             for (y, &x) in y.iter_mut().zip(x) {
@@ -148,7 +163,7 @@ impl CustomOp1 for Softmax {
             for y in y.iter_mut() {
                 *y /= sum;
             }
-        }))
+        })
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -171,12 +186,7 @@ impl CustomOp2 for SoftmaxGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (y, g) = (
-            f32_slice(s1, l1, self.name())?,
-            f32_slice(s2, l2, self.name())?,
-        );
-        let n = last_dim(l1, self.name())?;
-        map_chunks2(y, g, l1, n, self.name(), |dx, y, g| {
+        map_rows2(self.name(), (s1, l1), (s2, l2), |dx, y, g| {
             let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
             for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
                 *dx = y * (g - dot);

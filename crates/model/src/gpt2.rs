@@ -222,13 +222,7 @@ impl CausalLm for Gpt2 {
     fn hidden(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         let offset = cache.len();
-        if offset + s > self.info.context_length {
-            candle_core::bail!(
-                "{} positions exceed GPT-2's n_positions of {}",
-                offset + s,
-                self.info.context_length
-            );
-        }
+        self.info.check_positions(offset + s)?;
         let e = self.info.hidden_size;
         let tok = self
             .wte

@@ -506,13 +506,7 @@ impl CausalLm for Llama {
     fn hidden(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         let offset = cache.len();
-        if offset + s > self.info.context_length {
-            candle_core::bail!(
-                "{} positions exceed the context of {}",
-                offset + s,
-                self.info.context_length
-            );
-        }
+        self.info.check_positions(offset + s)?;
         let k = self.kernels;
         let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((
             b,

@@ -57,6 +57,21 @@ pub struct ModelInfo {
     pub numeric_path: String,
 }
 
+impl ModelInfo {
+    /// Refuses a forward that would reach `positions` positions, cached and new, past the
+    /// model's context (its position table or RoPE range has nothing for them).
+    pub fn check_positions(&self, positions: usize) -> candle_core::Result<()> {
+        if positions > self.context_length {
+            candle_core::bail!(
+                "{positions} positions exceed {}'s context of {}",
+                self.architecture,
+                self.context_length
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Per-layer keys and values [batch, kv_heads, seq, head_dim], owned by the caller.
 ///
 /// The first append keeps the tensors it is given, so a training forward (one append per
