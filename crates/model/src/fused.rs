@@ -79,6 +79,19 @@ fn map_rows(
     Ok(map_chunks(x, l, n, f))
 }
 
+/// Two f32 operands and the length of the first one's rows (its last dimension).
+fn operands2<'a>(
+    op: &str,
+    (s1, l1): (&'a CpuStorage, &Layout),
+    (s2, l2): (&'a CpuStorage, &Layout),
+) -> Result<(&'a [f32], &'a [f32], usize)> {
+    Ok((
+        f32_slice(s1, l1, op)?,
+        f32_slice(s2, l2, op)?,
+        last_dim(l1, op)?,
+    ))
+}
+
 /// Applies `f(out, a, b)` to every row of two same-shaped f32 operands.
 fn map_rows2(
     op: &str,
@@ -86,8 +99,7 @@ fn map_rows2(
     (s2, l2): (&CpuStorage, &Layout),
     f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
 ) -> Result<(CpuStorage, Shape)> {
-    let (a, b) = (f32_slice(s1, l1, op)?, f32_slice(s2, l2, op)?);
-    let n = last_dim(l1, op)?;
+    let (a, b, n) = operands2(op, (s1, l1), (s2, l2))?;
     map_chunks2(a, b, l1, n, op, f)
 }
 
@@ -217,11 +229,7 @@ impl CustomOp2 for RmsNorm {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (
-            f32_slice(s1, l1, self.name())?,
-            f32_slice(s2, l2, self.name())?,
-        );
-        let n = last_dim(l1, self.name())?;
+        let (x, w, n) = operands2(self.name(), (s1, l1), (s2, l2))?;
         if w.len() != n {
             candle_core::bail!("{}: weight of {} for rows of {n}", self.name(), w.len());
         }
@@ -298,11 +306,7 @@ impl CustomOp2 for RmsNormGradW {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, g) = (
-            f32_slice(s1, l1, self.name())?,
-            f32_slice(s2, l2, self.name())?,
-        );
-        let n = last_dim(l1, self.name())?;
+        let (x, g, n) = operands2(self.name(), (s1, l1), (s2, l2))?;
         const ROWS_PER_BLOCK: usize = 64;
         let partials: Vec<Vec<f32>> = x
             .par_chunks(n * ROWS_PER_BLOCK)
