@@ -79,7 +79,7 @@ impl ModelArgs {
     }
 
     pub fn open(&self) -> Result<Checkpoint> {
-        Ok(self.spec().checkpoint()?)
+        Ok(self.spec().checkpoint(&terminal())?)
     }
 }
 
@@ -329,7 +329,7 @@ pub fn models(a: ModelsArgs) -> Result<()> {
     }
     let default = fetch::default_model_path();
     if a.fetch && !default.is_file() {
-        fetch::fetch_default(&default)?;
+        fetch::fetch_default(&default, &terminal())?;
     }
     outln!("home: {}", fetch::home().display())?;
     outln!(

@@ -24,7 +24,12 @@ fn fairlm(args: &[&str]) -> Command {
 }
 
 fn default_model() -> PathBuf {
-    fairlm_model::fetch::resolve(fairlm_model::fetch::DEFAULT_MODEL, false).expect("default model")
+    fairlm_model::fetch::resolve(
+        fairlm_model::fetch::DEFAULT_MODEL,
+        false,
+        &fairlm_model::Unwatched,
+    )
+    .expect("default model")
 }
 
 fn scratch(name: &str) -> PathBuf {

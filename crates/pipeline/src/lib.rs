@@ -54,13 +54,11 @@ use fairlm_model::served::RequestStats;
 pub use fairlm_model::{Progress, Stage};
 
 /// What a long run tells its caller while it works, and how the caller stops it: the stages'
-/// counts and the stop poll of [`Progress`], and the pipeline's own reports. Every method has a
+/// counts, lines and stop poll of [`Progress`], and the pipeline's own reports. Every method has a
 /// default that does nothing, so an observer implements what it shows.
 pub trait Observer: Progress {
     /// A served model's request counts, every few seconds while they change.
     fn requests(&self, _url: &str, _counts: &RequestCounts) {}
-    /// A line saying what the run does next, or what it kept from an interrupted run.
-    fn message(&self, _text: &str) {}
     /// An audit stage of an experiment finished: its results, written into `dir`.
     fn audit_finished(&self, _results: &fairlm_bias::audit::AuditResults, _dir: &std::path::Path) {}
 }

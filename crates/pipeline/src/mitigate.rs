@@ -378,7 +378,7 @@ pub fn mitigate(
     std::fs::create_dir_all(out).map_err(|e| Error::file(out, format!("cannot create: {e}")))?;
     let lexicon = t.lexicon()?;
     let spec = cfg.model_spec();
-    let ck = spec.checkpoint()?;
+    let ck = spec.checkpoint(observer.as_ref())?;
     // Checked against the model before the corpus's minutes of sampling.
     if let Mode::LastK(k) = train_cfg.mode {
         let layers = ck.config.n_layers();
@@ -388,7 +388,7 @@ pub fn mitigate(
             )));
         }
     }
-    let record = provenance::Record::new(&spec.path()?, t.inputs()?, cfg)?;
+    let record = provenance::Record::new(&spec.path(observer.as_ref())?, t.inputs()?, cfg)?;
     let checkpoint = checkpoint_dir(out);
     let started = ["corpus.json", "checkpoint"]
         .iter()

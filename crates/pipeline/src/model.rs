@@ -10,7 +10,7 @@ use fairlm_model::served::{ServedModel, ServedOptions};
 use fairlm_model::{fetch, Checkpoint, NumericPath};
 
 use crate::error::{Error, Result};
-use crate::{Observer, RequestCounts};
+use crate::{Observer, Progress, RequestCounts};
 
 /// Which model, on which numeric path.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -44,20 +44,22 @@ impl ModelSpec {
         is_url(&self.model)
     }
 
-    /// The checkpoint (weights and tokenizer) of a model given by name or path.
-    pub fn checkpoint(&self) -> Result<Checkpoint> {
+    /// The checkpoint (weights and tokenizer) of a model given by name or path; fetching the
+    /// default model, when it is missing, is told to `progress`.
+    pub fn checkpoint(&self, progress: &dyn Progress) -> Result<Checkpoint> {
         if self.is_served() {
             return Err(Error::Config(format!(
                 "{}: this command needs the model's weights; served models are taken by audit, merge, score, generate, perplexity and bench",
                 self.model
             )));
         }
-        Ok(Checkpoint::open(&self.path()?, self.dtype)?)
+        Ok(Checkpoint::open(&self.path(progress)?, self.dtype)?)
     }
 
-    /// The model's file or directory (the default model and hub ids resolved).
-    pub fn path(&self) -> Result<PathBuf> {
-        Ok(fetch::resolve(&self.model, self.allow_download)?)
+    /// The model's file or directory (the default model and hub ids resolved, a fetch told to
+    /// `progress`).
+    pub fn path(&self, progress: &dyn Progress) -> Result<PathBuf> {
+        Ok(fetch::resolve(&self.model, self.allow_download, progress)?)
     }
 }
 
@@ -131,7 +133,7 @@ impl ScoringModel {
         observer: Arc<dyn Observer>,
     ) -> Result<Self> {
         if !spec.is_served() {
-            let path = spec.path()?;
+            let path = spec.path(observer.as_ref())?;
             let checkpoint = Checkpoint::open(&path, spec.dtype)?;
             let model = checkpoint.build()?;
             let record = model_record(&path, model.as_ref())?;

@@ -91,6 +91,10 @@ impl Progress for Terminal {
         Box::new(Bar(bar))
     }
 
+    fn message(&self, text: &str) {
+        eprintln!("fairlm: {text}");
+    }
+
     fn stop_requested(&self) -> bool {
         self.stop.as_ref().is_some_and(|poll| poll())
     }
@@ -105,10 +109,6 @@ impl Observer for Terminal {
                 c.answered, c.cached, c.in_flight, c.retries, c.tokens_per_second
             );
         }
-    }
-
-    fn message(&self, text: &str) {
-        eprintln!("fairlm: {text}");
     }
 
     fn audit_finished(&self, results: &AuditResults, dir: &Path) {

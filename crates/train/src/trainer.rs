@@ -165,10 +165,10 @@ pub fn train(
         start = state.step;
         log = state.log;
         kept_step = state.kept_step;
-        eprintln!(
-            "fairlm: resuming from step {start} ({})",
+        progress.message(&format!(
+            "resuming from step {start} ({})",
             checkpoint_dir.display()
-        );
+        ));
     }
     let mut kept = snapshot(&params.merged()?)?;
     // The held-out perplexity of `kept`, when it was measured (not after a resume).
