@@ -44,20 +44,41 @@ pub struct BoldArgs {
     /// Continuations stop at the end of the first sentence or after this many tokens.
     #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = BenchConfig::default().max_tokens)]
     pub max_tokens: usize,
-    #[arg(long, default_value_t = BenchConfig::default().seed)]
-    pub seed: u64,
     /// A counterfactual pair is flagged when Δ ≥ τ (nats).
     #[arg(value_parser = crate::args::positive, allow_hyphen_values = true, long, default_value_t = BenchConfig::default().tau)]
     pub tau: f64,
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = BenchConfig::default().bootstrap)]
-    pub bootstrap: usize,
     /// A lexicon (TOML) added to the built-in one for the counterfactual swaps.
     #[arg(value_parser = crate::args::path, long)]
     pub lexicon: Option<PathBuf>,
-    /// results.json of an earlier `bench bold` run (the model before): also print the paired
-    /// change.
+    #[command(flatten)]
+    pub sampled: SampledArgs,
+}
+
+/// The options of the benchmarks that draw a seeded sample and bootstrap their figures.
+#[derive(Args)]
+pub struct SampledArgs {
+    /// Seed of the sample drawn and of the bootstrap.
+    #[arg(long, default_value_t = BenchConfig::default().seed)]
+    pub seed: u64,
+    /// Bootstrap resamples of the CIs.
+    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = BenchConfig::default().bootstrap)]
+    pub bootstrap: usize,
+    /// results.json of an earlier run of this benchmark (the model before): also print the
+    /// paired change of each figure.
     #[arg(value_parser = crate::args::path, long)]
     pub baseline: Option<PathBuf>,
+}
+
+impl SampledArgs {
+    /// `cfg` with these options.
+    fn over(&self, cfg: BenchConfig) -> BenchConfig {
+        BenchConfig {
+            seed: self.seed,
+            bootstrap: self.bootstrap,
+            baseline: self.baseline.clone(),
+            ..cfg
+        }
+    }
 }
 
 #[derive(Args)]
@@ -81,14 +102,8 @@ pub struct HolisticArgs {
     /// likelihood).
     #[arg(long, default_value_t = BenchConfig::default().span)]
     pub span: String,
-    #[arg(long, default_value_t = BenchConfig::default().seed)]
-    pub seed: u64,
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = BenchConfig::default().bootstrap)]
-    pub bootstrap: usize,
-    /// results.json of an earlier `bench holistic` run (the model before): also print the
-    /// paired change of each figure.
-    #[arg(value_parser = crate::args::path, long)]
-    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampled: SampledArgs,
 }
 
 #[derive(Args)]
@@ -99,15 +114,8 @@ pub struct BbqArgs {
     /// questions, ~4M tokens to score); 0 scores every question.
     #[arg(long, default_value_t = BenchConfig::default().per_stratum)]
     pub per_stratum: usize,
-    #[arg(long, default_value_t = BenchConfig::default().seed)]
-    pub seed: u64,
-    /// Bootstrap resamples of the CIs.
-    #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = BenchConfig::default().bootstrap)]
-    pub bootstrap: usize,
-    /// results.json of an earlier `bench bbq` run (the model before): also print the paired
-    /// change of accuracy, s_DIS and s_AMB.
-    #[arg(value_parser = crate::args::path, long)]
-    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub sampled: SampledArgs,
 }
 
 #[derive(Args)]
@@ -159,10 +167,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 nouns: h.nouns,
                 full: h.full,
                 span: h.span.clone(),
-                seed: h.seed,
-                bootstrap: h.bootstrap,
-                baseline: h.baseline.clone(),
-                ..h.common.config()
+                ..h.sampled.over(h.common.config())
             },
         ),
         BenchCommand::Bold(b) => (
@@ -172,12 +177,9 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 per_group: b.per_group,
                 samples: b.samples,
                 max_tokens: b.max_tokens,
-                seed: b.seed,
                 tau: b.tau,
-                bootstrap: b.bootstrap,
                 lexicon: b.lexicon.clone(),
-                baseline: b.baseline.clone(),
-                ..b.common.config()
+                ..b.sampled.over(b.common.config())
             },
         ),
         BenchCommand::Bbq(b) => (
@@ -185,10 +187,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             &b.common,
             BenchConfig {
                 per_stratum: b.per_stratum,
-                seed: b.seed,
-                bootstrap: b.bootstrap,
-                baseline: b.baseline.clone(),
-                ..b.common.config()
+                ..b.sampled.over(b.common.config())
             },
         ),
     };
