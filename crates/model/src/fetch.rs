@@ -60,7 +60,7 @@ pub fn resolve(spec: &str, allow_download: bool, progress: &dyn Progress) -> Res
     if let Some(id) = crate::hub::HubId::parse(spec) {
         let cache = crate::hub::cache_dir();
         return match crate::hub::snapshot(&cache, &id) {
-            Err(_) if allow_download => crate::hub::download(&cache, &id),
+            Err(_) if allow_download => crate::hub::download(&cache, &id, progress),
             found => found,
         };
     }

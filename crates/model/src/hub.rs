@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::progress::Progress;
 
 /// The revision an id without `@revision` names.
 const DEFAULT_REVISION: &str = "main";
@@ -130,8 +131,8 @@ fn wanted(file: &str) -> bool {
 
 /// Fetches the model's configuration, tokenizer and safetensors weights into `cache` through
 /// `hf-hub` (its endpoint from `$HF_ENDPOINT`, its token from the cache's `token` file), then
-/// returns the snapshot as `snapshot` would.
-pub fn download(cache: &Path, hub: &HubId) -> Result<PathBuf> {
+/// returns the snapshot as `snapshot` would. `progress` counts the files fetched.
+pub fn download(cache: &Path, hub: &HubId, progress: &dyn Progress) -> Result<PathBuf> {
     let failed = |reason: String| Error::Hub {
         id: format!("{}@{}", hub.id, hub.revision),
         reason: format!("download failed: {reason}"),
@@ -143,7 +144,7 @@ pub fn download(cache: &Path, hub: &HubId) -> Result<PathBuf> {
     runtime.block_on(async {
         let mut builder =
             hf_hub::api::tokio::ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf()))
-                .with_progress(true);
+                .with_progress(false);
         if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
             builder = builder.with_endpoint(endpoint);
         }
@@ -163,10 +164,19 @@ pub fn download(cache: &Path, hub: &HubId) -> Result<PathBuf> {
         if !files.contains(&"config.json") {
             return Err(failed("the repository has no config.json".into()));
         }
+        progress.message(&format!(
+            "fetching {} files of {}@{} into {}",
+            files.len(),
+            hub.id,
+            hub.revision,
+            cache.display()
+        ));
+        let fetched = progress.stage("files", files.len() as u64);
         for file in files {
             repo.get(file)
                 .await
                 .map_err(|e| failed(format!("{file}: {e}")))?;
+            fetched.advance(1);
         }
         Ok(())
     })?;
