@@ -423,15 +423,11 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
             }
         }
     }
-    // The rest, prompts of one length decoded together. Sample i of a request seeded s draws
-    // from the stream seeded s + i: a client that asks one sample per request with fairlm's
-    // per-sample seed gets fairlm's stream.
-    let mut by_length: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-    for (p, prompt) in prompts.iter().enumerate() {
-        if generations[p].is_none() {
-            by_length.entry(prompt.len()).or_default().push(p);
-        }
-    }
+    // The rest, decoded together (`generate_streams` left-pads prompts of different lengths),
+    // as `generate_batched` decodes one of its batches.
+    let rest: Vec<usize> = (0..prompts.len())
+        .filter(|&p| generations[p].is_none())
+        .collect();
     // Sample i of prompt p draws from its `fairlm_sample_seeds` entry, else from the stream
     // seeded s + i for a request seeded s (a client that asks one sample per request with
     // fairlm's per-sample seed gets fairlm's stream).
@@ -439,7 +435,8 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
         Some(seeds) => seeds[p as usize][i as usize],
         None => seed.wrapping_add(i),
     };
-    for group in by_length.values() {
+    if !rest.is_empty() {
+        let group = &rest;
         let batch: Vec<(&[u32], u64)> = group
             .iter()
             .map(|&p| (prompts[p].as_slice(), p as u64))

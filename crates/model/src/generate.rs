@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
-use crate::lm::CausalLm;
+use crate::lm::{CausalLm, KvCache};
 use crate::tokenizer::Tokenizer;
 
 /// How continuations are sampled: temperature, top-k, top-p, length and stop strings.
@@ -168,10 +168,29 @@ pub struct BatchPlan {
     pub batch_rows: usize,
 }
 
-/// `plan.samples` continuations of each of many prompts of any lengths: prompts of one token
-/// length are decoded together, up to `plan.batch_rows` rows at a time (`generate_many`);
-/// `progress` is told how many prompts each batch finished. Results are in the order of
-/// `prompts`.
+/// The batches `generate_batched` decodes, as indexes into `prompts`: prompts sorted by
+/// token length (ties in order), cut into the fewest batches of at most `plan.batch_rows`
+/// rows (`plan.samples` rows per prompt), of sizes differing by at most one prompt. A batch
+/// mixes lengths (`generate_streams` left-pads them); sorting keeps the padding small. A
+/// server running fairlm is sent the same batches.
+pub fn sampling_batches(prompts: &[(Vec<u32>, u64)], plan: BatchPlan) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| (prompts[i].0.len(), i));
+    let per_batch = (plan.batch_rows / plan.samples.max(1)).max(1);
+    let count = order.len().div_ceil(per_batch);
+    let mut batches = Vec::with_capacity(count);
+    let mut start = 0;
+    for b in 0..count {
+        let size = (order.len() - start) / (count - b);
+        batches.push(order[start..start + size].to_vec());
+        start += size;
+    }
+    batches
+}
+
+/// `plan.samples` continuations of each of many prompts of any lengths, decoded in the
+/// batches of `sampling_batches` (`generate_many`); `progress` is told how many prompts each
+/// batch finished. Results are in the order of `prompts`.
 pub fn generate_batched(
     model: &dyn CausalLm,
     tok: &Tokenizer,
@@ -180,28 +199,17 @@ pub fn generate_batched(
     plan: BatchPlan,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<Generation>>> {
-    let (n, seed) = (plan.samples, plan.seed);
-    let mut order: Vec<usize> = (0..prompts.len()).collect();
-    order.sort_by_key(|&i| (prompts[i].0.len(), i));
-    let per_batch = (plan.batch_rows / n.max(1)).max(1);
     let mut generated: Vec<Vec<Generation>> = vec![Vec::new(); prompts.len()];
-    let mut start = 0;
-    while start < order.len() {
-        let len = prompts[order[start]].0.len();
-        let mut end = start;
-        while end < order.len() && end - start < per_batch && prompts[order[end]].0.len() == len {
-            end += 1;
-        }
-        let batch: Vec<(&[u32], u64)> = order[start..end]
+    for chunk in sampling_batches(prompts, plan) {
+        let batch: Vec<(&[u32], u64)> = chunk
             .iter()
             .map(|&i| (prompts[i].0.as_slice(), prompts[i].1))
             .collect();
-        let gens = generate_many(model, tok, &batch, n, cfg, seed)?;
-        for (&i, g) in order[start..end].iter().zip(gens) {
+        let gens = generate_many(model, tok, &batch, plan.samples, cfg, plan.seed)?;
+        for (&i, g) in chunk.iter().zip(gens) {
             generated[i] = g;
         }
-        progress(end - start);
-        start = end;
+        progress(chunk.len());
     }
     Ok(generated)
 }
@@ -220,10 +228,11 @@ pub fn generate(
     Ok(out.pop().unwrap_or_default())
 }
 
-/// `n` continuations of each of several prompts of one token length, decoded together: the
-/// prompts are run once and each one's cache is shared by its `n` samples; rows that finish
-/// leave the batch. Sample i of prompt p draws from the stream `sample_seed(seed, p, i)`,
-/// whatever else is in the batch.
+/// `n` continuations of each of several prompts, decoded together: the prompts of each token
+/// length are run once, together, and each one's cache is shared by its `n` samples; the
+/// caches of different lengths are left-aligned into one (`KvCache::left_aligned`), so every
+/// row is decoded in the same steps; rows that finish leave the batch. Sample i of prompt p
+/// draws from the stream `sample_seed(seed, p, i)`, whatever else is in the batch.
 pub fn generate_many(
     model: &dyn CausalLm,
     tok: &Tokenizer,
@@ -248,35 +257,29 @@ pub fn generate_streams(
     stream: &dyn Fn(u64, u64) -> u64,
 ) -> Result<Vec<Vec<Generation>>> {
     cfg.validate()?;
-    let Some(&(first, _)) = prompts.first() else {
-        return Ok(Vec::new());
-    };
-    let len = first.len();
     let ctx = model.info().context_length;
     for &(p, index) in prompts {
         if p.is_empty() {
             return Err(Error::Invalid("the prompt has no tokens".into()));
         }
-        if p.len() != len {
-            return Err(Error::Invalid(format!(
-                "prompts decoded together must have one length ({} vs {len} tokens)",
-                p.len()
-            )));
-        }
         // max_new_tokens is a user's number: it may be near usize::MAX.
-        if len.saturating_add(cfg.max_new_tokens) > ctx {
+        if p.len().saturating_add(cfg.max_new_tokens) > ctx {
             return Err(Error::Invalid(format!(
-                "prompt {} has {len} tokens; with {} new tokens that is more than the model's context of {ctx}",
+                "prompt {} has {} tokens; with {} new tokens that is more than the model's context of {ctx}",
                 index + 1,
+                p.len(),
                 cfg.max_new_tokens
             )));
         }
     }
     let vocab = model.info().vocab_size;
-    // Row r of the batch is sample r % n of prompt r / n.
+    // Prompts of one length are prefilled together; rows follow that order: row r is sample
+    // r % n of prompt order[r / n].
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| (prompts[i].0.len(), i));
     let rows = prompts.len() * n;
     let mut samplers: Vec<Sampler> = (0..rows)
-        .map(|r| Sampler::new(stream(prompts[r / n].1, (r % n) as u64), cfg.clone()))
+        .map(|r| Sampler::new(stream(prompts[order[r / n]].1, (r % n) as u64), cfg.clone()))
         .collect();
     let mut outputs: Vec<Generation> = (0..rows)
         .map(|r| Generation {
@@ -287,22 +290,26 @@ pub fn generate_streams(
         })
         .collect();
     if rows > 0 && cfg.max_new_tokens > 0 {
-        let flat: Vec<u32> = prompts
-            .iter()
-            .flat_map(|(p, _)| p.iter().copied())
-            .collect();
-        let ids = Tensor::from_vec(flat, (prompts.len(), len), &Device::Cpu)?;
-        let mut cache = model.new_cache();
-        let logits = model.forward(&ids, &mut cache)?.logits;
-        let last = logits
-            .narrow(1, len - 1, 1)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let per_prompt: Vec<&[f32]> = last.chunks(vocab.max(1)).collect();
-        let mut step_logits: Vec<Vec<f32>> =
-            (0..rows).map(|r| per_prompt[r / n].to_vec()).collect();
-        let expand: Vec<u32> = (0..rows).map(|r| (r / n) as u32).collect();
-        let mut cache = cache.select(&Tensor::new(expand.as_slice(), &Device::Cpu)?)?;
+        let mut step_logits: Vec<Vec<f32>> = Vec::with_capacity(rows);
+        let mut caches = Vec::new();
+        for same in order.chunk_by(|&a, &b| prompts[a].0.len() == prompts[b].0.len()) {
+            let len = prompts[same[0]].0.len();
+            let flat: Vec<u32> = same
+                .iter()
+                .flat_map(|&i| prompts[i].0.iter().copied())
+                .collect();
+            let ids = Tensor::from_vec(flat, (same.len(), len), &Device::Cpu)?;
+            let mut cache = model.new_cache();
+            // Only the prompts' last positions need logits.
+            let hidden = model.hidden(&ids, &mut cache)?.narrow(1, len - 1, 1)?;
+            let last = model.logits(&hidden)?.flatten_all()?.to_vec1::<f32>()?;
+            for row in last.chunks(vocab.max(1)) {
+                step_logits.extend(std::iter::repeat_n(row.to_vec(), n));
+            }
+            let expand: Vec<u32> = (0..same.len() * n).map(|r| (r / n) as u32).collect();
+            caches.push(cache.select(&Tensor::new(expand.as_slice(), &Device::Cpu)?)?);
+        }
+        let mut cache = KvCache::left_aligned(caches)?;
         let mut active: Vec<usize> = (0..rows).collect();
         let eos = tok.eos();
         for step in 0..cfg.max_new_tokens {
@@ -314,7 +321,7 @@ pub fn generate_streams(
                 if logits.iter().any(|x| !x.is_finite()) {
                     return Err(Error::NonFinite {
                         model: model.info().source.clone(),
-                        text: s / n + 1,
+                        text: order[s / n] + 1,
                         token: step + 1,
                     });
                 }
@@ -353,10 +360,10 @@ pub fn generate_streams(
             step_logits = flat.chunks(vocab).map(|c| c.to_vec()).collect();
         }
     }
-    let mut grouped = Vec::with_capacity(prompts.len());
+    let mut grouped: Vec<Vec<Generation>> = vec![Vec::new(); prompts.len()];
     let mut it = outputs.into_iter();
-    for _ in prompts {
-        grouped.push(it.by_ref().take(n).collect());
+    for &p in &order {
+        grouped[p] = it.by_ref().take(n).collect();
     }
     Ok(grouped)
 }

@@ -228,10 +228,23 @@ impl CausalLm for Gpt2 {
             .wte
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((b, s, e))?;
-        let pos = self.wpe.narrow(0, offset, s)?;
-        let mut x = tok.broadcast_add(&pos)?;
-        let mask = if s > 1 {
-            Some(ops::causal_mask(s, offset, None, ids.device())?)
+        // A left-padded cache gives each row its own positions.
+        let mut x = match cache.row_positions(s) {
+            None => tok.broadcast_add(&self.wpe.narrow(0, offset, s)?)?,
+            Some(rows) => {
+                let rows = Tensor::from_vec(rows, b * s, ids.device())?;
+                (tok + self.wpe.index_select(&rows, 0)?.reshape((b, s, e))?)?
+            }
+        };
+        let pads = cache.pads().map(<[usize]>::to_vec);
+        let mask = if s > 1 || pads.is_some() {
+            Some(ops::causal_mask(
+                s,
+                offset,
+                None,
+                pads.as_deref(),
+                ids.device(),
+            )?)
         } else {
             None
         };

@@ -338,8 +338,9 @@ impl Attention {
         })
     }
 
-    /// `offset` is the position of `x`'s first row: the cache length before this step, read
-    /// once by the caller (layer 0's cache has grown by the time later layers run).
+    /// `at` is where `x`'s rows sit: the cache length before this step, read once by the
+    /// caller (layer 0's cache has grown by the time later layers run), and each row's
+    /// positions when the cache's rows are padded (`KvCache::row_positions`).
     #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
@@ -348,13 +349,19 @@ impl Attention {
         mask: Option<&Tensor>,
         cache: &mut KvCache,
         layer: usize,
-        offset: usize,
+        at: (usize, Option<&Tensor>),
         kern: Kernels,
     ) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
         let split = |t: Tensor, n: usize| t.reshape((b, s, n, self.head_dim))?.transpose(1, 2);
-        let q = rot.apply(&split(self.q.forward(x)?, self.heads)?, offset, kern)?;
-        let k = rot.apply(&split(self.k.forward(x)?, self.kv_heads)?, offset, kern)?;
+        let (offset, rows) = at;
+        let q = rot.apply(&split(self.q.forward(x)?, self.heads)?, offset, rows, kern)?;
+        let k = rot.apply(
+            &split(self.k.forward(x)?, self.kv_heads)?,
+            offset,
+            rows,
+            kern,
+        )?;
         let v = split(self.v.forward(x)?, self.kv_heads)?.contiguous()?;
         // On the quantized path keys and values are kept as llama.cpp keeps them by default
         // (an f16 cache), and the products with them see f16 operands as ggml's do.
@@ -513,14 +520,19 @@ impl CausalLm for Llama {
             s,
             self.info.hidden_size,
         ))?;
-        // One mask per distinct window; a single new position needs none unless a window
-        // hides some of the cache from it.
+        let pads = cache.pads().map(<[usize]>::to_vec);
+        let rows = cache
+            .row_positions(s)
+            .map(|p| Tensor::from_vec(p, b * s, ids.device()))
+            .transpose()?;
+        // One mask per distinct window; a single new position needs none unless a window or
+        // padding hides some of the cache from it.
         let mut masks: Vec<(Option<usize>, Option<Tensor>)> = Vec::new();
         for &window in &self.windows {
             if masks.iter().all(|(w, _)| *w != window) {
-                let needed = s > 1 || window.is_some_and(|w| offset + s > w);
+                let needed = s > 1 || pads.is_some() || window.is_some_and(|w| offset + s > w);
                 let mask = needed
-                    .then(|| ops::causal_mask(s, offset, window, ids.device()))
+                    .then(|| ops::causal_mask(s, offset, window, pads.as_deref(), ids.device()))
                     .transpose()?;
                 masks.push((window, mask));
             }
@@ -536,7 +548,7 @@ impl CausalLm for Llama {
                 mask,
                 cache,
                 i,
-                offset,
+                (offset, rows.as_ref()),
                 k,
             )?;
             x = (x + a)?;

@@ -78,9 +78,17 @@ impl ModelInfo {
 /// layer) backpropagates into them. Later appends, which only decoding makes, write into a
 /// buffer with room to spare and return views of its filled part: concatenating instead
 /// copied the whole cache at every step. The buffer's unfilled part is never read, and no
-/// two caches share a buffer (`expand` and `select` copy), so the writes are safe.
+/// two caches share a buffer (`expand`, `select` and `left_aligned` copy), so the writes are
+/// safe.
+///
+/// Rows of different lengths share one cache by being left-padded to the longest
+/// (`left_aligned`): row r's first `pads[r]` slots hold no position, its tokens sit at slots
+/// `pads[r]..`, and the models read the row's positions (`row_positions`) and a mask that
+/// hides the padding (`ops::causal_mask`) from the cache.
 pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
+    /// Leading empty slots per batch row; empty when no row is padded.
+    pads: Vec<usize>,
 }
 
 struct LayerCache {
@@ -122,7 +130,69 @@ impl KvCache {
     pub fn new(n_layers: usize) -> Self {
         KvCache {
             layers: (0..n_layers).map(|_| None).collect(),
+            pads: Vec::new(),
         }
+    }
+
+    /// Leading empty slots per batch row, or None when every row starts at slot 0.
+    pub fn pads(&self) -> Option<&[usize]> {
+        (!self.pads.is_empty()).then_some(self.pads.as_slice())
+    }
+
+    /// The positions of the next `seq` tokens of each row, row by row, when rows are padded
+    /// (a padded row's positions lag its slots by its padding); None when they are
+    /// `len()..len() + seq` for every row.
+    pub fn row_positions(&self, seq: usize) -> Option<Vec<u32>> {
+        let len = self.len();
+        self.pads().map(|pads| {
+            pads.iter()
+                .flat_map(|&p| (0..seq).map(move |i| (len - p + i) as u32))
+                .collect()
+        })
+    }
+
+    /// Stacks caches along the batch, each right-aligned to the longest one (its rows
+    /// left-padded with empty slots), so that rows whose prompts have different lengths are
+    /// decoded together; the buffer has room for `CACHE_HEADROOM` more positions.
+    pub fn left_aligned(parts: Vec<KvCache>) -> Result<KvCache> {
+        let longest = parts.iter().map(KvCache::len).max().unwrap_or(0);
+        let n_layers = parts.first().map_or(0, |c| c.layers.len());
+        let mut pads = Vec::new();
+        for part in &parts {
+            let Some(Some(first)) = part.layers.first() else {
+                candle_core::bail!("an empty cache cannot be aligned");
+            };
+            let (rows, lag) = (first.k.dim(0)?, longest - part.len());
+            match part.pads() {
+                Some(own) => pads.extend(own.iter().map(|p| p + lag)),
+                None => pads.extend(std::iter::repeat_n(lag, rows)),
+            }
+        }
+        let mut layers = Vec::with_capacity(n_layers);
+        for i in 0..n_layers {
+            let mut ks = Vec::with_capacity(parts.len());
+            let mut vs = Vec::with_capacity(parts.len());
+            for part in &parts {
+                let Some(Some(layer)) = part.layers.get(i) else {
+                    candle_core::bail!("caches of different depths cannot be aligned");
+                };
+                let (k, v) = layer.filled()?;
+                let lag = longest - layer.len;
+                ks.push(k.pad_with_zeros(2, lag, CACHE_HEADROOM)?);
+                vs.push(v.pad_with_zeros(2, lag, CACHE_HEADROOM)?);
+            }
+            layers.push(Some(LayerCache {
+                k: Tensor::cat(&ks, 0)?,
+                v: Tensor::cat(&vs, 0)?,
+                len: longest,
+            }));
+        }
+        let pads = if pads.iter().all(|&p| p == 0) {
+            Vec::new()
+        } else {
+            pads
+        };
+        Ok(KvCache { layers, pads })
     }
 
     /// Number of positions already cached.
@@ -177,7 +247,8 @@ impl KvCache {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache { layers })
+        let pads = (0..n).flat_map(|_| self.pads.iter().copied()).collect();
+        Ok(KvCache { layers, pads })
     }
 
     /// Keeps only the batch rows `rows`.
@@ -196,7 +267,15 @@ impl KvCache {
                 })),
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache { layers })
+        let pads = if self.pads.is_empty() {
+            Vec::new()
+        } else {
+            rows.to_vec1::<u32>()?
+                .iter()
+                .map(|&r| self.pads[r as usize])
+                .collect()
+        };
+        Ok(KvCache { layers, pads })
     }
 }
 

@@ -91,15 +91,37 @@ impl Rotary {
         })
     }
 
-    /// Rotates `x` of shape [batch, heads, seq, head_dim] whose first position is `offset`.
-    pub fn apply(&self, x: &Tensor, offset: usize, k: Kernels) -> Result<Tensor> {
-        let seq = x.dim(2)?;
-        let cos = self.cos.narrow(0, offset, seq)?;
-        let sin = self.sin.narrow(0, offset, seq)?;
+    /// Rotates `x` of shape [batch, heads, seq, head_dim] whose first position is `offset`,
+    /// or, with `rows` ([batch·seq] positions, row by row: a left-padded batch), each row at
+    /// its own positions.
+    pub fn apply(
+        &self,
+        x: &Tensor,
+        offset: usize,
+        rows: Option<&Tensor>,
+        k: Kernels,
+    ) -> Result<Tensor> {
+        let (b, _, seq, _) = x.dims4()?;
+        let (cos, sin) = match rows {
+            None => (
+                self.cos.narrow(0, offset, seq)?,
+                self.sin.narrow(0, offset, seq)?,
+            ),
+            Some(rows) => {
+                let half = self.cos.dim(1)?;
+                (
+                    self.cos.index_select(rows, 0)?.reshape((b, seq, half))?,
+                    self.sin.index_select(rows, 0)?.reshape((b, seq, half))?,
+                )
+            }
+        };
         use candle_nn::rotary_emb as re;
         match (k, self.interleaved) {
             (Kernels::Fused, false) => re::rope(&x.contiguous()?, &cos, &sin),
             (Kernels::Fused, true) => re::rope_i(&x.contiguous()?, &cos, &sin),
+            (Kernels::Differentiable, _) if rows.is_some() => {
+                candle_core::bail!("left-padded rows are decoded with the fused kernels only")
+            }
             (Kernels::Differentiable, interleaved) => {
                 crate::fused::rope(x, &cos, &sin, interleaved)
             }
@@ -109,31 +131,42 @@ impl Rotary {
 
 /// Additive causal mask [seq, offset + seq]: query i sees keys 0..=offset + i, and with a
 /// sliding `window` only the last `window` of them (Mistral's and transformers' rule: key j is
-/// seen from query position q when q − window < j ≤ q).
+/// seen from query position q when q − window < j ≤ q). With `pads` (one per batch row: a
+/// left-padded cache, `KvCache::left_aligned`) the mask is [batch, 1, 1, seq, offset + seq]
+/// and also hides each row's leading empty slots; a window counts slots, which is the same
+/// as counting positions within a row.
 pub fn causal_mask(
     seq: usize,
     offset: usize,
     window: Option<usize>,
+    pads: Option<&[usize]>,
     device: &Device,
 ) -> Result<Tensor> {
     let total = offset + seq;
-    let mask: Vec<f32> = (0..seq)
-        .flat_map(|i| {
+    let row = |pad: usize| {
+        (0..seq).flat_map(move |i| {
             let q = offset + i;
             (0..total).map(move |j| {
                 let outside_window = window.is_some_and(|w| j + w <= q);
-                if j > q || outside_window {
+                if j > q || j < pad || outside_window {
                     f32::NEG_INFINITY
                 } else {
                     0.0
                 }
             })
         })
-        .collect();
-    Tensor::from_vec(mask, (seq, total), device)
+    };
+    match pads {
+        None => Tensor::from_vec(row(0).collect(), (seq, total), device),
+        Some(pads) => Tensor::from_vec(
+            pads.iter().flat_map(|&p| row(p)).collect(),
+            (pads.len(), 1, 1, seq, total),
+            device,
+        ),
+    }
 }
 
-/// Scaled dot-product attention with an optional additive mask [s, t]: queries [b, h, s, d]
+/// Scaled dot-product attention with an optional additive mask [s, t] (or [b, 1, 1, s, t]): queries [b, h, s, d]
 /// against keys and values [b, kv, t, d], where each group of h / kv adjacent query heads
 /// shares one key/value head. The group's queries are stacked as one [h / kv · s, d] matrix
 /// per key/value head, so that keys and values are never repeated (a copy of the whole cache

@@ -331,7 +331,8 @@ pub fn score_prompted(
 /// Log-probabilities of continuations after prompts of one token length: the prompts are
 /// run once, together, and each continuation (`(prompt index, tokens)`) reuses its prompt's
 /// cache; its first token is scored from the prompt's last position. Same numbers as
-/// scoring prompt + continuation whole; `batch_size` bounds the rows per pass.
+/// scoring prompt + continuation whole; continuations are batched longest first, at most
+/// `batch_size` rows per pass.
 pub fn score_after_prompts(
     model: &dyn CausalLm,
     prompts: &[&[u32]],
@@ -364,22 +365,28 @@ pub fn score_after_prompts(
     let flat: Vec<u32> = prompts.iter().flat_map(|p| p.iter().copied()).collect();
     let ids = Tensor::from_vec(flat, (prompts.len(), len), &Device::Cpu)?;
     let mut cache = model.new_cache();
-    let logits = model.forward(&ids, &mut cache)?.logits;
-    let last: Vec<f32> = logits.narrow(1, len - 1, 1)?.flatten_all()?.to_vec1()?;
+    // Only the prompts' last positions need logits.
+    let hidden = model.hidden(&ids, &mut cache)?.narrow(1, len - 1, 1)?;
+    let last: Vec<f32> = model.logits(&hidden)?.flatten_all()?.to_vec1()?;
     let vocab = last.len() / prompts.len();
-    let mut out = Vec::with_capacity(items.len());
-    for chunk in items.chunks(batch_size.max(1)) {
-        let width = chunk.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+    // Longest continuations first, so that each batch pads its rows to nearly their own
+    // length (ties in order).
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(items[i].1.len()));
+    let mut out: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let chunk: Vec<(usize, (usize, &[u32]))> = chunk.iter().map(|&i| (i, items[i])).collect();
+        let width = chunk.iter().map(|(_, (_, c))| c.len()).max().unwrap_or(0);
         // Continuations of one token (or none) need no pass beyond the prompts'.
         let rest: Vec<f32> = if width > 1 {
             let mut flat = Vec::with_capacity(chunk.len() * (width - 1));
-            for (_, c) in chunk {
+            for (_, (_, c)) in &chunk {
                 let body = &c[..c.len().saturating_sub(1)];
                 flat.extend_from_slice(body);
                 flat.extend(std::iter::repeat_n(0u32, width - 1 - body.len()));
             }
             let ids = Tensor::from_vec(flat, (chunk.len(), width - 1), &Device::Cpu)?;
-            let rows: Vec<u32> = chunk.iter().map(|(p, _)| *p as u32).collect();
+            let rows: Vec<u32> = chunk.iter().map(|(_, (p, _))| *p as u32).collect();
             let mut rows_cache = cache.select(&Tensor::new(rows.as_slice(), &Device::Cpu)?)?;
             model
                 .forward(&ids, &mut rows_cache)?
@@ -392,7 +399,7 @@ pub fn score_after_prompts(
         let scored: Vec<Vec<f64>> = chunk
             .par_iter()
             .enumerate()
-            .map(|(b, (p, c))| {
+            .map(|(b, (_, (p, c)))| {
                 c.iter()
                     .enumerate()
                     .map(|(t, &tok)| {
@@ -408,7 +415,9 @@ pub fn score_after_prompts(
                     .collect()
             })
             .collect();
-        out.extend(scored);
+        for ((i, _), sc) in chunk.iter().zip(scored) {
+            out[*i] = sc;
+        }
     }
     check_finite(model, &out)?;
     Ok(out)

@@ -761,21 +761,8 @@ impl Backend for ServedModel {
         cfg.validate()?;
         let n = plan.samples;
         if self.is_fairlm {
-            // The batches `generate::generate_batched` forms: prompts of one length, in order.
-            let mut order: Vec<usize> = (0..prompts.len()).collect();
-            order.sort_by_key(|&i| (prompts[i].0.len(), i));
-            let per_batch = (plan.batch_rows / n.max(1)).max(1);
-            let mut chunks: Vec<Vec<usize>> = Vec::new();
-            for &i in &order {
-                match chunks.last_mut() {
-                    Some(c)
-                        if c.len() < per_batch && prompts[c[0]].0.len() == prompts[i].0.len() =>
-                    {
-                        c.push(i)
-                    }
-                    _ => chunks.push(vec![i]),
-                }
-            }
+            // The batches `generate::generate_batched` decodes.
+            let chunks = crate::generate::sampling_batches(prompts, plan);
             let answers = self.run_concurrently(
                 chunks.len(),
                 &|c| {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
-use fairlm_model::generate::{generate, SamplingConfig};
+use fairlm_model::generate::{generate, generate_many, SamplingConfig};
 use fairlm_model::perplexity::sliding_logprobs;
 use fairlm_model::score::{score_items, ScoreItem};
 use fairlm_model::{fetch, CausalLm, Checkpoint, NumericPath};
@@ -246,6 +246,16 @@ fn seeded_sampling_is_reproducible_on_the_real_model() {
     // A sample does not depend on the batch it was drawn in.
     let one = generate(l.model.as_ref(), &l.ck.tokenizer, &prompt, 1, &cfg, 7, 0).unwrap();
     assert_eq!(one[0].text, a[0]);
+    // Nor on a prompt of another length beside it (the two left-padded into one batch).
+    let other =
+        l.ck.tokenizer
+            .encode("My grandmother, a retired nurse, always said that")
+            .unwrap();
+    let batch = [(prompt.as_slice(), 0), (other.as_slice(), 1)];
+    let mut both = generate_many(l.model.as_ref(), &l.ck.tokenizer, &batch, 4, &cfg, 7).unwrap();
+    let alone = generate(l.model.as_ref(), &l.ck.tokenizer, &other, 4, &cfg, 7, 1).unwrap();
+    assert_eq!(texts(both.pop().unwrap()), texts(alone));
+    assert_eq!(texts(both.pop().unwrap()), a);
 }
 
 /// Largest absolute elementwise difference of two tensors of one shape.
@@ -402,6 +412,73 @@ fn cached_decoding_equals_a_full_forward() {
         let reference = full.narrow(1, i, 1).unwrap();
         let diff = max_abs_diff(&step, &reference);
         assert!(diff < 1e-4, "position {i}: {diff}");
+    }
+}
+
+/// Prompts of different lengths decoded in one batch, left-padded to the longest
+/// (`KvCache::left_aligned`), give each row the logits it has alone, under each position
+/// scheme: learned positions (GPT-2), rotary (Llama), rotary with a sliding window of 4
+/// (Mistral); also after rows leave the batch.
+#[test]
+fn left_padded_rows_decode_as_they_do_alone() {
+    let row = |ids: &[u32]| {
+        Tensor::new(ids, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap()
+    };
+    for name in ["tiny-gpt2", "tiny-llama", "tiny-mistral"] {
+        let ck = tiny(name);
+        let model = ck.build().unwrap();
+        let encode = |t: &str| ck.tokenizer.encode(t).unwrap();
+        let prompts: Vec<Vec<u32>> = [
+            "Rain fell.",
+            "Rain fell on the orchard all afternoon, and then",
+            "The orchard",
+        ]
+        .iter()
+        .map(|t| encode(t))
+        .collect();
+        let follow = encode(" the wind rose over the hills");
+        // Each prompt and the followed tokens in one pass, alone.
+        let alone: Vec<Tensor> = prompts
+            .iter()
+            .map(|p| {
+                let ids = [p.as_slice(), &follow].concat();
+                model
+                    .forward(&row(&ids), &mut model.new_cache())
+                    .unwrap()
+                    .logits
+            })
+            .collect();
+        let caches = prompts
+            .iter()
+            .map(|p| {
+                let mut cache = model.new_cache();
+                model.forward(&row(p), &mut cache).unwrap();
+                cache
+            })
+            .collect();
+        let mut cache = fairlm_model::KvCache::left_aligned(caches).unwrap();
+        assert!(cache.pads().is_some(), "{name}: rows are padded");
+        let mut rows: Vec<usize> = (0..prompts.len()).collect();
+        for (t, &id) in follow.iter().enumerate() {
+            if t == 3 {
+                rows = vec![2, 0];
+                let keep = Tensor::new(&[2u32, 0], &Device::Cpu).unwrap();
+                cache = cache.select(&keep).unwrap();
+            }
+            let ids = Tensor::new(vec![id; rows.len()], &Device::Cpu)
+                .unwrap()
+                .unsqueeze(1)
+                .unwrap();
+            let step = model.forward(&ids, &mut cache).unwrap().logits;
+            for (b, &r) in rows.iter().enumerate() {
+                let want = alone[r].narrow(1, prompts[r].len() + t, 1).unwrap();
+                let diff = max_abs_diff(&step.narrow(0, b, 1).unwrap(), &want);
+                assert!(diff < 1e-4, "{name}, prompt {r}, step {t}: {diff}");
+            }
+        }
     }
 }
 
