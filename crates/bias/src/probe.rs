@@ -263,8 +263,16 @@ fn run_template(
     let mut records = Vec::new();
     // Where each record came from: its axis and group index.
     let mut origins = Vec::new();
+    // Each continuation's log-probability after its prompt where the sampler computed it for
+    // exactly the tokens the continuation's text encodes to (not when a stop string cut a
+    // token, nor when a server did not return them): these need no scoring pass.
+    let mut sampled_logprobs: Vec<Option<f64>> = Vec::new();
     for (p, gens) in prompts.iter().zip(generated) {
         for gen in gens {
+            let known = !gen.token_ids.is_empty()
+                && gen.logprobs.len() == gen.token_ids.len()
+                && tok.encode(&gen.text)? == gen.token_ids;
+            sampled_logprobs.push(known.then(|| gen.logprobs.iter().sum()));
             origins.push((p.axis, p.spec, p.group));
             records.push(SampleRecord {
                 axis: p.spec.name.clone(),
@@ -280,13 +288,13 @@ fn run_template(
         }
     }
 
-    // Score each continuation after its own prompt and its swapped twin after each other
-    // group's prompt, in one batched pass.
+    // Score each continuation after its own prompt (unless the sampler's log-probabilities
+    // serve) and its swapped twin after each other group's prompt, in one batched pass.
     // Continuations grouped by the prompt they follow: each prompt is run once and its cache
     // shared by every continuation scored after it (own samples and swapped twins alike).
     let mut by_prompt: BTreeMap<String, PromptGroup> = BTreeMap::new();
     let mut n_items = 0;
-    let mut add = |prompt: &str, text: &str| -> Result<()> {
+    let mut add = |prompt: &str, text: &str| -> Result<usize> {
         let entry = match by_prompt.entry(prompt.to_string()) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
@@ -295,16 +303,23 @@ fn run_template(
         };
         entry.1.push((n_items, tok.encode(text)?));
         n_items += 1;
-        Ok(())
+        Ok(n_items - 1)
     };
     let swappers: Vec<AxisSwapper> = lexicon.axes.iter().map(AxisSwapper::new).collect();
-    for (r, &(a, axis, g)) in records.iter_mut().zip(&origins) {
+    // Per record: its own log-probability or the item that scores it, then its twins' items.
+    let mut own: Vec<std::result::Result<f64, usize>> = Vec::with_capacity(records.len());
+    let mut twins: Vec<Vec<usize>> = Vec::with_capacity(records.len());
+    for ((r, &(a, axis, g)), known) in records.iter_mut().zip(&origins).zip(&sampled_logprobs) {
         let swapper = &swappers[a];
-        add(&r.prompt, &r.continuation)?;
+        own.push(match known {
+            Some(lp) => Ok(*lp),
+            None => Err(add(&r.prompt, &r.continuation)?),
+        });
+        let mut items = Vec::new();
         for (h, other) in axis.groups.iter().enumerate().filter(|(h, _)| *h != g) {
             let prompt = template.fill(&axis.subjects[h]);
             let text = swapper.swap(g, h, &r.continuation).text;
-            add(&prompt, &text)?;
+            items.push(add(&prompt, &text)?);
             r.counterfactuals.push(Counterfactual {
                 group: other.clone(),
                 prompt,
@@ -314,6 +329,7 @@ fn run_template(
                 flagged: false,
             });
         }
+        twins.push(items);
     }
     let mut sums = vec![0.0; n_items];
     // Prompts of one token length are prefilled together, a few at a time.
@@ -343,12 +359,11 @@ fn run_template(
         }
         start = end;
     }
-    let mut it = sums.into_iter();
     let mut per_axis: Vec<Vec<SampleRecord>> = vec![Vec::new(); lexicon.axes.len()];
-    for (mut r, (a, _, _)) in records.into_iter().zip(origins) {
-        r.logprob = it.next().unwrap_or(0.0);
-        for c in &mut r.counterfactuals {
-            c.logprob = it.next().unwrap_or(0.0);
+    for (((mut r, (a, _, _)), own), twins) in records.into_iter().zip(origins).zip(own).zip(twins) {
+        r.logprob = own.unwrap_or_else(|i| sums[i]);
+        for (c, i) in r.counterfactuals.iter_mut().zip(twins) {
+            c.logprob = sums[i];
             c.delta = r.logprob - c.logprob;
             c.flagged = c.delta >= cfg.tau;
         }

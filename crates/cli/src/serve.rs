@@ -418,6 +418,7 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
                     text: s.tokenizer.decode(&token_ids).map_err(internal)?,
                     token_ids,
                     finish: if eos { "eos" } else { "length" },
+                    logprobs: Vec::new(),
                 };
                 *slot = Some(vec![(g, if eos { Vec::new() } else { vec![logprob] })]);
             }
@@ -443,33 +444,18 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
             .collect();
         let sampled = generate_streams(s.model.as_ref(), &s.tokenizer, &batch, n, &cfg, &stream)
             .map_err(internal)?;
-        // The sampled tokens' log-probabilities under the model, all rows in one batch.
-        let prompts = &prompts;
-        let items: Vec<ScoreItem> = group
-            .iter()
-            .zip(&sampled)
-            .flat_map(|(&p, gs)| {
-                gs.iter().map(move |g| {
-                    let mut tokens = prompts[p].clone();
-                    tokens.extend(&g.token_ids);
-                    ScoreItem {
-                        first_scored: prompts[p].len(),
-                        tokens,
-                    }
-                })
-            })
-            .filter(|_| logprobs.is_some())
-            .collect();
-        let mut scored = if items.is_empty() {
-            Vec::new()
-        } else {
-            score_items(s.model.as_ref(), &items, items.len(), |_| {}).map_err(internal)?
-        }
-        .into_iter();
         for (&p, gs) in group.iter().zip(sampled) {
             generations[p] = Some(
                 gs.into_iter()
-                    .map(|g| (g, scored.next().unwrap_or_default()))
+                    .map(|g| {
+                        // The sampled tokens' log-probabilities, from the logits they were drawn from.
+                        let logprobs = if logprobs.is_some() {
+                            g.logprobs.clone()
+                        } else {
+                            Vec::new()
+                        };
+                        (g, logprobs)
+                    })
                     .collect(),
             );
         }

@@ -5,9 +5,11 @@
 use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::lm::{CausalLm, KvCache};
+use crate::score::target_logprob;
 use crate::tokenizer::Tokenizer;
 
 /// How continuations are sampled: temperature, top-k, top-p, length and stop strings.
@@ -154,6 +156,12 @@ pub struct Generation {
     pub token_ids: Vec<u32>,
     /// `stop` (a stop string), `eos`, or `length`.
     pub finish: &'static str,
+    /// The log-probability of each of `token_ids` under the model (the log-softmax of the
+    /// logits it was drawn from, before temperature and truncation), where the generator had
+    /// them: a caller that scores the sampled text need not run the model again. Empty when
+    /// they are not known (a server that does not return them).
+    #[serde(skip)]
+    pub logprobs: Vec<f64>,
 }
 
 /// How many samples `generate_batched` draws per prompt, from which seed, in batches of how
@@ -287,6 +295,7 @@ pub fn generate_streams(
             text: String::new(),
             token_ids: Vec::new(),
             finish: "length",
+            logprobs: Vec::new(),
         })
         .collect();
     if rows > 0 && cfg.max_new_tokens > 0 {
@@ -316,6 +325,8 @@ pub fn generate_streams(
             let mut next = Vec::with_capacity(active.len());
             let mut still = Vec::with_capacity(active.len());
             let mut keep_rows = Vec::with_capacity(active.len());
+            // (row of this step's logits, sample, token) of every token kept.
+            let mut kept = Vec::with_capacity(active.len());
             for (row, &s) in active.iter().enumerate() {
                 let logits = &step_logits[row][..vocab];
                 if logits.iter().any(|x| !x.is_finite()) {
@@ -332,6 +343,7 @@ pub fn generate_streams(
                     continue;
                 }
                 out.token_ids.push(id);
+                kept.push((row, s, id));
                 out.text = tok.decode(&out.token_ids)?;
                 if let Some(end) = cfg
                     .stop
@@ -346,6 +358,13 @@ pub fn generate_streams(
                 next.push(id);
                 still.push(s);
                 keep_rows.push(row as u32);
+            }
+            let logprobs: Vec<f64> = kept
+                .par_iter()
+                .map(|&(row, _, id)| target_logprob(&step_logits[row][..vocab], id as usize))
+                .collect();
+            for (&(_, s, _), lp) in kept.iter().zip(logprobs) {
+                outputs[s].logprobs.push(lp);
             }
             if still.is_empty() || step + 1 == cfg.max_new_tokens {
                 break;

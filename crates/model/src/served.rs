@@ -522,6 +522,8 @@ impl ServedModel {
         let prompts_json = json!(prompts.iter().map(|(ids, _)| ids).collect::<Vec<_>>());
         let mut body = self.sampling_body(prompts_json, n, plan.seed, cfg);
         body["fairlm_sample_seeds"] = json!(seeds);
+        // The sampled tokens' log-probabilities, which `fairlm serve` has from decoding them.
+        body["logprobs"] = json!(0);
         self.complete(&body, |answer| {
             let choices = answer
                 .get("choices")
@@ -629,9 +631,22 @@ impl ServedModel {
                         .map(|id| id.as_u64().and_then(|i| u32::try_from(i).ok()))
                         .collect()
                 });
-        let token_ids = match sampled {
-            Some(ids) if tok.decode(&ids).is_ok_and(|t| t == text) => ids,
-            _ => tok.encode(&text)?,
+        let (token_ids, logprobs) = match sampled {
+            Some(ids) if tok.decode(&ids).is_ok_and(|t| t == text) => {
+                // The sampled tokens' log-probabilities where the server sent one finite
+                // value per id (`fairlm serve` when asked; the caller need not score them).
+                let values: Option<Vec<f64>> = choice
+                    .pointer("/logprobs/token_logprobs")
+                    .and_then(Value::as_array)
+                    .filter(|v| v.len() == ids.len())
+                    .and_then(|v| {
+                        v.iter()
+                            .map(|x| x.as_f64().filter(|x| x.is_finite()))
+                            .collect()
+                    });
+                (ids, values.unwrap_or_default())
+            }
+            _ => (tok.encode(&text)?, Vec::new()),
         };
         let finish = match choice.get("finish_reason").and_then(Value::as_str) {
             Some("length") => "length",
@@ -643,6 +658,7 @@ impl ServedModel {
             text,
             token_ids,
             finish,
+            logprobs,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use candle_core::{Device, Tensor};
 use fairlm_model::generate::{generate, generate_many, SamplingConfig};
 use fairlm_model::perplexity::sliding_logprobs;
-use fairlm_model::score::{score_items, ScoreItem};
+use fairlm_model::score::{score_continuations, score_items, ScoreItem};
 use fairlm_model::{fetch, CausalLm, Checkpoint, NumericPath};
 use serde_json::Value;
 
@@ -256,6 +256,17 @@ fn seeded_sampling_is_reproducible_on_the_real_model() {
     let alone = generate(l.model.as_ref(), &l.ck.tokenizer, &other, 4, &cfg, 7, 1).unwrap();
     assert_eq!(texts(both.pop().unwrap()), texts(alone));
     assert_eq!(texts(both.pop().unwrap()), a);
+    // The sampler's log-probabilities are the model's: scoring the sampled tokens after the
+    // prompt gives them again (the probe takes them in place of that pass).
+    let drawn = run(7);
+    let tokens: Vec<Vec<u32>> = drawn.iter().map(|g| g.token_ids.clone()).collect();
+    let scored = score_continuations(l.model.as_ref(), &prompt, &tokens, 4).unwrap();
+    for (g, lps) in drawn.iter().zip(scored) {
+        assert_eq!(g.logprobs.len(), g.token_ids.len());
+        for (a, b) in g.logprobs.iter().zip(lps) {
+            assert!((a - b).abs() < 1e-4, "sampled {a}, scored {b}");
+        }
+    }
 }
 
 /// Largest absolute elementwise difference of two tensors of one shape.
