@@ -2,8 +2,10 @@
 //! clipping and a warm-up + cosine schedule. One pass per tensor instead of candle-nn's chain
 //! of whole-tensor ops (engine-notes.md: that chain is half of a training step).
 
+use std::cell::RefCell;
+
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{CpuStorage, InplaceOp1, Layout, Var};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -21,18 +23,17 @@ pub fn learning_rate(step: usize, total: usize, warmup: usize, peak: f64) -> f64
 
 /// Gradients of a parameter list, summed over micro-batches.
 pub struct GradSum {
-    /// One flat sum per parameter.
+    /// One flat sum per parameter; empty until its first gradient arrives, which is moved in
+    /// (a step allocates and clears no zero buffer the size of the model). A parameter that
+    /// got no gradient keeps an empty sum and is updated as with a zero gradient.
     pub sums: Vec<Vec<f32>>,
 }
 
 impl GradSum {
-    /// Zero sums shaped like `vars`.
+    /// Empty sums for `vars`.
     pub fn new(vars: &[(String, Var)]) -> Self {
         GradSum {
-            sums: vars
-                .iter()
-                .map(|(_, v)| vec![0.0; v.elem_count()])
-                .collect(),
+            sums: vars.iter().map(|_| Vec::new()).collect(),
         }
     }
 
@@ -41,7 +42,7 @@ impl GradSum {
         for ((_, v), sum) in vars.iter().zip(self.sums.iter_mut()) {
             if let Some(g) = grads.get(v.as_tensor()) {
                 let g = g.flatten_all()?.to_vec1::<f32>()?;
-                if sum.iter().all(|&x| x == 0.0) {
+                if sum.is_empty() {
                     *sum = g;
                 } else {
                     sum.par_iter_mut().zip(g).for_each(|(s, x)| *s += x);
@@ -136,22 +137,91 @@ impl AdamW {
             } else {
                 0.0
             };
-            let mut w = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            let eps = self.cfg.eps;
-            w.par_iter_mut()
-                .zip(self.m[i].par_iter_mut())
-                .zip(self.v[i].par_iter_mut())
-                .zip(grads.sums[i].par_iter())
-                .for_each(|(((w, m), v), &g)| {
-                    let g = g as f64 * scale;
-                    let mj = b1 * *m as f64 + (1.0 - b1) * g;
-                    let vj = b2 * *v as f64 + (1.0 - b2) * g * g;
-                    *m = mj as f32;
-                    *v = vj as f32;
-                    let wj = *w as f64 * (1.0 - lr * decay);
-                    *w = (wj - lr * (mj / c1) / ((vj / c2).sqrt() + eps)) as f32;
-                });
-            var.set(&Tensor::from_vec(w, var.shape(), var.device())?)?;
+            let update = ParamUpdate {
+                moments: RefCell::new((&mut self.m[i], &mut self.v[i])),
+                grad: &grads.sums[i],
+                step: StepRule {
+                    scale,
+                    lr,
+                    decay,
+                    betas: (b1, b2),
+                    corrections: (c1, c2),
+                    eps: self.cfg.eps,
+                },
+            };
+            var.as_tensor().inplace_op1(&update)?;
+        }
+        Ok(())
+    }
+}
+
+/// One parameter's AdamW update, written into the parameter's own storage: copying the
+/// weights out and back in (`to_vec1`, `Var::set`) cost two passes over the whole model per
+/// step. The arithmetic is the same, element by element.
+struct ParamUpdate<'a> {
+    /// The parameter's first and second moments.
+    moments: RefCell<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
+    /// Its summed gradient; empty when it got none (a zero gradient).
+    grad: &'a [f32],
+    step: StepRule,
+}
+
+/// This step's AdamW rule for one parameter's elements.
+#[derive(Clone, Copy)]
+struct StepRule {
+    /// Multiplies the summed gradient (accumulation mean and clipping).
+    scale: f64,
+    lr: f64,
+    /// Decoupled weight decay (0 for vectors).
+    decay: f64,
+    betas: (f64, f64),
+    /// The moments' bias corrections, 1 − βᵗ.
+    corrections: (f64, f64),
+    eps: f64,
+}
+
+impl StepRule {
+    fn apply(self, w: &mut f32, m: &mut f32, v: &mut f32, g: f32) {
+        let ((b1, b2), (c1, c2)) = (self.betas, self.corrections);
+        let g = g as f64 * self.scale;
+        let mj = b1 * *m as f64 + (1.0 - b1) * g;
+        let vj = b2 * *v as f64 + (1.0 - b2) * g * g;
+        *m = mj as f32;
+        *v = vj as f32;
+        let wj = *w as f64 * (1.0 - self.lr * self.decay);
+        *w = (wj - self.lr * (mj / c1) / ((vj / c2).sqrt() + self.eps)) as f32;
+    }
+}
+
+impl InplaceOp1 for ParamUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "adamw-update"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("AdamW updates f32 parameters");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("AdamW updates contiguous parameters");
+        };
+        let w = &mut data[start..end];
+        let mut moments = self.moments.borrow_mut();
+        let (m, v) = &mut *moments;
+        if !self.grad.is_empty() && self.grad.len() != w.len() {
+            candle_core::bail!(
+                "a gradient of {} values for {} weights",
+                self.grad.len(),
+                w.len()
+            );
+        }
+        let rule = self.step;
+        let wmv = w.par_iter_mut().zip(m.par_iter_mut()).zip(v.par_iter_mut());
+        if self.grad.is_empty() {
+            wmv.for_each(|((w, m), v)| rule.apply(w, m, v, 0.0));
+        } else {
+            wmv.zip(self.grad.par_iter())
+                .for_each(|(((w, m), v), &g)| rule.apply(w, m, v, g));
         }
         Ok(())
     }
@@ -160,6 +230,7 @@ impl AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Tensor;
 
     #[test]
     fn schedule_warms_up_then_decays_to_a_tenth() {
@@ -183,6 +254,21 @@ mod tests {
         let w = vars[0].1.as_tensor().to_vec1::<f32>().unwrap();
         assert!(
             (w[0] - 0.9).abs() < 1e-5 && (w[1] + 0.9).abs() < 1e-5,
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn a_matrix_without_gradient_only_decays() {
+        let w = Tensor::new(&[[1.0f32, -2.0]], &candle_core::Device::Cpu).unwrap();
+        let vars = vec![("w".to_string(), Var::from_tensor(&w).unwrap())];
+        let mut opt = AdamW::new(&vars, AdamWConfig::default());
+        // No gradient added: the update is weight decay alone, 0.01 at lr 0.1.
+        opt.update(&vars, &GradSum::new(&vars), 0.1, 1.0).unwrap();
+        let w = vars[0].1.as_tensor().flatten_all().unwrap();
+        let w = w.to_vec1::<f32>().unwrap();
+        assert!(
+            (w[0] - 0.999).abs() < 1e-6 && (w[1] + 1.998).abs() < 1e-6,
             "{w:?}"
         );
     }
