@@ -437,24 +437,22 @@ fn complete(s: &Served, body: &Value) -> std::result::Result<Value, ApiError> {
         None => seed.wrapping_add(i),
     };
     if !rest.is_empty() {
-        let group = &rest;
-        let batch: Vec<(&[u32], u64)> = group
+        let batch: Vec<(&[u32], u64)> = rest
             .iter()
             .map(|&p| (prompts[p].as_slice(), p as u64))
             .collect();
         let sampled = generate_streams(s.model.as_ref(), &s.tokenizer, &batch, n, &cfg, &stream)
             .map_err(internal)?;
-        for (&p, gs) in group.iter().zip(sampled) {
+        for (&p, gs) in rest.iter().zip(sampled) {
             generations[p] = Some(
                 gs.into_iter()
-                    .map(|g| {
+                    .map(|mut g| {
                         // The sampled tokens' log-probabilities, from the logits they were drawn from.
-                        let logprobs = if logprobs.is_some() {
-                            g.logprobs.clone()
-                        } else {
-                            Vec::new()
+                        let values = match logprobs {
+                            Some(_) => std::mem::take(&mut g.logprobs),
+                            None => Vec::new(),
                         };
-                        (g, logprobs)
+                        (g, values)
                     })
                     .collect(),
             );
