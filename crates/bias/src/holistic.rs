@@ -30,7 +30,7 @@ use rand::SeedableRng;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::rows::{data_err, reject, score_texts, Skipped};
+use crate::rows::{data_err, reject, score_texts, Context, Skipped};
 use crate::stats::{bootstrap, mann_whitney_p, Estimate};
 
 /// A descriptor of an axis, or a standalone noun phrase (then `phrase` holds its singular and
@@ -436,7 +436,7 @@ pub fn score_holistic(
     span: Span,
 ) -> Result<(Vec<HolisticRecord>, usize)> {
     let texts: Vec<&str> = sentences.iter().map(|s| s.text.as_str()).collect();
-    let scores = score_texts(model, tok, &texts, batch)?;
+    let scores = score_texts(model, tok, &texts, batch, Context::DocumentStart)?;
     let mut out = Vec::with_capacity(sentences.len());
     let mut left_out = 0;
     for (s, sc) in sentences.iter().zip(scores) {

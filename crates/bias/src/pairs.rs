@@ -12,7 +12,9 @@ use fairlm_model::backend::Backend;
 use fairlm_model::Tokenizer;
 
 use crate::error::{Error, Result};
-use crate::rows::{data_err, nothing_usable, reject, score_texts, Duplicates, Skipped};
+use crate::rows::{
+    csv_rows, data_err, nothing_usable, reject, score_texts, Context, Duplicates, Skipped,
+};
 use crate::stereoset::{
     read_stereoset, score_stereoset, stereo_table, StereoEntry, StereoRecord, StereoRow,
 };
@@ -47,56 +49,17 @@ pub struct Pair {
 
 /// Reads a CrowS-Pairs CSV (header with `sent_more, sent_less, stereo_antistereo, bias_type`).
 pub fn read_crows(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipped>)> {
-    // The csv reader's line numbers run one short on CRLF files: read them as LF.
-    let text = crate::error::read_text(path)?.replace("\r\n", "\n");
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let headers = rdr
-        .headers()
-        .map_err(|e| data_err(path, 1, e.to_string()))?
-        .clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim() == name)
-            .ok_or_else(|| data_err(path, 1, format!("missing column `{name}` in the header")))
-    };
-    let (more, less, dir, bt) = (
-        col("sent_more")?,
-        col("sent_less")?,
-        col("stereo_antistereo")?,
-        col("bias_type")?,
-    );
-    let mut pairs = Vec::new();
     let mut skipped = Vec::new();
+    let (cols, rows) = csv_rows(
+        path,
+        strict,
+        &["sent_more", "sent_less", "stereo_antistereo", "bias_type"],
+        &mut skipped,
+    )?;
+    let (more, less, dir, bt) = (cols[0], cols[1], cols[2], cols[3]);
+    let mut pairs = Vec::new();
     let mut dups = Duplicates::new();
-    for rec in rdr.records() {
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-                reject(
-                    path,
-                    strict,
-                    &mut skipped,
-                    line,
-                    format!("unreadable row: {e}"),
-                )?;
-                continue;
-            }
-        };
-        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
-        if rec.len() != headers.len() {
-            reject(
-                path,
-                strict,
-                &mut skipped,
-                line,
-                format!("{} fields, the header has {}", rec.len(), headers.len()),
-            )?;
-            continue;
-        }
+    for (line, rec) in rows {
         let (m, l, d, b) = (
             rec[more].trim(),
             rec[less].trim(),
@@ -145,6 +108,8 @@ pub fn read_crows(path: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipped>)
     if pairs.is_empty() {
         return Err(nothing_usable(path, "pair", &skipped));
     }
+    // Unreadable rows were set aside first: list every skip in file order.
+    skipped.sort_by_key(|s| s.line);
     Ok((pairs, skipped))
 }
 
@@ -223,18 +188,19 @@ pub struct PairRecord {
     pub stereotyped_mean: bool,
 }
 
-/// Scores both sentences of every pair.
+/// Scores both sentences of every pair, each after `context`.
 pub fn score_pairs(
     model: &dyn Backend,
     tok: &Tokenizer,
     pairs: &[Pair],
     batch: usize,
+    context: Context,
 ) -> Result<Vec<PairRecord>> {
     let texts: Vec<&str> = pairs
         .iter()
         .flat_map(|p| [p.more.as_str(), p.less.as_str()])
         .collect();
-    let scores = score_texts(model, tok, &texts, batch)?;
+    let scores = score_texts(model, tok, &texts, batch, context)?;
     Ok(pairs
         .iter()
         .zip(scores.chunks(2))
@@ -294,7 +260,7 @@ pub fn pair_table(records: &[PairRecord]) -> Vec<PairRow> {
 pub struct BenchResults {
     /// Version of this file's layout.
     pub schema_version: u32,
-    /// `crows`, `stereoset` or `pairs`.
+    /// `crows`, `stereoset`, `pairs`, `winoqueer`, `redditbias` or `winobias`.
     pub benchmark: String,
     /// The benchmark file read.
     pub file: PathBuf,
@@ -314,6 +280,9 @@ pub struct BenchResults {
     /// Every StereoSet entry with its scores.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entries: Option<Vec<StereoRecord>>,
+    /// RedditBias's perplexity t-test per demographic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t_tests: Option<Vec<crate::pair_files::PerplexityTTest>>,
 }
 
 /// A benchmark file's rows, read and checked before any model is loaded.
@@ -326,20 +295,30 @@ pub enum BenchInput {
 
 impl BenchInput {
     /// Drops the rows with a sentence longer than the model's context (after the document
-    /// token), as malformed rows: listed with their line, or refused with `strict`. One
-    /// over-long row must not abort the rest of a benchmark.
+    /// token), or with no token to score after `scored_after`, as malformed rows: listed with
+    /// their line, or refused with `strict`. One over-long row must not abort the rest of a
+    /// benchmark.
     pub fn drop_overlong(
         self,
         tok: &Tokenizer,
         context: usize,
+        scored_after: Context,
         path: &Path,
         strict: bool,
     ) -> Result<(BenchInput, Vec<Skipped>)> {
-        let start = usize::from(tok.document_start().is_some());
+        let start = match scored_after {
+            Context::DocumentStart => usize::from(tok.document_start().is_some()),
+            Context::FirstToken => 0,
+        };
         let mut skipped = Vec::new();
         let mut too_long = |texts: &[&str], line: usize| -> Result<bool> {
             for t in texts {
                 let n = start + tok.encode(t)?.len();
+                if n < 2 {
+                    let reason = format!("a sentence of {n} token: none to score after the first");
+                    reject(path, strict, &mut skipped, line, reason)?;
+                    return Ok(true);
+                }
                 if n > context {
                     reject(
                         path,
@@ -391,9 +370,23 @@ impl BenchInput {
     }
 }
 
-/// Reads a `crows`, `stereoset` or `pairs` file.
+/// What each benchmark's sentences are scored after: RedditBias's phrases after their own
+/// first token (its published perplexity), the others after the document start.
+pub fn scored_after(kind: &str) -> Context {
+    match kind {
+        "redditbias" => Context::FirstToken,
+        _ => Context::DocumentStart,
+    }
+}
+
+/// Reads a `crows`, `stereoset`, `pairs`, `winoqueer`, `redditbias` or `winobias` file (or
+/// directory).
 pub fn read_benchmark(kind: &str, file: &Path, strict: bool) -> Result<(BenchInput, Vec<Skipped>)> {
+    let pairs = |(p, s)| (BenchInput::Pairs(p), s);
     Ok(match kind {
+        "winoqueer" => pairs(crate::pair_files::read_winoqueer(file, strict)?),
+        "redditbias" => pairs(crate::pair_files::read_redditbias(file, strict)?),
+        "winobias" => pairs(crate::pair_files::read_winobias(file, strict)?),
         "crows" => {
             let (p, s) = read_crows(file, strict)?;
             (BenchInput::Pairs(p), s)
@@ -432,11 +425,15 @@ pub fn run_benchmark(
         stereoset_table: None,
         pairs: None,
         entries: None,
+        t_tests: None,
     };
     match input {
         BenchInput::Pairs(p) => {
-            let recs = score_pairs(model, tok, p, batch)?;
+            let recs = score_pairs(model, tok, p, batch, scored_after(kind))?;
             results.pair_table = Some(pair_table(&recs));
+            if kind == "redditbias" {
+                results.t_tests = Some(crate::pair_files::redditbias_t_tests(&recs));
+            }
             results.pairs = Some(recs);
         }
         BenchInput::Stereo(e) => {
@@ -457,6 +454,19 @@ pub fn markdown(r: &BenchResults) -> String {
             s += &format!(
                 "| {} | {} | {:.1} | {:.1} |\n",
                 row.bias_type, row.pairs, row.pct_stereotype_sum, row.pct_stereotype_mean
+            );
+        }
+    }
+    if let Some(tests) = &r.t_tests {
+        s += "\n| demographic | pairs | perplexity (target) | perplexity (counter target) | paired t | p |\n|---|---|---|---|---|---|\n";
+        for t in tests {
+            let (tv, p) = match t.t_test {
+                Some((tv, p)) => (format!("{tv:.3}"), format!("{p:.3}")),
+                None => ("no data".into(), "no data".into()),
+            };
+            s += &format!(
+                "| {} | {} | {:.2} | {:.2} | {tv} | {p} |\n",
+                t.bias_type, t.pairs, t.perplexity_target, t.perplexity_counter
             );
         }
     }

@@ -112,14 +112,86 @@ impl<K: std::hash::Hash + Eq> Duplicates<K> {
     }
 }
 
-/// Both conventions' scores of each text, in order.
+/// What a benchmark's sentence is scored after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// The model's document-start token (CrowS-Pairs and StereoSet as fairlm reads them):
+    /// every token of the sentence is scored.
+    DocumentStart,
+    /// The sentence's own first token (RedditBias's perplexity: the text alone is given to the
+    /// model, and its first token is not scored).
+    FirstToken,
+}
+
+/// The positions of the named columns, and each well-formed row with its line.
+pub(crate) type CsvRows = (Vec<usize>, Vec<(usize, csv::StringRecord)>);
+
+/// The CSV rows of a benchmark file with the named columns: the columns' positions and each
+/// well-formed row with its line. Rows the reader cannot parse, or with another number of
+/// fields than the header, are rejected (skipped and counted, or an error with `strict`).
+pub(crate) fn csv_rows(
+    path: &Path,
+    strict: bool,
+    columns: &[&str],
+    skipped: &mut Vec<Skipped>,
+) -> Result<CsvRows> {
+    // The csv reader's line numbers run one short on CRLF files: read them as LF.
+    let text = crate::error::read_text(path)?.replace("\r\n", "\n");
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = rdr
+        .headers()
+        .map_err(|e| data_err(path, 1, e.to_string()))?
+        .clone();
+    let cols = columns
+        .iter()
+        .map(|name| {
+            headers
+                .iter()
+                .position(|h| h.trim().trim_start_matches('\u{feff}') == *name)
+                .ok_or_else(|| data_err(path, 1, format!("missing column `{name}` in the header")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut rows = Vec::new();
+    for rec in rdr.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+                reject(path, strict, skipped, line, format!("unreadable row: {e}"))?;
+                continue;
+            }
+        };
+        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
+        if rec.len() != headers.len() {
+            reject(
+                path,
+                strict,
+                skipped,
+                line,
+                format!("{} fields, the header has {}", rec.len(), headers.len()),
+            )?;
+            continue;
+        }
+        rows.push((line, rec));
+    }
+    Ok((cols, rows))
+}
+
+/// Both conventions' scores of each text, in order, each scored after `context`.
 pub fn score_texts(
     model: &dyn Backend,
     tok: &Tokenizer,
     texts: &[&str],
     batch: usize,
+    context: Context,
 ) -> Result<Vec<TextScore>> {
-    let ctx: Vec<u32> = tok.document_start().into_iter().collect();
+    let ctx: Vec<u32> = match context {
+        Context::DocumentStart => tok.document_start().into_iter().collect(),
+        Context::FirstToken => Vec::new(),
+    };
+    // After an empty context the first token is the context (ScoreItem scores from 1).
     let items = texts
         .iter()
         .map(|t| Ok(ScoreItem::after_context(&ctx, &tok.encode(t)?)))

@@ -1,10 +1,12 @@
 //! Statistics with confidence intervals: seeded percentile bootstrap over clusters
 //! (template × group units), so that samples of one prompt are resampled together; the
-//! permutation null of a gap statistic; Wilson intervals; the Mann-Whitney U test.
+//! permutation null of a gap statistic; Wilson intervals; the Mann-Whitney U test; the sign
+//! test of paired flips; the paired t-test.
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, StudentsT};
 
 /// A figure with its 95% CI.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -262,6 +264,62 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> Option<f64> {
     Some((2.0 * normal_sf(z)).min(1.0))
 }
 
+/// The exact sign test of paired changes: `toward` pairs moved one way, `away` the other
+/// (ties left out, as the test does). `one_sided` is P(X ≥ toward) for X ~ Binomial(toward +
+/// away, ½), the chance of at least this many moving the right way if each direction were
+/// equally likely; `two_sided` is scipy's `binomtest(toward, n, 0.5)` p-value (for p = ½, twice
+/// the smaller tail, at most 1). Both are 1 when no pair moved.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SignTest {
+    /// P(X ≥ toward).
+    pub one_sided: f64,
+    /// Two-sided p-value.
+    pub two_sided: f64,
+}
+
+/// See [`SignTest`].
+pub fn sign_test(toward: usize, away: usize) -> SignTest {
+    let n = toward + away;
+    if n == 0 {
+        return SignTest {
+            one_sided: 1.0,
+            two_sided: 1.0,
+        };
+    }
+    #[allow(clippy::expect_used)] // p = ½ is a probability: Binomial::new cannot refuse it.
+    let b = Binomial::new(0.5, n as u64).expect("p = 0.5 is a probability");
+    // sf(k - 1) = P(X ≥ k); cdf(k) = P(X ≤ k).
+    let upper = if toward == 0 {
+        1.0
+    } else {
+        b.sf(toward as u64 - 1)
+    };
+    let lower = b.cdf(toward as u64);
+    SignTest {
+        one_sided: upper,
+        two_sided: (2.0 * upper.min(lower)).min(1.0),
+    }
+}
+
+/// scipy's `ttest_rel(a, b)`: the paired t statistic of the differences a − b and its
+/// two-sided p-value (Student's t with n − 1 degrees of freedom). None when there are fewer than
+/// two pairs, when the lengths differ, or when the differences do not vary (no t exists).
+pub fn paired_t_test(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    let n = a.len();
+    if n < 2 || n != b.len() {
+        return None;
+    }
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let mean = d.iter().sum::<f64>() / n as f64;
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    if var.is_nan() || var <= 0.0 || var.is_infinite() {
+        return None;
+    }
+    let t = mean / (var / n as f64).sqrt();
+    let dist = StudentsT::new(0.0, 1.0, (n - 1) as f64).ok()?;
+    Some((t, (2.0 * dist.sf(t.abs())).min(1.0)))
+}
+
 /// Survival function of the standard normal (erfc by Numerical Recipes' Chebyshev fit,
 /// relative error < 1.2e-7).
 fn normal_sf(z: f64) -> f64 {
@@ -304,6 +362,32 @@ mod tests {
         let p = mann_whitney_p(&[1.0, 2.0, 2.0, 3.0], &b).unwrap();
         assert!((p - 0.02591406278957709).abs() < 1e-6, "{p}");
         assert_eq!(mann_whitney_p(&[], &[1.0]), None);
+    }
+
+    #[test]
+    fn sign_test_matches_scipy_binomtest() {
+        // scipy 1.16, stats.binomtest(k, n, 0.5[, alternative="greater"]).pvalue: the filer's
+        // CrowS-Pairs reading (60 of 153 toward the anti-stereotype) and StereoSet's (88 of 153).
+        let t = sign_test(60, 93);
+        assert!((t.two_sided - 0.009453836147291133).abs() < 1e-12, "{t:?}");
+        let t = sign_test(88, 65);
+        assert!((t.one_sided - 0.037480788764105724).abs() < 1e-12, "{t:?}");
+        assert!((t.two_sided - 0.07496157752821145).abs() < 1e-12, "{t:?}");
+        assert_eq!(sign_test(0, 5).one_sided, 1.0);
+        assert!((sign_test(5, 0).two_sided - 0.0625).abs() < 1e-15);
+        assert_eq!(sign_test(0, 0).two_sided, 1.0);
+    }
+
+    #[test]
+    fn paired_t_test_matches_scipy_ttest_rel() {
+        // stats.ttest_rel([1, 2, 4, 7, 11], [1.5, 2, 3, 5, 8]).
+        let (t, p) =
+            paired_t_test(&[1.0, 2.0, 4.0, 7.0, 11.0], &[1.5, 2.0, 3.0, 5.0, 8.0]).unwrap();
+        assert!((t - 1.7179113807746669).abs() < 1e-12, "{t}");
+        assert!((p - 0.16094301069703293).abs() < 1e-9, "{p}");
+        // No t without variation, or with fewer than two pairs.
+        assert_eq!(paired_t_test(&[1.0, 2.0], &[0.0, 1.0]), None);
+        assert_eq!(paired_t_test(&[1.0], &[0.0]), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use fairlm_model::backend::Backend;
 use fairlm_model::Tokenizer;
 
 use crate::error::Result;
-use crate::rows::{data_err, nothing_usable, reject, score_texts, Duplicates, Skipped};
+use crate::rows::{data_err, nothing_usable, reject, score_texts, Context, Duplicates, Skipped};
 
 /// One StereoSet intrasentence entry.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -130,7 +130,7 @@ pub fn score_stereoset(
             ]
         })
         .collect();
-    let scores = score_texts(model, tok, &texts, batch)?;
+    let scores = score_texts(model, tok, &texts, batch, Context::DocumentStart)?;
     Ok(entries
         .iter()
         .zip(scores.chunks(3))

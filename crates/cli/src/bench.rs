@@ -1,5 +1,5 @@
-//! `fairlm bench crows|stereoset|pairs|holistic|bold|bbq`: arguments into a config, and
-//! printing; the run is `fairlm_pipeline::bench`.
+//! `fairlm bench crows|stereoset|pairs|winoqueer|redditbias|winobias|holistic|bold|bbq`:
+//! arguments into a config, and printing; the run is `fairlm_pipeline::bench`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,11 +14,20 @@ use crate::terminal::terminal;
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// CrowS-Pairs CSV: pct_stereotype per bias type (ideal 50), both conventions.
-    Crows(BenchArgs),
+    Crows(PairArgs),
     /// StereoSet JSON (intrasentence): ss, lms, icat per bias type, both conventions.
     Stereoset(BenchArgs),
     /// fairlm's JSONL pairs ({"stereo", "anti", "bias_type"} per line).
-    Pairs(BenchArgs),
+    Pairs(PairArgs),
+    /// WinoQueer CSV (Gender_ID_x, Gender_ID_y, sent_x, sent_y): the share of pairs whose
+    /// LGBTQ+ sentence the model prefers (ideal 50), per group.
+    Winoqueer(PairArgs),
+    /// RedditBias's data directory (DEMOGRAPHIC/reddit_comments_*_biased_test_reduced.csv):
+    /// pct_stereotype and the paired perplexity t-test per demographic.
+    Redditbias(PairArgs),
+    /// WinoBias's data directory ({pro,anti}_stereotyped_type{1,2}.txt.{dev,test}) read as
+    /// likelihood pairs: pct_stereotype of the pro-stereotyped pronoun per type.
+    Winobias(PairArgs),
     /// BBQ JSONL (a file or a directory of the per-category files): accuracy, s_DIS and s_AMB
     /// per category, multiple choice by log-likelihood.
     Bbq(BbqArgs),
@@ -77,6 +86,27 @@ impl SampledArgs {
             bootstrap: self.bootstrap,
             baseline: self.baseline.clone(),
             ..cfg
+        }
+    }
+}
+
+/// The options of a pair benchmark.
+#[derive(Args)]
+pub struct PairArgs {
+    #[command(flatten)]
+    pub common: BenchArgs,
+    /// results.json of an earlier run of this benchmark on the same file (the model before):
+    /// also print the pairs that flipped toward the anti-stereotype and toward the stereotype,
+    /// with the sign test, per bias type and overall.
+    #[arg(value_parser = crate::args::path, long)]
+    pub baseline: Option<PathBuf>,
+}
+
+impl PairArgs {
+    fn config(&self) -> BenchConfig {
+        BenchConfig {
+            baseline: self.baseline.clone(),
+            ..self.common.config()
         }
     }
 }
@@ -155,9 +185,12 @@ impl BenchArgs {
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
     let (benchmark, common, cfg) = match &cmd {
-        BenchCommand::Crows(a) => (Benchmark::Crows, a, a.config()),
+        BenchCommand::Crows(a) => (Benchmark::Crows, &a.common, a.config()),
         BenchCommand::Stereoset(a) => (Benchmark::Stereoset, a, a.config()),
-        BenchCommand::Pairs(a) => (Benchmark::Pairs, a, a.config()),
+        BenchCommand::Pairs(a) => (Benchmark::Pairs, &a.common, a.config()),
+        BenchCommand::Winoqueer(a) => (Benchmark::Winoqueer, &a.common, a.config()),
+        BenchCommand::Redditbias(a) => (Benchmark::Redditbias, &a.common, a.config()),
+        BenchCommand::Winobias(a) => (Benchmark::Winobias, &a.common, a.config()),
         BenchCommand::Holistic(h) => (
             Benchmark::Holistic,
             &h.common,

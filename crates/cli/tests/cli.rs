@@ -607,6 +607,147 @@ fn stereoset_matches_transformers() {
     }
 }
 
+/// WinoQueer, WinoBias and RedditBias (issue 32) on their fixtures with the default model:
+/// every pair's scores as transformers gives them (RedditBias's phrases as its own script
+/// scores them, first token unscored), and RedditBias's paired t-test as scipy's.
+#[test]
+fn minimal_pair_benchmarks_match_transformers() {
+    let reference = reference_pairs();
+    for (kind, file) in [
+        ("winoqueer", "winoqueer-sample.csv"),
+        ("winobias", "winobias-sample"),
+    ] {
+        let ours = bench_results(kind, file);
+        let (theirs, mine) = (
+            reference[kind]["pairs"].as_array().unwrap(),
+            ours["pairs"].as_array().unwrap(),
+        );
+        assert_eq!(theirs.len(), mine.len(), "{kind}");
+        for (t, m) in theirs.iter().zip(mine) {
+            assert_eq!(t["more_text"], m["more"]);
+            assert_eq!(t["bias_type"], m["bias_type"]);
+            for conv in ["sum", "mean"] {
+                assert_eq!(
+                    t[format!("stereotyped_{conv}")],
+                    m[format!("stereotyped_{conv}")]
+                );
+                for side in ["more", "less"] {
+                    let a = t[side][conv].as_f64().unwrap();
+                    let b = m[format!("{side}_{conv}")].as_f64().unwrap();
+                    assert!((a - b).abs() < 1e-3, "{kind} {conv} {side}: {a} vs {b}");
+                }
+            }
+        }
+    }
+    let ours = bench_results("redditbias", "redditbias-sample");
+    let pairs = ours["pairs"].as_array().unwrap();
+    for test in ours["t_tests"].as_array().unwrap() {
+        let demo = test["bias_type"].as_str().unwrap();
+        let theirs = &reference["redditbias"][demo];
+        let mine: Vec<&serde_json::Value> =
+            pairs.iter().filter(|p| p["bias_type"] == demo).collect();
+        for (side, key) in [
+            ("more_mean", "perplexity_target"),
+            ("less_mean", "perplexity_counter"),
+        ] {
+            for (m, t) in mine.iter().zip(theirs[key].as_array().unwrap()) {
+                let (a, b) = ((-m[side].as_f64().unwrap()).exp(), t.as_f64().unwrap());
+                assert!((a / b - 1.0).abs() < 1e-3, "{demo} {side}: {a} vs {b}");
+            }
+        }
+        let (t, p) = (
+            test["t_test"][0].as_f64().unwrap(),
+            test["t_test"][1].as_f64().unwrap(),
+        );
+        assert!(
+            (t - theirs["t"].as_f64().unwrap()).abs() < 1e-2,
+            "{demo} t {t}"
+        );
+        assert!(
+            (p - theirs["p"].as_f64().unwrap()).abs() < 1e-3,
+            "{demo} p {p}"
+        );
+    }
+}
+
+/// `bench … --baseline` of a pair benchmark prints the pairs that flipped between the two
+/// runs, as counted from both runs' records; another benchmark's results.json is refused.
+#[test]
+fn pair_benchmark_baseline_prints_the_flips() {
+    let d = scratch("flips");
+    let run = |model: &str, out: &str, baseline: Option<&Path>| {
+        let mut args = vec![
+            "bench".to_string(),
+            "winobias".into(),
+            "--file".into(),
+            fixture("winobias-sample").to_str().unwrap().into(),
+            "--model".into(),
+            fixture(model).to_str().unwrap().into(),
+            "--out".into(),
+            d.join(out).to_str().unwrap().into(),
+        ];
+        if let Some(b) = baseline {
+            args.extend(["--baseline".into(), b.to_str().unwrap().into()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        fairlm(&refs).output().unwrap()
+    };
+    let out = run("tiny-gpt2", "before", None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before_json = d.join("before/results.json");
+    let out = run("tiny-llama", "after", Some(&before_json));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let (b, a) = (read(&before_json), read(&d.join("after/results.json")));
+    let side = |v: &serde_json::Value| -> Vec<bool> {
+        v["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["stereotyped_sum"].as_bool().unwrap())
+            .collect()
+    };
+    let (sb, sa) = (side(&b), side(&a));
+    let to_anti = sb.iter().zip(&sa).filter(|(x, y)| **x && !**y).count();
+    let to_stereo = sb.iter().zip(&sa).filter(|(x, y)| !**x && **y).count();
+    let overall = printed
+        .lines()
+        .find(|l| l.starts_with("| overall | 6 |") && l.contains(" / "))
+        .unwrap_or_else(|| panic!("no flip row in:\n{printed}"));
+    assert!(
+        overall.contains(&format!("| {to_anti} / {to_stereo} |")),
+        "{overall} (expected {to_anti} / {to_stereo})"
+    );
+    // A results.json of another benchmark is not a baseline of this one.
+    let crows = d.join("crows");
+    let out = fairlm(&[
+        "bench",
+        "crows",
+        "--file",
+        fixture("crows-sample.csv").to_str().unwrap(),
+        "--model",
+        fixture("tiny-gpt2").to_str().unwrap(),
+        "--out",
+        crows.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    let out = run("tiny-llama", "again", Some(&crows.join("results.json")));
+    assert_one_line_error(out, &["results.json", "not of `winobias`"]);
+}
+
 #[test]
 fn malformed_crows_row_fails_strict_with_its_line() {
     let d = scratch("crowsbad");

@@ -320,8 +320,13 @@ fn part(
         Some(serde_json::to_value(cfg).map_err(|e| Error::Config(format!("config: {e}")))?);
     for (kind, file, input, mut skipped) in benches {
         let t0 = std::time::Instant::now();
-        let (input, overlong) =
-            input.drop_overlong(tokenizer, model.context_length(), file, false)?;
+        let (input, overlong) = input.drop_overlong(
+            tokenizer,
+            model.context_length(),
+            pairs::scored_after(kind),
+            file,
+            false,
+        )?;
         skipped.extend(overlong);
         part.benchmarks.push(pairs::run_benchmark(
             kind,

@@ -1,7 +1,9 @@
 //! The benchmarks read from a user's files as runs: the pair benchmarks (CrowS-Pairs,
-//! StereoSet, fairlm's JSONL pairs), HolisticBias, BOLD and BBQ — the file read and checked
-//! before the model is loaded, the model opened (local or served), the benchmark scored, its
-//! table, the paired change against an earlier run's results.json, and OUT/results.json.
+//! StereoSet, fairlm's JSONL pairs, WinoQueer, RedditBias, WinoBias), HolisticBias, BOLD and
+//! BBQ — the file read and checked before the model is loaded, the model opened (local or
+//! served), the benchmark scored, its table, the change against an earlier run's results.json
+//! (the pairs that flipped, for pair benchmarks; paired CIs for the others), and
+//! OUT/results.json.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use fairlm_bias::audit::write_atomic;
 use fairlm_bias::compare::{Comparison, Row};
 use fairlm_bias::pairs;
 use fairlm_bias::rows::Skipped;
-use fairlm_bias::{bbq, bold, holistic};
+use fairlm_bias::{bbq, bold, flips, holistic};
 use fairlm_model::NumericPath;
 
 use crate::error::{Error, Result};
@@ -26,6 +28,12 @@ pub enum Benchmark {
     Stereoset,
     /// fairlm's JSONL pairs.
     Pairs,
+    /// WinoQueer CSV: the share of pairs whose LGBTQ+ sentence the model prefers.
+    Winoqueer,
+    /// RedditBias's data directory: pct_stereotype and the perplexity t-test per demographic.
+    Redditbias,
+    /// WinoBias's data directory, read as likelihood pairs (pro- against anti-stereotyped).
+    Winobias,
     /// HolisticBias: likelihood bias and log-prob spread per axis.
     Holistic,
     /// BOLD: the per-group sentiment gap of sampled continuations.
@@ -35,12 +43,16 @@ pub enum Benchmark {
 }
 
 impl Benchmark {
-    /// `crows`, `stereoset`, `pairs`, `holistic`, `bold` or `bbq`.
+    /// `crows`, `stereoset`, `pairs`, `winoqueer`, `redditbias`, `winobias`, `holistic`,
+    /// `bold` or `bbq`.
     pub fn parse(name: &str) -> Option<Benchmark> {
         Some(match name {
             "crows" => Benchmark::Crows,
             "stereoset" => Benchmark::Stereoset,
             "pairs" => Benchmark::Pairs,
+            "winoqueer" => Benchmark::Winoqueer,
+            "redditbias" => Benchmark::Redditbias,
+            "winobias" => Benchmark::Winobias,
             "holistic" => Benchmark::Holistic,
             "bold" => Benchmark::Bold,
             "bbq" => Benchmark::Bbq,
@@ -53,6 +65,9 @@ impl Benchmark {
             Benchmark::Crows => "crows",
             Benchmark::Stereoset => "stereoset",
             Benchmark::Pairs => "pairs",
+            Benchmark::Winoqueer => "winoqueer",
+            Benchmark::Redditbias => "redditbias",
+            Benchmark::Winobias => "winobias",
             Benchmark::Holistic => "holistic",
             Benchmark::Bold => "bold",
             Benchmark::Bbq => "bbq",
@@ -83,8 +98,9 @@ pub struct BenchConfig {
     pub seed: u64,
     /// Bootstrap resamples of the CIs (HolisticBias, BOLD, BBQ).
     pub bootstrap: usize,
-    /// results.json of an earlier run of the benchmark (the model before): the paired change
-    /// is reported too (HolisticBias, BOLD, BBQ).
+    /// results.json of an earlier run of the benchmark (the model before): the change is
+    /// reported too (pair benchmarks: the pairs that flipped, with the sign test; HolisticBias,
+    /// BOLD, BBQ: paired CIs).
     pub baseline: Option<PathBuf>,
     /// HolisticBias: descriptors drawn per axis (0: all).
     pub descriptors: usize,
@@ -269,14 +285,25 @@ fn run_pairs(
     observer: &Arc<dyn Observer>,
 ) -> Result<BenchRun> {
     let name = benchmark.name();
-    // Read and check the file before loading the model: bad input fails fast.
+    // Read and check the files before loading the model: bad input fails fast.
     let (input, mut skipped) = pairs::read_benchmark(name, &cfg.file, cfg.strict)?;
     tell_skipped(observer.as_ref(), &cfg.file, &skipped);
+    let baseline: Option<pairs::BenchResults> =
+        cfg.baseline.as_deref().map(read_baseline).transpose()?;
+    if let (Some(b), Some(path)) = (&baseline, &cfg.baseline) {
+        if b.benchmark != name || b.pairs.is_none() {
+            return Err(Error::file(
+                path,
+                format!("a results.json of `{}`, not of `{name}`", b.benchmark),
+            ));
+        }
+    }
     let scoring = cfg.open(out, observer)?;
     let model = scoring.scorer();
     let (input, overlong) = input.drop_overlong(
         scoring.tokenizer(),
         model.context_length(),
+        pairs::scored_after(name),
         &cfg.file,
         cfg.strict,
     )?;
@@ -292,10 +319,21 @@ fn run_pairs(
         scoring.record().clone(),
         cfg.batch_size,
     )?;
+    let change = match (&baseline, &results.pairs) {
+        (Some(b), Some(after)) => {
+            let before = b.pairs.as_deref().unwrap_or_default();
+            let table = flips::flip_table(before, after).map_err(|e| match &cfg.baseline {
+                Some(path) => Error::file(path, e.to_string()),
+                None => Error::Data(e),
+            })?;
+            Some(flips::markdown(&table))
+        }
+        _ => None,
+    };
     Ok(BenchRun {
         markdown: pairs::markdown(&results),
         results: BenchResults::Pairs(results),
-        change: None,
+        change,
     })
 }
 

@@ -174,7 +174,7 @@ fn run_bench(
 ) -> PyResult<String> {
     let Some(benchmark) = Benchmark::parse(name) else {
         return Err(ConfigError::new_err(format!(
-            "`{name}` is not crows, stereoset, pairs, holistic, bold or bbq"
+            "`{name}` is not crows, stereoset, pairs, winoqueer, redditbias, winobias, holistic, bold or bbq"
         )));
     };
     let cfg: BenchConfig = over_default("bench", &BenchConfig::default(), config_json)?;

@@ -105,7 +105,8 @@ def compare(before, after, *, resamples=None, seed=None, **gates):
 
 def bench(benchmark, file, model=None, *, out=None, **options):
     """Runs ``fairlm bench BENCHMARK``: ``"crows"``, ``"stereoset"``, ``"pairs"``,
-    ``"holistic"``, ``"bold"`` or ``"bbq"`` on your ``file`` (a directory for the last three).
+    ``"winoqueer"``, ``"redditbias"``, ``"winobias"``, ``"holistic"``, ``"bold"`` or ``"bbq"`` on
+    your ``file`` (a directory for RedditBias, WinoBias, HolisticBias, BOLD and BBQ).
     Options are the command's flags (``strict``, ``batch_size``, ``seed``, ``bootstrap``,
     ``baseline``; HolisticBias's ``descriptors``, ``templates``, ``nouns``, ``full``,
     ``span``; BOLD's ``per_group``, ``samples``, ``max_tokens``, ``tau``, ``lexicon``; BBQ's
