@@ -84,6 +84,11 @@ pub struct TrainArgs {
     /// named at all is kept).
     #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = TrainSettings::default().w_sequence)]
     pub w_sequence: f64,
+    /// Weight of the group-prior anchor: at the positions that predict a pair's first swapped
+    /// words, the KL from the original model's distribution instead of the cross-entropy (the
+    /// augmented corpus does not even out how often each group is named).
+    #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = TrainSettings::default().w_group_prior)]
+    pub w_group_prior: f64,
     /// λ of the gradient reversal in front of the adversarial discriminator (0: off).
     #[arg(value_parser = crate::args::non_negative, allow_hyphen_values = true, long, default_value_t = TrainSettings::default().adversary)]
     pub adversary: f64,
@@ -146,6 +151,7 @@ impl TrainArgs {
             w_anchor: self.w_anchor,
             w_pair_anchor: self.w_pair_anchor,
             w_sequence: self.w_sequence,
+            w_group_prior: self.w_group_prior,
             adversary: self.adversary,
             attributes: self.attributes.clone(),
             guard: self.guard,
@@ -169,7 +175,7 @@ impl TrainArgs {
         flags_over_file!(given, file, flags;
             corpus, mode, steps, pairs, neutral, accumulation, lr, warmup, clip, w_ce,
             w_consistency, w_equalising, w_attribute, w_anchor, w_pair_anchor, w_sequence,
-            adversary, attributes, guard, eval_every, checkpoint_every, seed, gguf_type, axes,
+            w_group_prior, adversary, attributes, guard, eval_every, checkpoint_every, seed, gguf_type, axes,
             lexicon, templates, corpus_samples, discriminator_pairs, corpus_templates,
             give_prompts
         );

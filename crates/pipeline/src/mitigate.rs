@@ -61,6 +61,10 @@ pub struct TrainSettings {
     pub w_pair_anchor: f64,
     /// Weight of the sequence-level counterfactual term.
     pub w_sequence: f64,
+    /// Weight of the group-prior anchor (the KL from the original at the positions that
+    /// predict a pair's first swapped words, instead of the cross-entropy there).
+    #[serde(default)]
+    pub w_group_prior: f64,
     /// λ of the gradient reversal in front of the adversarial discriminator (0: off).
     pub adversary: f64,
     /// Attribute words of the attribute-gap penalty (empty: the occupations and traits of
@@ -113,6 +117,7 @@ impl Default for TrainSettings {
             w_anchor: w.anchor,
             w_pair_anchor: w.pair_anchor,
             w_sequence: w.sequence,
+            w_group_prior: w.group_prior,
             adversary: w.adversary,
             attributes: Vec::new(),
             guard: t.perplexity_guard * 100.0,
@@ -150,6 +155,7 @@ pub(crate) const TRAIN_KEYS: &[(&str, &str)] = &[
     ("train.w_anchor", "weight of the KL anchor to the original model on neutral text"),
     ("train.w_pair_anchor", "weight of the KL to the original model's counterfactual average at aligned positions"),
     ("train.w_sequence", "weight of the sequence-level counterfactual term"),
+    ("train.w_group_prior", "weight of the group-prior anchor: the KL from the original at the positions that predict a pair's first swapped words, instead of the cross-entropy there"),
     ("train.adversary", "λ of the gradient reversal in front of the adversarial discriminator (0: off)"),
     ("train.attributes", "attribute words of the attribute-gap penalty; empty: the occupations and traits of data/attributes.toml"),
     ("train.guard", "stop when held-out perplexity rises more than this many percent"),
@@ -183,6 +189,7 @@ impl TrainSettings {
             anchor: self.w_anchor,
             pair_anchor: self.w_pair_anchor,
             sequence: self.w_sequence,
+            group_prior: self.w_group_prior,
             adversary: self.adversary,
         };
         for (name, w) in [
@@ -193,6 +200,7 @@ impl TrainSettings {
             ("--w-anchor", weights.anchor),
             ("--w-pair-anchor", weights.pair_anchor),
             ("--w-sequence", weights.sequence),
+            ("--w-group-prior", weights.group_prior),
             ("--adversary", weights.adversary),
             ("--guard", self.guard),
         ] {
@@ -566,8 +574,8 @@ pub fn markdown(r: &TrainReport) -> String {
         r.config.mode, r.trainable_parameters
     );
     s += &format!(
-        "| losses | CE {}, consistency {}, equalising {}, attribute {}, anchor {}, pair anchor {}, sequence {}, adversary λ {} |\n",
-        w.ce, w.consistency, w.equalising, w.attribute, w.anchor, w.pair_anchor, w.sequence, w.adversary
+        "| losses | CE {}, consistency {}, equalising {}, attribute {}, anchor {}, pair anchor {}, sequence {}, group prior {}, adversary λ {} |\n",
+        w.ce, w.consistency, w.equalising, w.attribute, w.anchor, w.pair_anchor, w.sequence, w.group_prior, w.adversary
     );
     s += &format!(
         "| corpus | {} sentences → {} after counterfactual augmentation |\n",

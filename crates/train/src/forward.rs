@@ -106,6 +106,10 @@ pub(crate) struct Forward<'a> {
     pub(crate) all_twin: Vec<u32>,
     /// The frozen model and its hidden states of the pairs' rows, for the pair anchor.
     pub(crate) pair_anchor: Option<(&'a dyn CausalLm, Tensor)>,
+    /// With the group-prior anchor: the compact positions that predict each pair's first
+    /// swapped words (left out of the cross-entropy), and their (row, position).
+    pub(crate) prior: Vec<u32>,
+    pub(crate) prior_rows: Vec<(usize, usize)>,
 }
 
 impl<'a> Forward<'a> {
@@ -114,6 +118,7 @@ impl<'a> Forward<'a> {
         frozen: Option<&'a dyn CausalLm>,
         batch: &'a Batch,
         with_pair_anchor: bool,
+        with_group_prior: bool,
     ) -> Result<Self> {
         let p = batch.pairs.len();
         let rows = batch_rows(batch);
@@ -137,13 +142,28 @@ impl<'a> Forward<'a> {
         let at = |r: usize, pos: usize| (offsets[r] + pos) as u32;
         let n_pos = compact.len();
         let logp = log_softmax(&model.logits(&hidden.index_select(&index(&compact)?, 0)?)?)?;
+        // The positions that predict each pair's first swapped words (row, position).
+        let mut prior_rows = Vec::new();
+        if with_group_prior {
+            for (i, item) in batch.pairs.iter().enumerate() {
+                let (first, end_a, end_b) = swapped_span(item);
+                // Position pos predicts token pos + 1.
+                prior_rows.extend((first.max(1) - 1..end_a - 1).map(|pos| (i, pos)));
+                prior_rows.extend((first.max(1) - 1..end_b - 1).map(|pos| (p + i, pos)));
+            }
+        }
+        let prior: Vec<u32> = prior_rows.iter().map(|&(r, pos)| at(r, pos)).collect();
+        let in_prior: std::collections::HashSet<u32> = prior.iter().copied().collect();
         let mut targets = Vec::with_capacity(n_pos);
         let mut predicted = Vec::with_capacity(n_pos);
         for (r, row) in rows.iter().enumerate() {
             targets.extend_from_slice(row.get(1..).unwrap_or_default());
             // Position pos predicts token pos + 1.
-            predicted
-                .extend((given[r].max(1) - 1..row.len().saturating_sub(1)).map(|pos| at(r, pos)));
+            predicted.extend(
+                (given[r].max(1) - 1..row.len().saturating_sub(1))
+                    .map(|pos| at(r, pos))
+                    .filter(|ix| !in_prior.contains(ix)),
+            );
         }
         let targets = Tensor::from_vec(targets, (n_pos, 1), &Device::Cpu)?;
         let token_logp = logp.gather(&targets, 1)?;
@@ -180,6 +200,8 @@ impl<'a> Forward<'a> {
             all_sentence,
             all_twin,
             pair_anchor: frozen_pairs.map(|(f, (h, _))| (f, h)),
+            prior,
+            prior_rows,
         })
     }
 
@@ -192,6 +214,31 @@ impl<'a> Forward<'a> {
     pub(crate) fn logp_at(&self, ix: &[u32]) -> Result<Tensor> {
         Ok(self.logp.index_select(&index(ix)?, 0)?)
     }
+}
+
+/// Where a pair's sentence and twin part: the first token they differ at, and the end of the
+/// first swapped span in each (the first aligned prefix past it, else one token).
+pub(crate) fn swapped_span(item: &PairItem) -> (usize, usize, usize) {
+    let first = item
+        .a
+        .iter()
+        .zip(&item.b)
+        .take_while(|(x, y)| x == y)
+        .count();
+    let end = |k: fn(&(usize, usize)) -> usize, len: usize| {
+        item.aligned
+            .iter()
+            .map(k)
+            .filter(|&e| e > first)
+            .min()
+            .unwrap_or(first + 1)
+            .min(len)
+    };
+    (
+        first,
+        end(|x| x.0, item.a.len()),
+        end(|x| x.1, item.b.len()),
+    )
 }
 
 /// The batch's rows in the order of [`Forward`].

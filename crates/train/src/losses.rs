@@ -14,7 +14,7 @@ use crate::adversary::Adversary;
 use crate::classes::ClassPairs;
 use crate::error::Result;
 pub use crate::forward::{bucketed_hidden, Batch, PairItem, Sentence};
-use crate::forward::{index, padded, Forward};
+use crate::forward::{index, padded, swapped_span, Forward};
 
 /// Weights of the loss terms (0 turns a term off).
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -36,6 +36,11 @@ pub struct LossWeights {
     /// original's log-ratio of the group words alone (see `batch_loss`).
     #[serde(default)]
     pub sequence: f64,
+    /// Group-prior anchor: at the positions that predict a pair's first swapped words, the
+    /// KL from the original's next-token distribution instead of the cross-entropy (see
+    /// `group_prior`).
+    #[serde(default)]
+    pub group_prior: f64,
     /// λ of the gradient-reversal layer in front of the adversary (0 = no adversary).
     pub adversary: f64,
 }
@@ -50,6 +55,7 @@ impl Default for LossWeights {
             anchor: 1.0,
             pair_anchor: 0.0,
             sequence: 0.0,
+            group_prior: 0.0,
             adversary: 0.0,
         }
     }
@@ -118,6 +124,9 @@ pub struct LossParts {
     /// Sequence-level counterfactual term.
     #[serde(default)]
     pub sequence: f64,
+    /// Group-prior anchor.
+    #[serde(default)]
+    pub group_prior: f64,
     /// The adversary's loss.
     pub adversary: f64,
     /// The adversary's accuracy on the batch.
@@ -126,7 +135,7 @@ pub struct LossParts {
 
 impl LossParts {
     /// Every part, in declaration order.
-    fn fields_mut(&mut self) -> [&mut f64; 10] {
+    fn fields_mut(&mut self) -> [&mut f64; 11] {
         [
             &mut self.total,
             &mut self.ce,
@@ -136,6 +145,7 @@ impl LossParts {
             &mut self.anchor,
             &mut self.pair_anchor,
             &mut self.sequence,
+            &mut self.group_prior,
             &mut self.adversary,
             &mut self.adversary_accuracy,
         ]
@@ -348,6 +358,41 @@ fn neutral_anchor(f: &Forward, frozen: &dyn CausalLm) -> Result<Tensor> {
     Ok((kl / own.len().max(1) as f64)?)
 }
 
+/// The group-prior anchor: KL(original ‖ model) at the positions that predict each pair's
+/// first swapped words, averaged over those positions. Two-sided augmentation teaches "The
+/// Muslim …" as often as "The Christian …", and the cross-entropy at the group word then
+/// evens out how often the model names each group — which raises every sentence about the
+/// less-named group, the stereotyped side of most minimal pairs (CrowS-Pairs' religion,
+/// 53.8 → 62.5, issue 32). These positions (left out of the cross-entropy by `Forward`) keep
+/// the original's distribution instead, prefix by prefix: the corpus is unchanged, only what
+/// the group word's own prediction is taught.
+fn group_prior(f: &Forward, frozen: &dyn CausalLm) -> Result<Tensor> {
+    let p = f.batch.pairs.len();
+    // The frozen model needs each row only up to its last prior position's next token.
+    let mut keep = vec![0usize; 2 * p];
+    for &(r, pos) in &f.prior_rows {
+        keep[r] = keep[r].max(pos + 1);
+    }
+    let rows: Vec<Vec<u32>> = (0..2 * p)
+        .map(|r| {
+            let item = &f.batch.pairs[r % p];
+            let ids = if r < p { &item.a } else { &item.b };
+            ids[..keep[r].min(ids.len())].to_vec()
+        })
+        .collect();
+    let refs: Vec<&Vec<u32>> = rows.iter().collect();
+    let (hidden, start) = bucketed_hidden(frozen, &refs)?;
+    let reference: Vec<u32> = f
+        .prior_rows
+        .iter()
+        .map(|&(r, pos)| (start[r] + pos) as u32)
+        .collect();
+    let lp0 = log_softmax(&frozen.logits(&hidden.index_select(&index(&reference)?, 0)?)?)?.detach();
+    let lp = f.logp_at(&f.prior)?;
+    let kl = (lp0.exp()? * (&lp0 - lp)?)?.sum_all()?;
+    Ok((kl / f.prior.len().max(1) as f64)?)
+}
+
 /// The adversary's loss on the pairs' pooled hidden states behind a gradient-reversal layer,
 /// and its accuracy.
 fn adversary_loss(f: &Forward, adversary: &Adversary, lambda: f64) -> Result<(Tensor, f64)> {
@@ -370,7 +415,13 @@ pub fn batch_loss(
     weights: &LossWeights,
     adversary: Option<&Adversary>,
 ) -> Result<(Tensor, LossParts)> {
-    let f = Forward::run(model, frozen, batch, weights.pair_anchor > 0.0)?;
+    let f = Forward::run(
+        model,
+        frozen,
+        batch,
+        weights.pair_anchor > 0.0,
+        weights.group_prior > 0.0 && frozen.is_some(),
+    )?;
     let has_pairs = !batch.pairs.is_empty();
     let has_aligned = !f.all_sentence.is_empty();
     let mut parts = LossParts::default();
@@ -399,6 +450,10 @@ pub fn batch_loss(
     if let (Some(frozen), true) = (frozen, weights.sequence > 0.0 && has_pairs) {
         let loss = sequence_loss(frozen, batch, &f.token_logp, &f.offsets)?;
         add(Some(loss), weights.sequence, &mut parts.sequence)?;
+    }
+    if let (Some(frozen), false) = (frozen, f.prior.is_empty()) {
+        let loss = group_prior(&f, frozen)?;
+        add(Some(loss), weights.group_prior, &mut parts.group_prior)?;
     }
     if weights.equalising > 0.0 {
         add(
@@ -434,31 +489,6 @@ pub fn batch_loss(
 /// A scalar tensor's value, for the logged parts.
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_scalar::<f32>()? as f64)
-}
-
-/// Where a pair's sentence and twin part: the first token they differ at, and the end of the
-/// first swapped span in each (the first aligned prefix past it, else one token).
-fn swapped_span(item: &PairItem) -> (usize, usize, usize) {
-    let first = item
-        .a
-        .iter()
-        .zip(&item.b)
-        .take_while(|(x, y)| x == y)
-        .count();
-    let end = |k: fn(&(usize, usize)) -> usize, len: usize| {
-        item.aligned
-            .iter()
-            .map(k)
-            .filter(|&e| e > first)
-            .min()
-            .unwrap_or(first + 1)
-            .min(len)
-    };
-    (
-        first,
-        end(|x| x.0, item.a.len()),
-        end(|x| x.1, item.b.len()),
-    )
 }
 
 /// Summed log-probability under `model` of each row's tokens after its first (no gradient).

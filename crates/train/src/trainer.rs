@@ -48,6 +48,9 @@ fn progress_message(p: &LossParts, tokens_per_s: f64) -> String {
     if p.sequence != 0.0 {
         m += &format!(" seq {:.3}", p.sequence);
     }
+    if p.group_prior != 0.0 {
+        m += &format!(" prior {:.4}", p.group_prior);
+    }
     if p.equalising != 0.0 {
         m += &format!(" eq {:.3}", p.equalising);
     }
@@ -403,6 +406,7 @@ mod tests {
         anchor: 0.0,
         pair_anchor: 0.0,
         sequence: 0.0,
+        group_prior: 0.0,
         adversary: 0.0,
     };
 
@@ -679,6 +683,13 @@ mod tests {
                 },
             ),
             (
+                "group prior",
+                LossWeights {
+                    group_prior: 1.0,
+                    ..none
+                },
+            ),
+            (
                 "adversary",
                 LossWeights {
                     adversary: lambda,
@@ -715,6 +726,54 @@ mod tests {
                 "{model} {name}: analytic {analytic} vs finite differences {expected}"
             );
         }
+    }
+
+    /// The group-prior anchor takes the positions that predict a pair's first swapped words
+    /// out of the cross-entropy (one fewer per side here: the group word after "<s> The") and
+    /// is zero while the model is the original.
+    #[test]
+    fn group_prior_replaces_the_cross_entropy_at_the_group_word() {
+        let ck = tiny("tiny-llama");
+        let model = ck.build().unwrap();
+        let frozen = ck.build().unwrap();
+        let batch = Batch {
+            pairs: vec![PairItem {
+                a: vec![0, 9, 40, 5, 33],
+                b: vec![0, 9, 41, 17, 33],
+                aligned: vec![(3, 3), (4, 4)],
+                given_a: 1,
+                given_b: 1,
+                table: 0,
+                axis: 0,
+                group_a: 0,
+                group_b: 1,
+            }],
+            ..Default::default()
+        };
+        let parts = |group_prior: f64| {
+            let w = LossWeights {
+                ce: 1.0,
+                group_prior,
+                ..NO_LOSS
+            };
+            let none = vec![None];
+            batch_loss(
+                model.as_ref(),
+                Some(frozen.as_ref()),
+                &batch,
+                &none,
+                None,
+                &w,
+                None,
+            )
+            .unwrap()
+            .1
+        };
+        let (without, with) = (parts(0.0), parts(1.0));
+        assert_eq!(without.group_prior, 0.0);
+        assert!(with.group_prior.abs() < 1e-6, "{}", with.group_prior);
+        // Without: 8 positions (4 per side); with: 6. The means differ.
+        assert!((without.ce - with.ce).abs() > 1e-4, "{without:?} {with:?}");
     }
 
     /// The cross-entropy scores only the tokens after a sentence's given ones: with all but
