@@ -16,6 +16,9 @@ pub struct ModelRecord {
     /// A model behind a server: which one, and what the server says of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served: Option<ServedRecord>,
+    /// The decode-time debiasing it was scored under (`self`: Self-Debias), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debias: Option<String>,
 }
 
 /// A served model's identity as its server gave it.

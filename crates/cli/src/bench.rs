@@ -100,12 +100,17 @@ pub struct PairArgs {
     /// with the sign test, per bias type and overall.
     #[arg(value_parser = crate::args::path, long)]
     pub baseline: Option<PathBuf>,
+    /// `self`: score under Self-Debias (Schick et al. 2021; bias-bench's prefixes, λ 50,
+    /// ε 0.01), a model here only; `none`: plain.
+    #[arg(long, default_value_t = BenchConfig::default().debias, value_parser = ["none", "self"])]
+    pub debias: String,
 }
 
 impl PairArgs {
     fn config(&self) -> BenchConfig {
         BenchConfig {
             baseline: self.baseline.clone(),
+            debias: self.debias.clone(),
             ..self.common.config()
         }
     }

@@ -131,6 +131,10 @@ pub struct ScoreArgs {
     pub per_token: bool,
     #[arg(value_parser = crate::args::count, allow_hyphen_values = true, long, default_value_t = ScoreConfig::default().batch_size)]
     pub batch_size: usize,
+    /// `self`: score under Self-Debias (Schick et al. 2021; bias-bench's prefixes, λ 50,
+    /// ε 0.01), a model here only; `none`: plain.
+    #[arg(long, default_value_t = ScoreConfig::default().debias, value_parser = ["none", "self"])]
+    pub debias: String,
 }
 
 pub fn score(a: ScoreArgs) -> Result<()> {
@@ -143,6 +147,7 @@ pub fn score(a: ScoreArgs) -> Result<()> {
         context_token: a.context_token,
         per_token: a.per_token,
         batch_size: a.batch_size,
+        debias: a.debias,
     };
     let scores = fairlm_pipeline::score(&texts, &cfg, std::sync::Arc::new(terminal()))?;
     let stdout = std::io::stdout();

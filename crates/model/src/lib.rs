@@ -44,6 +44,7 @@ pub mod progress;
 pub mod q4_1;
 pub mod save;
 pub mod score;
+pub mod self_debias;
 pub mod served;
 pub mod speed;
 pub mod support;

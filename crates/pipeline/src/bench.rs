@@ -124,6 +124,8 @@ pub struct BenchConfig {
     pub lexicon: Option<PathBuf>,
     /// BBQ: questions drawn per (category, context condition) (0: all).
     pub per_stratum: usize,
+    /// Pair benchmarks: `none`, or `self` (scored under Self-Debias, Schick et al. 2021).
+    pub debias: String,
 }
 
 impl Default for BenchConfig {
@@ -151,6 +153,7 @@ impl Default for BenchConfig {
             tau: std::f64::consts::LN_2,
             lexicon: None,
             per_stratum: 100,
+            debias: "none".into(),
         }
     }
 }
@@ -299,7 +302,11 @@ fn run_pairs(
         }
     }
     let scoring = cfg.open(out, observer)?;
-    let model = scoring.scorer();
+    let model = scoring.scorer_debiased(&cfg.debias)?;
+    let mut record = scoring.record().clone();
+    if cfg.debias != "none" {
+        record.debias = Some(cfg.debias.clone());
+    }
     let (input, overlong) = input.drop_overlong(
         scoring.tokenizer(),
         model.context_length(),
@@ -316,7 +323,7 @@ fn run_pairs(
         skipped,
         model.as_ref(),
         scoring.tokenizer(),
-        scoring.record().clone(),
+        record,
         cfg.batch_size,
     )?;
     let change = match (&baseline, &results.pairs) {

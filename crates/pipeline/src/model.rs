@@ -101,6 +101,11 @@ impl Default for ServedSpec {
     }
 }
 
+/// Self-Debias's λ and ε, as bias-bench runs it (Schick et al. 2021's defaults).
+pub const SELF_DEBIAS_DECAY: f64 = 50.0;
+/// See [`SELF_DEBIAS_DECAY`].
+pub const SELF_DEBIAS_EPSILON: f64 = 0.01;
+
 /// A model to score with: loaded here, or behind a server.
 pub enum ScoringModel {
     /// A model loaded in this process.
@@ -195,6 +200,7 @@ impl ScoringModel {
                 tokenizer: tokenizer_path.display().to_string(),
                 tokenizer_sha256,
             }),
+            debias: None,
         };
         let reporter = RequestReporter::start(model.url().to_string(), model.stats(), observer);
         Ok(ScoringModel::Served {
@@ -209,6 +215,37 @@ impl ScoringModel {
         match self {
             ScoringModel::Local { model, .. } => Box::new(Local(model.as_ref())),
             ScoringModel::Served { model, .. } => Box::new(model.as_ref()),
+        }
+    }
+
+    /// The scorer under `debias`: `none` is [`ScoringModel::scorer`]; `self` scores under
+    /// Self-Debias with bias-bench's prefixes (a model in this process only: a server gives
+    /// no whole next-token distributions).
+    pub fn scorer_debiased(&self, debias: &str) -> Result<Box<dyn Backend + '_>> {
+        match (debias, self) {
+            ("none", _) => Ok(self.scorer()),
+            ("self", ScoringModel::Local { model, checkpoint, .. }) => {
+                let tok = &checkpoint.tokenizer;
+                let prefixes = fairlm_model::self_debias::PREFIXES
+                    .iter()
+                    .map(|p| tok.encode(p))
+                    .collect::<fairlm_model::Result<Vec<_>>>()?;
+                Ok(Box::new(fairlm_model::self_debias::SelfDebiased {
+                    model: model.as_ref(),
+                    config: fairlm_model::self_debias::SelfDebias {
+                        prefixes,
+                        decay: SELF_DEBIAS_DECAY,
+                        epsilon: SELF_DEBIAS_EPSILON,
+                    },
+                    document_start: tok.document_start(),
+                }))
+            }
+            ("self", ScoringModel::Served { .. }) => Err(Error::Config(
+                "--debias self needs the model's weights here: a served model returns no whole next-token distribution".into(),
+            )),
+            (other, _) => Err(Error::Config(format!(
+                "--debias: `{other}` is not none or self"
+            ))),
         }
     }
 
@@ -282,6 +319,7 @@ pub fn model_record(path: &Path, model: &dyn fairlm_model::CausalLm) -> Result<M
         architecture: model.info().architecture.clone(),
         numeric_path: model.info().numeric_path.clone(),
         served: None,
+        debias: None,
     })
 }
 

@@ -28,6 +28,13 @@ pub struct ScoreConfig {
     pub per_token: bool,
     /// Texts per forward pass.
     pub batch_size: usize,
+    /// `none`, or `self` (Self-Debias, Schick et al. 2021).
+    #[serde(default = "no_debias")]
+    pub debias: String,
+}
+
+fn no_debias() -> String {
+    "none".into()
 }
 
 impl Default for ScoreConfig {
@@ -40,6 +47,7 @@ impl Default for ScoreConfig {
             context_token: "auto".into(),
             per_token: false,
             batch_size: 16,
+            debias: no_debias(),
         }
     }
 }
@@ -124,9 +132,10 @@ pub fn score(
         });
         ids_all.push(ids);
     }
-    let scores = scoring
-        .scorer()
-        .score(&items, cfg.batch_size, &mut |_| {})?;
+    let scores =
+        scoring
+            .scorer_debiased(&cfg.debias)?
+            .score(&items, cfg.batch_size, &mut |_| {})?;
     Ok(texts
         .iter()
         .zip(ids_all)
