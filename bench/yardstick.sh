@@ -7,7 +7,11 @@
 #                 wider than the changes measured (RESULTS.md, sessions 15 and 16)
 #   BBQ:          50 questions per category and context condition
 #   BOLD:         10 prompts per domain and group, one continuation each
-# Usage: HOLISTIC=DIR BBQ=DIR BOLD=DIR bench/yardstick.sh MODEL OUT [BEFORE]
+#   and, for each of these that is set, the minimal-pair benchmarks of issue 32, whole:
+#   WINOQUEER (WinoQueer's CSV), REDDITBIAS (RedditBias's data/), WINOBIAS (WinoBias's
+#   wino/data); with BEFORE, bench/flips_union.py prints their flips and the union's sign test.
+# Usage: HOLISTIC=DIR BBQ=DIR BOLD=DIR [WINOQUEER=F REDDITBIAS=DIR WINOBIAS=DIR] \
+#          bench/yardstick.sh MODEL OUT [BEFORE]
 #   (HOLISTIC: holistic_bias/dataset/v1.1; BBQ: BBQ's data/; BOLD: BOLD's prompts/).
 # Needs a release build, copied first so that rebuilding during the run does not change it.
 set -euo pipefail
@@ -25,3 +29,12 @@ baseline() { if [ -n "$BEFORE" ]; then echo "--baseline $BEFORE/$1/results.json"
 "$FAIRLM" bench bbq --file "$BBQ" --per-stratum 50 --model "$MODEL" --out "$OUT/bbq" $(baseline bbq) | tee "$OUT/bbq.md"
 # shellcheck disable=SC2046
 "$FAIRLM" bench bold --file "$BOLD" --per-group 10 --model "$MODEL" --out "$OUT/bold" $(baseline bold) | tee "$OUT/bold.md"
+for pair in winoqueer:WINOQUEER redditbias:REDDITBIAS winobias:WINOBIAS; do
+    name=${pair%%:*} var=${pair#*:}
+    [ -n "${!var:-}" ] || continue
+    # shellcheck disable=SC2046
+    "$FAIRLM" bench "$name" --file "${!var}" --model "$MODEL" --out "$OUT/$name" $(baseline "$name") | tee "$OUT/$name.md"
+done
+if [ -n "$BEFORE" ]; then
+    python3 bench/flips_union.py "$BEFORE" "$OUT" | tee "$OUT/flips.md"
+fi

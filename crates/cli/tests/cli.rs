@@ -1245,6 +1245,32 @@ fn report_page_shows_the_headline_of_its_records() {
     assert_eq!(headline(&edited, "b"), "0.000");
 }
 
+/// An output path that exists and is not a regular file (a named pipe, a directory) is
+/// refused by `report -o` and `compare --out`, and left as it was: a rename over it would
+/// replace it (issue 34, family 1).
+#[test]
+fn outputs_never_replace_what_is_not_a_regular_file() {
+    let (d, v) = tiny_audit("special-out");
+    let json = write_json(&d.join("a.json"), &v);
+    let fifo = d.join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path that lives through the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let dir = d.join("a-directory");
+    std::fs::create_dir(&dir).unwrap();
+    for target in [&fifo, &dir] {
+        let out = fairlm(&["report", &json, "-o", target.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_one_line_error(out, &["not a regular file"]);
+        let out = compare(&json, &json, &["--out", target.to_str().unwrap()]);
+        assert_one_line_error(out, &["not a regular file"]);
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(dir.is_dir());
+}
+
 #[test]
 fn experiment_on_a_tiny_model_writes_every_stage_and_resumes() {
     let d = scratch("experiment");

@@ -3,8 +3,23 @@
 
 use std::path::Path;
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Refuses an output path that exists and is not a regular file (a device, a named pipe, a
+/// socket, a directory): a rename over it would replace it — run as root, `-o /dev/full`
+/// replaced the device with a regular file (issue 34). A symbolic link is followed: what it
+/// names must be a regular file.
+pub fn check_replaceable(path: &Path) -> std::io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(std::io::Error::other(
+            "exists and is not a regular file: refused as an output",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename;
+/// only ever replaces a regular file (`check_replaceable`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    check_replaceable(path)?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

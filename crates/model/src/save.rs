@@ -247,6 +247,7 @@ pub fn save_gguf(
     meta.sort_by(|a, b| a.0.cmp(b.0));
     let meta: Vec<(&str, &gguf_file::Value)> = meta.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     let refs: Vec<(&str, &QTensor)> = out_tensors.iter().map(|(n, q)| (n.as_str(), q)).collect();
+    crate::files::check_replaceable(path).map_err(|e| Error::file(path, e))?;
     let tmp = path.with_extension(format!("partial-{}", std::process::id()));
     let result = (|| -> Result<()> {
         let file = std::fs::File::create(&tmp).map_err(|e| Error::file(&tmp, e))?;
