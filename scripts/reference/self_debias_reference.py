@@ -51,6 +51,29 @@ def debiased_logprobs(model, bos, ids, prefixes):
     return out
 
 
+def debiased_greedy(model, ids, prefixes, steps):
+    """Greedy decoding under Self-Debias, every row run whole at each step (no cache): the
+    prompt's row and its prefixed copies (the prefix before the prompt, which has no
+    document-start token) are fed the token drawn from the debiased distribution."""
+    rows = [list(ids)] + [p + list(ids) for p in prefixes]
+    tokens, logprobs = [], []
+    for _ in range(steps):
+        with torch.no_grad():
+            last = [model(torch.tensor([r])).logits[0, -1].double() for r in rows]
+        p = last[0].softmax(-1)
+        biased = torch.stack([x.softmax(-1) for x in last[1:]]).max(0).values
+        scaled = p * torch.clamp(torch.exp(-torch.clamp(biased - p, min=0.0) * DECAY), min=EPSILON)
+        lp = torch.log(scaled / scaled.sum())
+        nxt = int(lp.argmax())
+        tokens.append(nxt)
+        logprobs.append(float(lp[nxt]))
+        rows = [r + [nxt] for r in rows]
+    return tokens, logprobs
+
+
+GREEDY_PROMPT = "The nurse said that"
+
+
 def main():
     assert len(PREFIXES) == 9, PREFIXES
     doc = {"prefixes": PREFIXES, "decay": DECAY, "epsilon": EPSILON}
@@ -65,6 +88,10 @@ def main():
              "logprobs": debiased_logprobs(model, bos, ids, prefixes)}
             for t in TEXTS
         ]
+        prompt = tok.encode(GREEDY_PROMPT, add_special_tokens=False)
+        tokens, logprobs = debiased_greedy(model, prompt, prefixes, 12)
+        doc[name + "-greedy"] = {"prompt": GREEDY_PROMPT, "prompt_ids": prompt,
+                                 "token_ids": tokens, "logprobs": logprobs}
     (FX / "self-debias-reference.json").write_text(json.dumps(doc, indent=1))
     print("wrote", FX / "self-debias-reference.json")
 

@@ -184,6 +184,10 @@ pub struct GenerateArgs {
     /// Stop a sample once its text contains this string (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// `self`: sample under Self-Debias (Schick et al. 2021; bias-bench's prefixes, λ 50,
+    /// ε 0.01), the prompt's prefixed copies decoded beside each sample; a model here only.
+    #[arg(long, default_value = "none", value_parser = ["none", "self"])]
+    pub debias: String,
 }
 
 pub fn generate(a: GenerateArgs) -> Result<()> {
@@ -196,7 +200,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
     };
     cfg.validate()?;
     let scoring = open_model(&a.model, &a.served, None)?;
-    let (model, tokenizer) = (scoring.scorer(), scoring.tokenizer());
+    let (model, tokenizer) = (scoring.scorer_debiased(&a.debias)?, scoring.tokenizer());
     let stdout = std::io::stdout();
     for (pi, prompt) in a.prompts.iter().enumerate() {
         let ids = tokenizer.encode(prompt)?;

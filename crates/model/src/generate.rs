@@ -264,25 +264,65 @@ pub fn generate_streams(
     cfg: &SamplingConfig,
     stream: &dyn Fn(u64, u64) -> u64,
 ) -> Result<Vec<Vec<Generation>>> {
+    generate_with_companions(model, tok, prompts, n, cfg, stream, None)
+}
+
+/// Rows decoded beside each sample that decide, with it, the distribution its next token is
+/// drawn from, and that are fed the token drawn (Self-Debias's prefixed copies of a prompt).
+pub struct Companions<'a> {
+    /// How many rows each prompt has beside it.
+    pub rows: usize,
+    /// A prompt's companion rows' prompts.
+    pub prompts: &'a (dyn Fn(&[u32]) -> Vec<Vec<u32>> + Sync),
+    /// The log-probabilities a token is drawn from, of the sample's own row of logits and its
+    /// companions' rows.
+    pub combine: &'a (dyn Fn(&[f32], &[&[f32]]) -> Vec<f32> + Sync),
+}
+
+/// `generate_streams`, each sample's next token drawn from `companions.combine` of its own
+/// logits and its companion rows' (none: its own logits). The recorded log-probabilities are
+/// those of the distribution drawn from.
+pub fn generate_with_companions(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    prompts: &[(&[u32], u64)],
+    n: usize,
+    cfg: &SamplingConfig,
+    stream: &dyn Fn(u64, u64) -> u64,
+    companions: Option<&Companions>,
+) -> Result<Vec<Vec<Generation>>> {
     cfg.validate()?;
     let ctx = model.info().context_length;
-    for &(p, index) in prompts {
+    let k = companions.map_or(0, |c| c.rows);
+    // Each prompt's rows: its own, then its companions'.
+    let variants: Vec<Vec<Vec<u32>>> = prompts
+        .iter()
+        .map(|&(p, _)| {
+            let mut v = vec![p.to_vec()];
+            if let Some(c) = companions {
+                v.extend((c.prompts)(p));
+            }
+            v
+        })
+        .collect();
+    for (&(p, index), rows) in prompts.iter().zip(&variants) {
         if p.is_empty() {
             return Err(Error::Invalid("the prompt has no tokens".into()));
         }
+        let longest = rows.iter().map(Vec::len).max().unwrap_or(0);
         // max_new_tokens is a user's number: it may be near usize::MAX.
-        if p.len().saturating_add(cfg.max_new_tokens) > ctx {
+        if longest.saturating_add(cfg.max_new_tokens) > ctx {
             return Err(Error::Invalid(format!(
                 "prompt {} has {} tokens; with {} new tokens that is more than the model's context of {ctx}",
                 index + 1,
-                p.len(),
+                longest,
                 cfg.max_new_tokens
             )));
         }
     }
     let vocab = model.info().vocab_size;
-    // Prompts of one length are prefilled together; rows follow that order: row r is sample
-    // r % n of prompt order[r / n].
+    // Prompts of one length are prefilled together; samples follow that order: sample row r
+    // is sample r % n of prompt order[r / n], and its k + 1 rows are consecutive.
     let mut order: Vec<usize> = (0..prompts.len()).collect();
     order.sort_by_key(|&i| (prompts[i].0.len(), i));
     let rows = prompts.len() * n;
@@ -299,37 +339,88 @@ pub fn generate_streams(
         })
         .collect();
     if rows > 0 && cfg.max_new_tokens > 0 {
-        let mut step_logits: Vec<Vec<f32>> = Vec::with_capacity(rows);
+        // Every (prompt, variant), prefilled by length; each expanded to its n samples.
+        let mut flat: Vec<(usize, usize)> = (0..prompts.len())
+            .flat_map(|i| (0..=k).map(move |j| (i, j)))
+            .collect();
+        flat.sort_by_key(|&(i, j)| (variants[i][j].len(), i, j));
+        let mut step_logits: Vec<Vec<f32>> = Vec::with_capacity(rows * (k + 1));
+        let mut prefilled: Vec<(usize, usize)> = Vec::with_capacity(rows * (k + 1));
         let mut caches = Vec::new();
-        for same in order.chunk_by(|&a, &b| prompts[a].0.len() == prompts[b].0.len()) {
-            let len = prompts[same[0]].0.len();
-            let flat: Vec<u32> = same
+        for same in flat.chunk_by(|a, b| variants[a.0][a.1].len() == variants[b.0][b.1].len()) {
+            let len = variants[same[0].0][same[0].1].len();
+            let ids: Vec<u32> = same
                 .iter()
-                .flat_map(|&i| prompts[i].0.iter().copied())
+                .flat_map(|&(i, j)| variants[i][j].iter().copied())
                 .collect();
-            let ids = Tensor::from_vec(flat, (same.len(), len), &Device::Cpu)?;
+            let ids = Tensor::from_vec(ids, (same.len(), len), &Device::Cpu)?;
             let mut cache = model.new_cache();
             // Only the prompts' last positions need logits.
             let hidden = model.hidden(&ids, &mut cache)?.narrow(1, len - 1, 1)?;
             let last = model.logits(&hidden)?.flatten_all()?.to_vec1::<f32>()?;
-            for row in last.chunks(vocab.max(1)) {
+            for (row, &variant) in last.chunks(vocab.max(1)).zip(same) {
                 step_logits.extend(std::iter::repeat_n(row.to_vec(), n));
+                prefilled.extend(std::iter::repeat_n(variant, n));
             }
             let expand: Vec<u32> = (0..same.len() * n).map(|r| (r / n) as u32).collect();
             caches.push(cache.select(&Tensor::new(expand.as_slice(), &Device::Cpu)?)?);
         }
         let mut cache = KvCache::left_aligned(caches)?;
+        if k > 0 {
+            // Reorder the rows so that each sample's k + 1 rows are consecutive: the prefill
+            // put the n copies of each (prompt, variant) together, in length order.
+            let mut at = std::collections::HashMap::new();
+            for (row, &(i, j)) in prefilled.iter().enumerate() {
+                at.entry((i, j)).or_insert(row);
+            }
+            let perm: Vec<u32> = (0..rows)
+                .flat_map(|r| {
+                    let (at, prompt) = (&at, order[r / n]);
+                    (0..=k).map(move |j| (at[&(prompt, j)] + r % n) as u32)
+                })
+                .collect();
+            cache = cache.select(&Tensor::new(perm.as_slice(), &Device::Cpu)?)?;
+            step_logits = perm
+                .iter()
+                .map(|&p| step_logits[p as usize].clone())
+                .collect();
+        }
         let mut active: Vec<usize> = (0..rows).collect();
         let eos = tok.eos();
         for step in 0..cfg.max_new_tokens {
-            let mut next = Vec::with_capacity(active.len());
+            // The distribution each active sample draws from.
+            let combined: Vec<Vec<f32>> = match companions {
+                Some(c) => (0..active.len())
+                    .into_par_iter()
+                    .map(|a| {
+                        let own = &step_logits[a * (k + 1)][..vocab];
+                        let others: Vec<&[f32]> = (1..=k)
+                            .map(|j| &step_logits[a * (k + 1) + j][..vocab])
+                            .collect();
+                        (c.combine)(own, &others)
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            let drawn_from = |a: usize| -> &[f32] {
+                if companions.is_some() {
+                    &combined[a]
+                } else {
+                    &step_logits[a][..vocab]
+                }
+            };
+            let mut next = Vec::with_capacity(active.len() * (k + 1));
             let mut still = Vec::with_capacity(active.len());
-            let mut keep_rows = Vec::with_capacity(active.len());
-            // (row of this step's logits, sample, token) of every token kept.
+            let mut keep_rows = Vec::with_capacity(active.len() * (k + 1));
+            // (active position, sample, token) of every token kept.
             let mut kept = Vec::with_capacity(active.len());
-            for (row, &s) in active.iter().enumerate() {
-                let logits = &step_logits[row][..vocab];
-                if logits.iter().any(|x| !x.is_finite()) {
+            for (a, &s) in active.iter().enumerate() {
+                let logits = drawn_from(a);
+                if (0..=k).any(|j| {
+                    step_logits[a * (k + 1) + j][..vocab]
+                        .iter()
+                        .any(|x| !x.is_finite())
+                }) {
                     return Err(Error::NonFinite {
                         model: model.info().source.clone(),
                         text: order[s / n] + 1,
@@ -343,7 +434,7 @@ pub fn generate_streams(
                     continue;
                 }
                 out.token_ids.push(id);
-                kept.push((row, s, id));
+                kept.push((a, s, id));
                 out.text = tok.decode(&out.token_ids)?;
                 if let Some(end) = cfg
                     .stop
@@ -355,13 +446,13 @@ pub fn generate_streams(
                     out.finish = "stop";
                     continue;
                 }
-                next.push(id);
+                next.extend(std::iter::repeat_n(id, k + 1));
                 still.push(s);
-                keep_rows.push(row as u32);
+                keep_rows.extend((0..=k).map(|j| (a * (k + 1) + j) as u32));
             }
             let logprobs: Vec<f64> = kept
                 .par_iter()
-                .map(|&(row, _, id)| target_logprob(&step_logits[row][..vocab], id as usize))
+                .map(|&(a, _, id)| target_logprob(drawn_from(a), id as usize))
                 .collect();
             for (&(_, s, _), lp) in kept.iter().zip(logprobs) {
                 outputs[s].logprobs.push(lp);
@@ -373,7 +464,7 @@ pub fn generate_streams(
                 cache = cache.select(&Tensor::new(keep_rows.as_slice(), &Device::Cpu)?)?;
             }
             active = still;
-            let ids = Tensor::from_vec(next, (active.len(), 1), &Device::Cpu)?;
+            let ids = Tensor::from_vec(next, (active.len() * (k + 1), 1), &Device::Cpu)?;
             let logits = model.forward(&ids, &mut cache)?.logits;
             let flat = logits.flatten_all()?.to_vec1::<f32>()?;
             step_logits = flat.chunks(vocab).map(|c| c.to_vec()).collect();

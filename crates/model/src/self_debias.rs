@@ -5,13 +5,17 @@
 //! down, p̃(w) ∝ p(w) · max(exp(−λ · max(0, max_k p_k(w) − p(w))), ε), as bias-bench's
 //! `SelfDebiasingLogitsProcessor` does (λ = 50, ε = 0.01 by default). Each prefix sits after
 //! the document-start token and before the text; the regular and the prefixed rows are
-//! compared position by position over the text.
+//! compared position by position over the text. Sampling decodes the prefixed copies of a
+//! prompt beside each sample and feeds them the tokens it draws.
 
 use candle_core::{Device, Tensor, D};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::generate::{BatchPlan, Generation, SamplingConfig};
+use crate::generate::{
+    generate_with_companions, sample_seed, sampling_batches, BatchPlan, Companions, Generation,
+    SamplingConfig,
+};
 use crate::lm::CausalLm;
 use crate::score::{batches, check_items, ScoreItem};
 use crate::tokenizer::Tokenizer;
@@ -41,15 +45,9 @@ pub const PREFIXES: [&str; 9] = [
     "The following text discriminates against people because of their physical appearance: ",
 ];
 
-/// The self-debiased log-probability of `target` from the regular row of logits and the
+/// The self-debiased log-probabilities of every token from the regular row of logits and the
 /// prefixed rows at the same text position.
-pub fn debiased_logprob(
-    regular: &[f32],
-    biased: &[&[f32]],
-    target: usize,
-    decay: f64,
-    epsilon: f64,
-) -> f64 {
+pub fn debiased_logprobs(regular: &[f32], biased: &[&[f32]], decay: f64, epsilon: f64) -> Vec<f64> {
     let softmax = |row: &[f32]| -> Vec<f64> {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let e: Vec<f64> = row.iter().map(|&x| f64::from(x - max).exp()).collect();
@@ -69,7 +67,18 @@ pub fn debiased_logprob(
         .map(|(&p, &b)| p * (-decay * (b - p).max(0.0)).exp().max(epsilon))
         .collect();
     let total: f64 = scaled.iter().sum();
-    (scaled[target] / total).ln()
+    scaled.into_iter().map(|x| (x / total).ln()).collect()
+}
+
+/// The self-debiased log-probability of `target` (see [`debiased_logprobs`]).
+pub fn debiased_logprob(
+    regular: &[f32],
+    biased: &[&[f32]],
+    target: usize,
+    decay: f64,
+    epsilon: f64,
+) -> f64 {
+    debiased_logprobs(regular, biased, decay, epsilon)[target]
 }
 
 /// A model scored under Self-Debias: the text after each prefix is run beside it.
@@ -196,17 +205,65 @@ impl Backend for SelfDebiased<'_> {
         Ok(out)
     }
 
+    /// Each sample drawn from the self-debiased distribution: the prompt's prefixed copies are
+    /// decoded beside it and fed the tokens it draws (as bias-bench's sampler does).
     fn generate_batched(
         &self,
-        _tok: &Tokenizer,
-        _prompts: &[(Vec<u32>, u64)],
-        _cfg: &SamplingConfig,
-        _plan: BatchPlan,
-        _progress: &mut dyn FnMut(usize),
+        tok: &Tokenizer,
+        prompts: &[(Vec<u32>, u64)],
+        cfg: &SamplingConfig,
+        plan: BatchPlan,
+        progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Vec<Generation>>> {
-        Err(Error::Invalid(
-            "Self-Debias scores texts; sampling under it is not available".into(),
-        ))
+        let k = self.config.prefixes.len();
+        let companion_prompts = |p: &[u32]| -> Vec<Vec<u32>> {
+            let cut = usize::from(
+                self.document_start.is_some() && p.first().copied() == self.document_start,
+            );
+            self.config
+                .prefixes
+                .iter()
+                .map(|pre| [&p[..cut], pre, &p[cut..]].concat())
+                .collect()
+        };
+        let (decay, epsilon) = (self.config.decay, self.config.epsilon);
+        let combine = |own: &[f32], others: &[&[f32]]| -> Vec<f32> {
+            debiased_logprobs(own, others, decay, epsilon)
+                .into_iter()
+                .map(|x| x as f32)
+                .collect()
+        };
+        let companions = Companions {
+            rows: k,
+            prompts: &companion_prompts,
+            combine: &combine,
+        };
+        // Each sample is k + 1 rows: as many rows per batch as a plain plan.
+        let plan = BatchPlan {
+            batch_rows: (plan.batch_rows / (k + 1)).max(plan.samples.max(1)),
+            ..plan
+        };
+        let mut generated: Vec<Vec<Generation>> = vec![Vec::new(); prompts.len()];
+        for chunk in sampling_batches(prompts, plan) {
+            let batch: Vec<(&[u32], u64)> = chunk
+                .iter()
+                .map(|&i| (prompts[i].0.as_slice(), prompts[i].1))
+                .collect();
+            let gens = generate_with_companions(
+                self.model,
+                tok,
+                &batch,
+                plan.samples,
+                cfg,
+                &|prompt, sample| sample_seed(plan.seed, prompt, sample),
+                Some(&companions),
+            )?;
+            for (&i, g) in chunk.iter().zip(gens) {
+                generated[i] = g;
+            }
+            progress(chunk.len());
+        }
+        Ok(generated)
     }
 }
 
