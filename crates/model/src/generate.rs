@@ -267,6 +267,10 @@ pub fn generate_streams(
     generate_with_companions(model, tok, prompts, n, cfg, stream, None)
 }
 
+/// The log-probabilities a token is drawn from, of a sample's own row of logits and its
+/// companions' rows.
+pub type Combine<'a> = dyn Fn(&[f32], &[&[f32]]) -> Vec<f32> + Sync + 'a;
+
 /// Rows decoded beside each sample that decide, with it, the distribution its next token is
 /// drawn from, and that are fed the token drawn (Self-Debias's prefixed copies of a prompt).
 pub struct Companions<'a> {
@@ -274,9 +278,8 @@ pub struct Companions<'a> {
     pub rows: usize,
     /// A prompt's companion rows' prompts.
     pub prompts: &'a (dyn Fn(&[u32]) -> Vec<Vec<u32>> + Sync),
-    /// The log-probabilities a token is drawn from, of the sample's own row of logits and its
-    /// companions' rows.
-    pub combine: &'a (dyn Fn(&[f32], &[&[f32]]) -> Vec<f32> + Sync),
+    /// The distribution each token is drawn from.
+    pub combine: &'a Combine<'a>,
 }
 
 /// `generate_streams`, each sample's next token drawn from `companions.combine` of its own
