@@ -205,15 +205,30 @@ pub fn generate_batched(
     prompts: &[(Vec<u32>, u64)],
     cfg: &SamplingConfig,
     plan: BatchPlan,
+    progress: impl FnMut(usize),
+) -> Result<Vec<Vec<Generation>>> {
+    generate_batched_with(model, tok, prompts, cfg, plan, progress, None)
+}
+
+/// `generate_batched` with each sample's companion rows (see `generate_with_companions`).
+pub fn generate_batched_with(
+    model: &dyn CausalLm,
+    tok: &Tokenizer,
+    prompts: &[(Vec<u32>, u64)],
+    cfg: &SamplingConfig,
+    plan: BatchPlan,
     mut progress: impl FnMut(usize),
+    companions: Option<&Companions>,
 ) -> Result<Vec<Vec<Generation>>> {
     let mut generated: Vec<Vec<Generation>> = vec![Vec::new(); prompts.len()];
+    let stream = |prompt, sample| sample_seed(plan.seed, prompt, sample);
     for chunk in sampling_batches(prompts, plan) {
         let batch: Vec<(&[u32], u64)> = chunk
             .iter()
             .map(|&i| (prompts[i].0.as_slice(), prompts[i].1))
             .collect();
-        let gens = generate_many(model, tok, &batch, plan.samples, cfg, plan.seed)?;
+        let gens =
+            generate_with_companions(model, tok, &batch, plan.samples, cfg, &stream, companions)?;
         for (&i, g) in chunk.iter().zip(gens) {
             generated[i] = g;
         }

@@ -12,10 +12,7 @@ use candle_core::{Device, Tensor, D};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::generate::{
-    generate_with_companions, sample_seed, sampling_batches, BatchPlan, Companions, Generation,
-    SamplingConfig,
-};
+use crate::generate::{generate_batched_with, BatchPlan, Companions, Generation, SamplingConfig};
 use crate::lm::CausalLm;
 use crate::score::{batches, check_items, ScoreItem};
 use crate::tokenizer::Tokenizer;
@@ -243,27 +240,15 @@ impl Backend for SelfDebiased<'_> {
             batch_rows: (plan.batch_rows / (k + 1)).max(plan.samples.max(1)),
             ..plan
         };
-        let mut generated: Vec<Vec<Generation>> = vec![Vec::new(); prompts.len()];
-        for chunk in sampling_batches(prompts, plan) {
-            let batch: Vec<(&[u32], u64)> = chunk
-                .iter()
-                .map(|&i| (prompts[i].0.as_slice(), prompts[i].1))
-                .collect();
-            let gens = generate_with_companions(
-                self.model,
-                tok,
-                &batch,
-                plan.samples,
-                cfg,
-                &|prompt, sample| sample_seed(plan.seed, prompt, sample),
-                Some(&companions),
-            )?;
-            for (&i, g) in chunk.iter().zip(gens) {
-                generated[i] = g;
-            }
-            progress(chunk.len());
-        }
-        Ok(generated)
+        generate_batched_with(
+            self.model,
+            tok,
+            prompts,
+            cfg,
+            plan,
+            progress,
+            Some(&companions),
+        )
     }
 }
 
