@@ -22,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pairs::Pair;
 use crate::rows::{csv_rows, data_err, nothing_usable, reject, Duplicates, Skipped};
 
@@ -102,16 +102,7 @@ pub fn read_redditbias(dir: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipp
             &mut own_skips,
         )?;
         if trows.len() != crows.len() {
-            return Err(data_err(
-                &cf,
-                0,
-                format!(
-                    "{} rows, but {} has {}: the counter-target file must pair row by row",
-                    crows.len(),
-                    tf.display(),
-                    trows.len()
-                ),
-            ));
+            return Err(unpaired(&cf, crows.len(), &tf, trows.len(), "row"));
         }
         let mut dups = Duplicates::new();
         for ((line, t), (_, c)) in trows.iter().zip(&crows) {
@@ -133,10 +124,7 @@ pub fn read_redditbias(dir: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipp
                 pairs.push(pair(*line, demographic, more, less));
             }
         }
-        skipped.extend(own_skips.into_iter().map(|mut s| {
-            s.reason = format!("{}: {}", tf.display(), s.reason);
-            s
-        }));
+        skipped.extend(naming(&tf, own_skips));
     }
     if !found {
         return Err(data_err(
@@ -200,16 +188,7 @@ pub fn read_winobias(dir: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipped
         );
         let (pl, al): (Vec<&str>, Vec<&str>) = (pt.lines().collect(), at.lines().collect());
         if pl.len() != al.len() {
-            return Err(data_err(
-                &anti,
-                0,
-                format!(
-                    "{} lines, but {} has {}: the files must pair line by line",
-                    al.len(),
-                    pro.display(),
-                    pl.len()
-                ),
-            ));
+            return Err(unpaired(&anti, al.len(), &pro, pl.len(), "line"));
         }
         let mut own_skips = Vec::new();
         let mut dups = Duplicates::new();
@@ -234,12 +213,29 @@ pub fn read_winobias(dir: &Path, strict: bool) -> Result<(Vec<Pair>, Vec<Skipped
                 pairs.push(pair(i + 1, &bias_type, &more, &less));
             }
         }
-        skipped.extend(own_skips.into_iter().map(|mut s| {
-            s.reason = format!("{}: {}", pro.display(), s.reason);
-            s
-        }));
+        skipped.extend(naming(&pro, own_skips));
     }
     finish(dir, pairs, skipped)
+}
+
+/// The error of two files that must pair `unit` by `unit` and do not.
+fn unpaired(file: &Path, count: usize, other: &Path, other_count: usize, unit: &str) -> Error {
+    data_err(
+        file,
+        0,
+        format!(
+            "{count} {unit}s, but {} has {other_count}: the files must pair {unit} by {unit}",
+            other.display()
+        ),
+    )
+}
+
+/// A directory layout's skipped rows, each reason naming the file its line is in.
+fn naming(file: &Path, skipped: Vec<Skipped>) -> impl Iterator<Item = Skipped> + '_ {
+    skipped.into_iter().map(move |mut s| {
+        s.reason = format!("{}: {}", file.display(), s.reason);
+        s
+    })
 }
 
 /// Why a pair cannot be scored, if it cannot: an empty sentence or group, or two identical
