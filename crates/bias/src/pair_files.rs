@@ -4,7 +4,10 @@
 //! * **WinoQueer** (Felkner et al. 2023; MIT): one CSV, `Gender_ID_x, Gender_ID_y, sent_x,
 //!   sent_y`, where `sent_x` names an LGBTQ+ group and `sent_y` its counterpart; the bias type
 //!   is `Gender_ID_x`. Its score is the share of pairs whose `sent_x` the model prefers (ideal
-//!   50).
+//!   50), read here under fairlm's two conventions (whole sentences after the document
+//!   start). WinoQueer's own script for autoregressive models sums only the tokens the two
+//!   sentences share (a difflib alignment, CrowS-Pairs' masked-LM score carried over); fairlm
+//!   does not compute that variant.
 //! * **RedditBias** (Barikeri et al. 2021; MIT): the repository's `data/` directory; for each
 //!   demographic the `reddit_comments_{demographic}_{target}_biased_test_reduced.csv` phrase
 //!   (a stereotype of the target group from Reddit) and the counter-target file's phrase on the
