@@ -31,6 +31,7 @@
 //!     architecture: "gpt2".into(),
 //!     numeric_path: "f32".into(),
 //!     served: None,
+//!     debias: None,
 //! };
 //! let (lexicon, templates) = (Lexicon::default_lexicon()?, default_templates()?);
 //! let part = run_part(
