@@ -11,10 +11,10 @@
 use candle_core::{Device, Tensor, D};
 
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::generate::{generate_batched_with, BatchPlan, Companions, Generation, SamplingConfig};
 use crate::lm::CausalLm;
-use crate::score::{batches, check_items, ScoreItem};
+use crate::score::{batches, check_finite, check_items, ScoreItem};
 use crate::tokenizer::Tokenizer;
 
 /// Self-Debias's settings.
@@ -90,20 +90,23 @@ pub struct SelfDebiased<'a> {
 }
 
 impl SelfDebiased<'_> {
-    /// Where the prefixes go in `item`: after its document-start token, else first.
-    fn cut(&self, item: &ScoreItem) -> usize {
-        usize::from(
-            self.document_start.is_some() && item.tokens.first().copied() == self.document_start,
-        )
+    /// A sequence's prefixed copies: each prefix after its document-start token when it
+    /// begins with one, else before it.
+    fn prefixed(&self, tokens: &[u32]) -> Vec<Vec<u32>> {
+        let cut = usize::from(
+            self.document_start.is_some() && tokens.first().copied() == self.document_start,
+        );
+        self.config
+            .prefixes
+            .iter()
+            .map(|p| [&tokens[..cut], p, &tokens[cut..]].concat())
+            .collect()
     }
 
-    /// Rows of one item: the item, then the item with each prefix inserted at `cut`.
+    /// Rows of one item: the item, then its prefixed copies.
     fn rows(&self, item: &ScoreItem) -> Vec<Vec<u32>> {
-        let cut = self.cut(item);
         let mut rows = vec![item.tokens.clone()];
-        for p in &self.config.prefixes {
-            rows.push([&item.tokens[..cut], p, &item.tokens[cut..]].concat());
-        }
+        rows.extend(self.prefixed(&item.tokens));
         rows
     }
 
@@ -189,16 +192,7 @@ impl Backend for SelfDebiased<'_> {
             }
             on_batch(chunk.len());
         }
-        if let Some((i, _)) = out
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.iter().any(|x| !x.is_finite()))
-        {
-            return Err(Error::Invalid(format!(
-                "non-finite self-debiased log-probabilities (text {})",
-                i + 1
-            )));
-        }
+        check_finite(self.model, &out)?;
         Ok(out)
     }
 
@@ -213,16 +207,7 @@ impl Backend for SelfDebiased<'_> {
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Vec<Generation>>> {
         let k = self.config.prefixes.len();
-        let companion_prompts = |p: &[u32]| -> Vec<Vec<u32>> {
-            let cut = usize::from(
-                self.document_start.is_some() && p.first().copied() == self.document_start,
-            );
-            self.config
-                .prefixes
-                .iter()
-                .map(|pre| [&p[..cut], pre, &p[cut..]].concat())
-                .collect()
-        };
+        let companion_prompts = |p: &[u32]| self.prefixed(p);
         let (decay, epsilon) = (self.config.decay, self.config.epsilon);
         let combine = |own: &[f32], others: &[&[f32]]| -> Vec<f32> {
             debiased_logprobs(own, others, decay, epsilon)
